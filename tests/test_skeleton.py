@@ -31,6 +31,19 @@ def test_atomic_json_write_replaces_whole_file(tmp_path):
     write_json(target, {"b": 2})
     assert yaml.safe_load(target.read_text()) == {"b": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+    assert target.stat().st_mode & 0o044, "atomic writes must not leave files readable by the owner only"
+
+
+def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):
+    from spanlib.io import atomic_path
+
+    target = tmp_path / "m.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["m.txt"]
 
 
 def test_every_command_module_imports_and_has_the_interface():

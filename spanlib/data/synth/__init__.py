@@ -1,0 +1,15 @@
+"""Synthetic faces with 68 points: the study's embedded default data set.
+
+``write_synthetic_dataset`` writes a 300-W-style folder (train/, common/, challenging/, unlabeled/);
+``sample_face`` + ``render_face`` make one face in memory; ``make_grid`` draws the README's grid.
+Modules: ``shape`` (3D face model, pose, projection, jaw outline), ``face`` (random specification
+and drawing of one face), ``writer`` (files, manifest), ``grid`` (sample grid image).
+"""
+
+from .face import FaceSpec, render_face, sample_face, style_of
+from .writer import GENERATOR_VERSION, SPLIT_RATIO, SPLITS, split_counts, write_synthetic_dataset
+
+__all__ = [
+    "FaceSpec", "GENERATOR_VERSION", "SPLITS", "SPLIT_RATIO", "render_face", "sample_face", "split_counts",
+    "style_of", "write_synthetic_dataset",
+]
