@@ -1,0 +1,35 @@
+"""``spanlib evaluate --checkpoint CKPT --source FORMAT --root DIR [--split NAME] [--json FILE]``"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="checkpoint written by spanlib train")
+    parser.add_argument("--source", required=True, help="dataset format: 300w, synthetic, wflw, cofw, ...")
+    parser.add_argument("--root", required=True, help="dataset root folder")
+    parser.add_argument("--split", default=None, help="split to evaluate (default: the format's first)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="write the metrics JSON here")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: evaluate.batch_size")
+    parser.add_argument("--norm", default=None, choices=("io", "ip", "box", "diag"),
+                        help="NME that FR and AUC use (default: evaluate.nme_norm of the checkpoint)")
+    parser.add_argument("--decode-radius", type=int, default=None, help="r of the (2r+1) window (default 3)")
+    parser.add_argument("--crop-box", default=None, choices=("detector", "landmarks"),
+                        help="crop around the dataset's face box or the landmarks' box")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluate import evaluate, summary_text
+
+    settings = {k: v for k, v in (("batch_size", args.batch_size), ("nme_norm", args.norm),
+                                  ("decode_radius", args.decode_radius), ("crop_box", args.crop_box))
+                if v is not None}
+    result = evaluate(args.checkpoint, args.source, args.root, args.split, device=args.device,
+                      settings=settings, json_path=args.json, progress=not args.quiet)
+    print(summary_text(result))
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0

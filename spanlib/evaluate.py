@@ -1,0 +1,184 @@
+"""The evaluation protocol (issue 5, section 2): crop as in training, predict, decode with the 7x7
+window, map back to image pixels, and score every subset the dataset has.
+
+Protocol, stated once:
+- crop: ``crop_face`` with ``crop.input_size`` and ``crop.scale`` from the checkpoint's params,
+  centred on the dataset's face box when it ships one (WFLW, COFW, AFLW: ``evaluate.crop_box:
+  detector``) and else on the ground-truth landmarks' box (300W, Menpo, 300VW, synthetic: the
+  usual protocol of HRNet and its peers);
+- decode: windowed BALI soft-argmax (eq. 5) with r = ``evaluate.decode_radius`` (3: 7x7);
+- points back to the original image by the inverse of the crop's affine transform;
+- NME under io / ip / box / diag (eq. 21, ``spanlib.metrics``); FR and AUC at 0.08 and 0.1 on the
+  per-face NME under ``evaluate.nme_norm``; per landmark NME_io;
+- subsets: every tag the reader gives the faces (300W common / challenging and their parts, WFLW's
+  six attributes, AFLW frontal, 300VW scenario, synthetic common / challenging) plus ``full`` (all
+  faces of the split) when no tag already covers them all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from . import __version__
+from .errors import DataError, ParamError
+from .metrics import DEFAULT_THRESHOLDS, NORMS, format_metrics, subset_metrics
+
+EVALUATE_DEFAULTS = {"decode_radius": 3, "nme_norm": "io", "fr_threshold": 0.1, "auc_threshold": 0.1,
+                     "batch_size": 16, "crop_box": "detector", "num_workers": 0,
+                     "profile_seconds": 2.0, "profile_batch": 16}
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def code_version() -> str:
+    """spanlib's version, plus the git commit (and "-dirty") when the package sits in a checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5)
+        if sha.returncode != 0:
+            return __version__
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return f"{__version__}+g{sha.stdout.strip()}" + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+def subset_groups(samples: Sequence) -> dict[str, np.ndarray]:
+    """{subset name: indices}: every tag of the faces, plus "full" unless a tag covers all faces."""
+    groups: dict[str, list[int]] = {}
+    for i, sample in enumerate(samples):
+        for tag in sample.subsets:
+            groups.setdefault(tag, []).append(i)
+    n = len(samples)
+    if "full" not in groups and not any(len(v) == n for v in groups.values()):
+        groups = {"full": list(range(n)), **groups}
+    return {k: np.asarray(v, dtype=np.int64) for k, v in groups.items()}
+
+
+def evaluate_params(params: dict, overrides: dict | None = None) -> dict:
+    """The ``evaluate`` group with defaults filled in, checked."""
+    merged = {**EVALUATE_DEFAULTS, **(params.get("evaluate") or {}), **(overrides or {})}
+    if merged["nme_norm"] not in NORMS:
+        raise ParamError(f"evaluate.nme_norm: expected one of {NORMS}, got {merged['nme_norm']!r}")
+    if not isinstance(merged["decode_radius"], int) or merged["decode_radius"] < 0:
+        raise ParamError(f"evaluate.decode_radius: expected an integer >= 0, got {merged['decode_radius']!r}")
+    if merged["crop_box"] not in ("detector", "landmarks"):
+        raise ParamError(f"evaluate.crop_box: expected 'detector' or 'landmarks', got {merged['crop_box']!r}")
+    if int(merged["batch_size"]) < 1:
+        raise ParamError(f"evaluate.batch_size: expected >= 1, got {merged['batch_size']!r}")
+    return merged
+
+
+@torch.no_grad()
+def predict_samples(model, samples: Sequence, settings: dict, progress: bool = True) -> dict:
+    """Predictions in image pixels for labeled samples: {"pred" (N, K, 2), "gt", "box",
+    "confidence" (N, K), "crop_matrix" (N, 2, 3)}."""
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from .data.crop import apply_affine, invert_affine
+    from .data.dataset import EvalFaceDataset
+    from .predict import predict_crops
+
+    crop = model.params["crop"]
+    dataset = EvalFaceDataset(samples, int(crop["input_size"]), float(crop["scale"]),
+                              prefer=settings["crop_box"], num_points=model.scheme.num_points)
+    loader = DataLoader(dataset, batch_size=int(settings["batch_size"]), shuffle=False,
+                        num_workers=int(settings["num_workers"]))
+    out = {"pred": [], "gt": [], "box": [], "confidence": [], "crop_matrix": []}
+    for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
+        points, conf, _ = predict_crops(model, batch["image"], int(settings["decode_radius"]))
+        points = points.double().cpu().numpy()
+        for matrix, pts in zip(batch["crop_matrix"].numpy(), points):
+            out["pred"].append(apply_affine(invert_affine(matrix), pts))
+        out["gt"].append(batch["landmarks"].numpy())
+        out["box"].append(batch["box"].numpy())
+        out["confidence"].append(conf.cpu().numpy())
+        out["crop_matrix"].append(batch["crop_matrix"].numpy())
+    return {"pred": np.stack(out["pred"]).astype(np.float32), "gt": np.concatenate(out["gt"]),
+            "box": np.concatenate(out["box"]), "confidence": np.concatenate(out["confidence"]),
+            "crop_matrix": np.concatenate(out["crop_matrix"])}
+
+
+def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str | None = None,
+             device: str = "auto", settings: dict | None = None, json_path: str | Path | None = None,
+             progress: bool = True, return_predictions: bool = False, samples: Sequence | None = None) -> dict:
+    """Evaluate ``checkpoint`` on one split of a dataset; returns the metrics JSON dict
+    (docs/architecture.md, "Metrics JSON") and writes it to ``json_path`` when given.
+
+    ``settings`` overrides the checkpoint's ``evaluate`` params (keys of EVALUATE_DEFAULTS).
+    ``samples`` skips reading the source (already read faces). With ``return_predictions`` the dict
+    also holds "predictions" (numpy arrays, not written to JSON).
+    """
+    from .data.sources import read_source
+    from .io import write_json
+    from .predict import load_model, resolve_device
+
+    model = load_model(checkpoint, device=resolve_device(device))
+    settings = evaluate_params(model.params, settings)
+    if samples is None:
+        samples = read_source(source, root, split)
+    labeled = [s for s in samples if s.landmarks is not None]
+    if not labeled:
+        raise DataError(f"{root}: source {source!r} split {split!r} has no labeled faces to evaluate")
+    k = model.scheme.num_points
+    wrong = {len(s.landmarks) for s in labeled} - {k}
+    if wrong:
+        raise DataError(f"{root}: faces have {sorted(wrong)} points but checkpoint {checkpoint} "
+                        f"predicts {k} (scheme {model.scheme.name})")
+    preds = predict_samples(model, labeled, settings, progress)
+    thresholds = sorted({*DEFAULT_THRESHOLDS, float(settings["fr_threshold"]), float(settings["auc_threshold"])})
+    subsets = {}
+    for name, idx in subset_groups(labeled).items():
+        subsets[name] = subset_metrics(preds["pred"][idx], preds["gt"][idx], model.scheme,
+                                       thresholds=thresholds, norm=settings["nme_norm"])
+    result = {
+        "provenance": {
+            "checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
+            "variant": model.variant, "scheme": model.scheme.name, "params": model.params,
+            "source": source, "root": str(root), "split": split, "code_version": code_version(),
+            "checkpoint_code_version": model.checkpoint_info.get("code_version"),
+            "iteration": model.checkpoint_info.get("iteration"),
+            "device": str(next(model.parameters()).device),
+            "nme_norms": {
+                "io": f"outer eye corners {model.scheme.io_indices}",
+                "ip": f"eye centres / pupils: means of {model.scheme.ip_groups}",
+                "box": "sqrt(w * h) of the ground-truth landmarks' tight box",
+                "diag": "diagonal of the ground-truth landmarks' tight box",
+                "fr_auc_norm": settings["nme_norm"],
+            },
+            "protocol": {**settings, "auc": "Simpson's rule (scipy.integrate.simpson) on the CED, step 1e-4",
+                         "fr": "fraction of faces with NME > threshold"},
+        },
+        "subsets": subsets,
+    }
+    if json_path is not None:
+        write_json(json_path, result)
+    if return_predictions:
+        result["predictions"] = {**preds, "paths": [s.path for s in labeled],
+                                 "frames": [s.frame for s in labeled]}
+    return result
+
+
+def summary_text(result: dict) -> str:
+    """The metrics as text, headed by what produced them."""
+    prov = result["provenance"]
+    head = (f"# {prov['variant']} on {prov['source']}:{prov['split']} ({prov['root']}); checkpoint "
+            f"{Path(prov['checkpoint']).name} sha256 {prov['checkpoint_sha256'][:12]}; FR/AUC on NME_"
+            f"{prov['nme_norms']['fr_auc_norm']}; decode r={prov['protocol']['decode_radius']}; "
+            f"code {prov['code_version']}")
+    return head + "\n" + format_metrics(result["subsets"])

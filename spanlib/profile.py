@@ -1,0 +1,151 @@
+"""Time and memory of every variant (section IV-G): parameters, size on disk, FLOPs, inference
+images per second at batch 1 and at a large batch, and peak memory on CUDA.
+
+Timing: ``model.eval()`` under ``torch.inference_mode``, forward plus decoding (the whole
+inference step, ``spanlib.predict.predict_crops``) on random crops; one warm-up call, then as many
+calls as fit in ``seconds`` (at least 2); the median call time gives images/s. CUDA is synchronised
+around each call. FLOPs: ``spanlib.model.count_flops`` (torch.utils.flop_counter: a multiply-add is
+2 FLOPs, convolutions and matmuls only), for one image.
+
+At the paper's configuration (model.stages 4, width 256, depth 4, crop.input_size 256, the
+``paper`` profile of params.yaml when it defines one) only parameters, size and FLOPs are
+reported: timing it on a 2-core CPU would take minutes per variant. Those models are built on
+PyTorch's meta device, so counting needs no memory and no arithmetic; their size is the bytes of
+their float32 state (a saved file adds about 0.1% of pickle framing).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import torch
+
+from .errors import ParamError
+
+VARIANTS = ("shn", "shn_bali", "shn_scpa", "scpan", "semi_scpan")
+PAPER_CONFIG = {"model.stages": 4, "model.width": 256, "model.depth": 4, "crop.input_size": 256}
+
+
+def paper_params(params: dict) -> dict:
+    """``params`` at the paper's configuration (params.yaml ``profiles.paper`` when present)."""
+    out = copy.deepcopy(params)
+    overrides = dict(PAPER_CONFIG)
+    overrides.update({k: v for k, v in ((params.get("profiles") or {}).get("paper") or {}).items()
+                      if k in PAPER_CONFIG})
+    for key, value in overrides.items():
+        group, name = key.split(".")
+        out.setdefault(group, {})[name] = value
+    return out
+
+
+def _build(params: dict, variant: str):
+    from .model import build_model
+    from .schemes import get_scheme
+
+    scheme = get_scheme(params.get("data", {}).get("source", "68"))
+    model_params = {**params["model"], "variant": variant}
+    return build_model(model_params, scheme.num_points, scheme.num_boundaries, int(params["crop"]["input_size"]))
+
+
+def time_inference(model, batch: int, device: torch.device, seconds: float, radius: int) -> dict:
+    """{"batch", "calls", "median_s", "images_per_s"} of the full inference step."""
+    from .predict import predict_crops
+
+    size = model.input_size
+    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        predict_crops(model, images, radius)  # warm-up: allocator, cuDNN / Triton autotuning
+        sync()
+        start = time.perf_counter()
+        while len(times) < 2 or (time.perf_counter() - start < seconds and len(times) < 200):
+            t0 = time.perf_counter()
+            predict_crops(model, images, radius)
+            sync()
+            times.append(time.perf_counter() - t0)
+    median = float(np.median(times))
+    return {"batch": batch, "calls": len(times), "median_s": median, "images_per_s": batch / median}
+
+
+def profile_variant(params: dict, variant: str, device: torch.device, seconds: float = 2.0,
+                    large_batch: int = 16, timing: bool = True) -> dict:
+    from .model import count_flops, count_parameters, size_on_disk
+
+    if timing:
+        model = _build(params, variant).to(device).eval()
+        size = size_on_disk(model)
+    else:
+        # counting only: build on the meta device (no memory, no arithmetic), size = tensor bytes
+        with torch.device("meta"):
+            model = _build(params, variant).eval()
+        size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    entry = {
+        "variant": variant,
+        "input_size": int(params["crop"]["input_size"]),
+        "model": {k: params["model"][k] for k in ("stages", "width", "depth")},
+        "params": count_parameters(model),
+        "size_mb": size / 2**20,
+        "gflops": count_flops(model, batch=1) / 1e9,
+    }
+    if timing:
+        radius = int(params.get("evaluate", {}).get("decode_radius", 3))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        entry["batch1"] = time_inference(model, 1, device, seconds, radius)
+        entry["large_batch"] = time_inference(model, large_batch, device, seconds, radius)
+        if device.type == "cuda":
+            entry["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return entry
+
+
+def profile(params: dict, variants=VARIANTS, device: str = "cpu", seconds: float | None = None,
+            large_batch: int | None = None, paper: bool = True, progress: bool = True) -> dict:
+    """{"device", "torch", "threads", "settings", "default": [...], "paper": [...]}."""
+    from tqdm import tqdm
+
+    from .predict import resolve_device
+
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ParamError(f"--variant: unknown {unknown}; expected one of {VARIANTS} or all")
+    dev = resolve_device(device)
+    settings = params.get("evaluate") or {}
+    seconds = float(seconds if seconds is not None else settings.get("profile_seconds", 2.0))
+    large_batch = int(large_batch if large_batch is not None else settings.get("profile_batch", 16))
+    result = {
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "settings": {"seconds_per_timing": seconds, "large_batch": large_batch,
+                     "timing": "median of >= 2 calls after 1 warm-up; forward + BALI decode; random input"},
+        "default": [], "paper": [],
+    }
+    for variant in tqdm(list(variants), desc="profile", unit="variant", disable=not progress):
+        result["default"].append(profile_variant(params, variant, dev, seconds, large_batch))
+        if paper:
+            result["paper"].append(profile_variant(paper_params(params), variant, torch.device("meta"), timing=False))
+    return result
+
+
+def profile_table(result: dict) -> str:
+    """Markdown: one row per variant and configuration."""
+    lines = [f"Device: {result['device']}, torch {result['torch']}; timings: "
+             f"{result['settings']['timing']}, about {result['settings']['seconds_per_timing']} s each.", "",
+             "| config | variant | input | params (M) | size (MB) | GFLOPs / image | img/s batch 1 | img/s batch N | peak mem (MB) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for config in ("default", "paper"):
+        for e in result[config]:
+            m = e["model"]
+            b1 = e.get("batch1", {}).get("images_per_s")
+            bn = e.get("large_batch")
+            cells = [
+                f"{config} (T={m['stages']}, w={m['width']}, d={m['depth']})", e["variant"], str(e["input_size"]),
+                f"{e['params'] / 1e6:.2f}", f"{e['size_mb']:.1f}", f"{e['gflops']:.2f}",
+                "-" if b1 is None else f"{b1:.1f}",
+                "-" if bn is None else f"{bn['images_per_s']:.1f} (N={bn['batch']})",
+                f"{e['peak_memory_mb']:.0f}" if "peak_memory_mb" in e else "-",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

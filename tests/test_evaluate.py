@@ -1,0 +1,113 @@
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from eval_helpers import OracleModel, face_template, save_tiny_checkpoint, tiny_params, write_pts_folder
+from spanlib import load_model
+from spanlib.cli import main
+from spanlib.data.crop import box_from_landmarks, square_crop_matrix, apply_affine
+from spanlib.data.sample import Sample
+from spanlib.errors import DataError
+from spanlib.evaluate import evaluate, evaluate_params, predict_samples, subset_groups
+from spanlib.metrics import subset_metrics
+
+
+def _similar_faces(n=5, seed=0):
+    """Faces that are one template moved and scaled: all land on the same crop points."""
+    rng = np.random.default_rng(seed)
+    template = face_template(rng)
+    samples = []
+    for i in range(n):
+        scale, offset = rng.uniform(40, 120), rng.uniform(0, 60, size=2)
+        pts = (template * scale + offset).astype(np.float32)
+        h, w = int(pts[:, 1].max() + 40), int(pts[:, 0].max() + 40)
+        image = rng.integers(0, 255, size=(h, w, 3), dtype=np.uint8)
+        samples.append(Sample(f"face{i}", landmarks=pts, subsets=("common" if i % 2 else "challenging",),
+                              image=image))
+    return samples
+
+
+@pytest.mark.parametrize("shift", [0.0, 1.0])
+def test_points_map_back_to_image_pixels_exactly(shift):
+    params = tiny_params(input_size=64)
+    size, scale = 64, params["crop"]["scale"]
+    samples = _similar_faces()
+    matrix0 = square_crop_matrix(box_from_landmarks(samples[0].landmarks), size, scale)
+    crop_points = apply_affine(matrix0, samples[0].landmarks.astype(np.float64))
+    model = OracleModel(crop_points + [shift, 0.0], params, map_size=32)
+    settings = evaluate_params(params, {"crop_box": "landmarks", "batch_size": 2})
+    out = predict_samples(model, samples, settings, progress=False)
+    for s, pred in zip(samples, out["pred"]):
+        side = scale * np.ptp(s.landmarks, axis=0).max()
+        # one crop pixel to the right is side / size image pixels to the right
+        expected = s.landmarks + [shift * side / size, 0.0]
+        np.testing.assert_allclose(pred, expected, atol=2e-3)
+    if shift == 0.0:
+        m = subset_metrics(out["pred"], out["gt"], model.scheme)
+        assert m["nme"]["io"] < 1e-4 and m["fr"]["0.1"] == 0.0 and m["auc"]["0.1"] > 0.999
+
+
+def test_subset_groups_add_full_only_when_no_tag_covers_all():
+    a = Sample("a", subsets=("common", "helen"))
+    b = Sample("b", subsets=("challenging", "ibug"))
+    groups = subset_groups([a, b])
+    assert list(groups) == ["full", "common", "helen", "challenging", "ibug"]
+    assert groups["full"].tolist() == [0, 1] and groups["ibug"].tolist() == [1]
+    assert "full" not in subset_groups([Sample("a", subsets=("scenario1",))] * 2)
+    wflw = subset_groups([Sample("a", subsets=("full", "pose")), Sample("b", subsets=("full",))])
+    assert wflw["full"].tolist() == [0, 1] and wflw["pose"].tolist() == [0]
+
+
+def test_evaluate_writes_metrics_json_with_provenance(tmp_path):
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt")
+    write_pts_folder(tmp_path / "faces", n=3)
+    out = tmp_path / "m" / "metrics.json"
+    result = evaluate(ckpt, "pts", tmp_path / "faces", None, device="cpu", json_path=out, progress=False)
+    written = json.loads(out.read_text())
+    prov = written["provenance"]
+    assert prov["checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert prov["variant"] == "scpan" and prov["params"]["crop"]["input_size"] == 32
+    assert prov["nme_norms"]["fr_auc_norm"] == "io" and prov["protocol"]["decode_radius"] == 3
+    (name, subset), = written["subsets"].items()
+    assert subset["n"] == 3 and set(subset["nme"]) == {"io", "ip", "box", "diag"}
+    assert all(np.isfinite(v) and v > 0 for v in subset["nme"].values())
+    assert set(subset["fr"]) >= {"0.08", "0.1"} and len(subset["per_landmark_nme_io"]) == 68
+    assert result["subsets"][name]["nme"] == subset["nme"]
+
+
+def test_evaluate_command_line(tmp_path, capsys):
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt", variant="shn")
+    write_pts_folder(tmp_path / "faces", n=2)
+    code = main(["evaluate", "--checkpoint", str(ckpt), "--source", "pts", "--root", str(tmp_path / "faces"),
+                 "--json", str(tmp_path / "m.json"), "--device", "cpu", "--quiet", "--norm", "ip"])
+    text = capsys.readouterr().out
+    assert code == 0 and "NME_io" in text and "FR_ip@0.1" in text and "shn on pts" in text
+    assert json.loads((tmp_path / "m.json").read_text())["provenance"]["nme_norms"]["fr_auc_norm"] == "ip"
+
+
+def test_load_model_checks_format_and_keys(tmp_path):
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt")
+    model = load_model(ckpt)
+    assert not model.training and model.variant == "scpan" and model.scheme.num_points == 68
+    assert model.params["crop"]["input_size"] == 32
+    state = torch.load(ckpt, weights_only=False)
+    for change, message in (({"format_version": 2}, "format_version 2"),
+                            ({"format": "other"}, "not a spanlib checkpoint")):
+        torch.save({**state, **change}, tmp_path / "bad.pt")
+        with pytest.raises(DataError, match=message):
+            load_model(tmp_path / "bad.pt")
+    torch.save({k: v for k, v in state.items() if k != "model_state"}, tmp_path / "bad.pt")
+    with pytest.raises(DataError, match="lacks keys.*model_state"):
+        load_model(tmp_path / "bad.pt")
+    wrong = dict(state, model_state={k: v for k, v in state["model_state"].items() if "bali" not in k})
+    torch.save(wrong, tmp_path / "bad.pt")
+    with pytest.raises(DataError, match="missing"):
+        load_model(tmp_path / "bad.pt")
+    with pytest.raises(DataError, match="not found"):
+        load_model(tmp_path / "absent.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="junk.pt"):
+        load_model(tmp_path / "junk.pt")

@@ -1,0 +1,129 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from eval_helpers import save_tiny_checkpoint
+from spanlib import load_model
+from spanlib.cli import main
+from spanlib.data.pts import read_pts
+from spanlib.predict import FaceDetector, predict_paths, window_mass
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", input_size=32)
+    return load_model(path)
+
+
+def _inside_crop(points, box, scale):
+    """Every point lies in the square the crop protocol cut around ``box``."""
+    x0, y0, x1, y1 = box
+    half = scale * max(x1 - x0, y1 - y0) / 2 + 1e-3
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return np.all(np.abs(points[:, 0] - cx) <= half) and np.all(np.abs(points[:, 1] - cy) <= half)
+
+
+def _iou(a, b):
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_window_mass_by_hand():
+    logits = torch.full((1, 2, 8, 8), -1e4)
+    logits[0, 0, 3, 4] = 0.0  # all mass on one pixel
+    logits[0, 1] = 0.0  # flat: argmax (0, 0), window clipped to (r+1)^2 pixels
+    mass = window_mass(logits, radius=1)
+    assert mass[0, 0] == pytest.approx(1.0) and mass[0, 1] == pytest.approx(4 / 64)
+
+
+def test_predict_on_real_300w_faces(shared_data, model):
+    folder = shared_data / "300w" / "afw"
+    images = sorted(folder.glob("*.jpg"))[:4]
+    if not images:
+        pytest.skip(f"no .jpg images under {folder}")
+    detector = FaceDetector()
+    assert detector.kind == "haar", "the pinned OpenCV 4.x ships the Haar cascade"
+    results = predict_paths(model, images, progress=False, detector=detector)
+    scale = model.params["crop"]["scale"]
+    matched = 0
+    for image, result in zip(images, results):
+        assert not result.error
+        gt = read_pts(image.with_suffix(".pts"), 68)
+        gt_box = [*gt.min(0), *gt.max(0)]
+        for face in result.faces:
+            pts = np.asarray(face.landmarks)
+            assert pts.shape == (68, 2) and 0.0 <= face.confidence <= 1.0
+            assert _inside_crop(pts, face.box, scale)  # points map back into the face's crop
+        if result.faces and max(_iou(f.box, gt_box) for f in result.faces) > 0.3:
+            matched += 1
+    # the Haar cascade is frontal-only: most, not necessarily all, AFW faces are found
+    assert matched >= len(images) // 2, [r.message for r in results]
+
+
+def test_given_box_no_face_and_unreadable_file_do_not_stop_the_batch(tmp_path, model):
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((120, 160, 3), 128, np.uint8))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    results = predict_paths(model, [blank, broken, tmp_path / "absent.png", blank], progress=False)
+    assert [bool(r.error) for r in results] == [False, True, True, False]
+    assert "broken.jpg" in results[1].error and "absent.png" in results[2].error
+    assert results[0].faces == [] and "no face" in results[0].message
+    given = predict_paths(model, [blank], box=[40, 30, 100, 90], progress=False)[0]
+    (face,) = given.faces
+    assert face.box_source == "given" and _inside_crop(np.asarray(face.landmarks), face.box, model.params["crop"]["scale"])
+
+
+class _NoFace(FaceDetector):
+    """A detector that finds nothing: the "no face" path whatever OpenCV build is installed."""
+
+    def __init__(self):
+        super().__init__()
+        self.kind, self._impl = "stub", object()
+
+    def detect(self, image):
+        return np.zeros((0, 4), np.float32)
+
+    def describe(self):
+        return "stub detector"
+
+
+def test_no_face_gives_empty_list_and_message(tmp_path, model):
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((50, 60, 3), 128, np.uint8))
+    (result,) = predict_paths(model, [blank], progress=False, detector=_NoFace())
+    assert result.faces == [] and not result.error and "no face found" in result.message
+
+
+def test_video_frames_and_command_line(tmp_path, model, capsys):
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (96, 80))
+    if not writer.isOpened():
+        pytest.skip("OpenCV has no MJPG writer in this build")
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        writer.write(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8))
+    writer.release()
+    code = main(["predict", str(video), "--checkpoint", model.checkpoint_path, "--box", "20,10,70,60",
+                 "--json", str(tmp_path / "out.json"), "--overlay", str(tmp_path / "overlays"), "--device", "cpu"])
+    assert code == 0
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert [r["frame"] for r in out["results"]] == [0, 1, 2]
+    assert all(len(r["faces"]) == 1 and len(r["faces"][0]["landmarks"]) == 68 for r in out["results"])
+    overlays = sorted(p.name for p in (tmp_path / "overlays").iterdir())
+    assert overlays == ["clip_f000000.png", "clip_f000001.png", "clip_f000002.png"]
+    assert "frame 2: 1 face(s)" in capsys.readouterr().out
+
+
+def test_detector_reports_what_it_is():
+    detector = FaceDetector()
+    assert detector.available and detector.kind == "haar"
+    noise = np.random.default_rng(0).integers(0, 255, (100, 100, 3), dtype=np.uint8)
+    assert detector.detect(noise).shape == (0, 4)
+    with pytest.raises(Exception, match="yunet.onnx"):
+        FaceDetector("missing/yunet.onnx")
