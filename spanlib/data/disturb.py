@@ -1,0 +1,167 @@
+"""Disturbances that make the (original, disturbed) training pair (Fig. 4, section IV-A).
+
+Geometric disturbances (mirror flip, rotation within +-max_rotation degrees, scaling within
+scale_range, all about the crop centre) compose into one affine D: crop-a pixels -> crop-b pixels,
+plus the mirror's channel permutation. Texture disturbances (Gaussian noise, salt noise, blur by
+bicubic down- and up-sampling, occlusion by a black box or by a patch of the same face) leave D
+unchanged. Each disturbance is drawn independently with its probability from params["disturb"], so
+any combination can occur.
+
+Order: geometry first (one resampling, from a larger context crop when given, so the disturbed view
+shows real surroundings instead of black corners), then blur, occlusion, and noise last (noise is
+added to the image the network sees, not smoothed away by blur).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..errors import ParamError
+from .crop import apply_affine, compose_affine, invert_affine, warp_image
+
+TEXTURE_KINDS = ("blur", "occlusion_box", "occlusion_patch", "gaussian_noise", "salt_noise")
+
+
+@dataclass(frozen=True)
+class Warp:
+    """D: ``theta`` (2, 3) float32 maps crop-a pixels to crop-b pixels; ``flipped``: the pair is
+    mirrored, so channel k of view b is channel flip_perm[k] of view a."""
+
+    theta: np.ndarray
+    flipped: bool
+
+    @staticmethod
+    def identity() -> "Warp":
+        return Warp(np.eye(2, 3, dtype=np.float32), False)
+
+
+@dataclass(frozen=True)
+class Disturbed:
+    image: np.ndarray  # (S, S, 3) uint8
+    landmarks: np.ndarray | None  # (K, 2) float32 crop-b pixels, or None for unlabeled faces
+    D: Warp
+    applied: tuple[str, ...] = field(default=())  # names of the disturbances drawn, in order
+
+
+def geometric_theta(size: int, angle_deg: float = 0.0, scale: float = 1.0,
+                    flip: bool = False) -> np.ndarray:
+    """(2, 3) float64 crop-a -> crop-b: optional mirror x -> S - x, then rotation by ``angle_deg``
+    (counter-clockwise as seen on screen) and scaling by ``scale``, both about the crop centre."""
+    c = size / 2.0
+    mirror = np.array([[-1.0, 0.0, float(size)], [0.0, 1.0, 0.0]]) if flip else np.eye(2, 3)
+    a = np.deg2rad(angle_deg)
+    # y points down, so a counter-clockwise turn on screen is [[cos, sin], [-sin, cos]]
+    lin = scale * np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
+    rot = np.hstack([lin, (np.array([c, c]) - lin @ np.array([c, c]))[:, None]])
+    return compose_affine(rot, mirror)
+
+
+def transform_landmarks(landmarks: np.ndarray, D: Warp, flip_perm: np.ndarray) -> np.ndarray:
+    """Landmarks of view b from those of view a: moved by theta, relabelled when mirrored."""
+    moved = apply_affine(D.theta, np.asarray(landmarks, dtype=np.float32))
+    return moved[np.asarray(flip_perm)] if D.flipped else moved
+
+
+def _check(params: dict) -> None:
+    for key, value in params.items():
+        if key.startswith("p_") and not 0.0 <= float(value) <= 1.0:
+            raise ParamError(f"disturb.{key}: expected a probability in [0, 1], got {value}")
+    lo, hi = params.get("scale_range", (1.0, 1.0))
+    if not 0 < lo <= hi:
+        raise ParamError(f"disturb.scale_range: expected 0 < low <= high, got {[lo, hi]}")
+
+
+def sample_plan(params: dict, rng: np.random.Generator, size: int) -> dict:
+    """Draw which disturbances apply and their geometric parameters (all randomness but the noise
+    values): {"flip", "angle", "scale", "texture": [(kind, args), ...]}."""
+    _check(params)
+    flip = bool(rng.random() < params.get("p_flip", 0.0))
+    angle = float(rng.uniform(-1, 1) * params.get("max_rotation", 0.0)) \
+        if rng.random() < params.get("p_rotate", 0.0) else 0.0
+    scale = float(rng.uniform(*params.get("scale_range", (1.0, 1.0)))) \
+        if rng.random() < params.get("p_scale", 0.0) else 1.0
+    texture = []
+    if rng.random() < params.get("p_blur", 0.0):
+        sizes = params.get("blur_sizes", [64])
+        reference = params.get("blur_reference_size", 256)
+        target = int(sizes[rng.integers(len(sizes))])
+        texture.append(("blur", max(2, int(round(target * size / reference)))))
+    max_frac = float(params.get("occlusion_max_fraction", 0.4))
+    for kind in ("occlusion_box", "occlusion_patch"):
+        if rng.random() < params.get(f"p_{kind}", 0.0):
+            w, h = (np.maximum(2, rng.uniform(0.1, max_frac, 2) * size)).astype(int)
+            x0, y0 = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
+            if kind == "occlusion_patch":
+                sx, sy = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
+                texture.append((kind, (x0, y0, w, h, sx, sy)))
+            else:
+                texture.append((kind, (x0, y0, w, h)))
+    if rng.random() < params.get("p_gaussian_noise", 0.0):
+        texture.append(("gaussian_noise", float(params.get("noise_std", 10.0))))
+    if rng.random() < params.get("p_salt_noise", 0.0):
+        texture.append(("salt_noise", float(params.get("salt_fraction", 0.02))))
+    return {"flip": flip, "angle": angle, "scale": scale, "texture": texture}
+
+
+def apply_texture(image: np.ndarray, kind: str, args, rng: np.random.Generator) -> np.ndarray:
+    """One texture disturbance; returns a new uint8 image of the same size."""
+    size_y, size_x = image.shape[:2]
+    if kind == "blur":  # bicubic down to args x args and back (Fig. 4)
+        if args >= min(size_x, size_y):
+            return image.copy()
+        small = cv2.resize(image, (args, args), interpolation=cv2.INTER_CUBIC)
+        return cv2.resize(small, (size_x, size_y), interpolation=cv2.INTER_CUBIC)
+    out = image.copy()
+    if kind == "occlusion_box":
+        x0, y0, w, h = args
+        out[y0:y0 + h, x0:x0 + w] = 0
+    elif kind == "occlusion_patch":  # a patch of the same face pasted elsewhere
+        x0, y0, w, h, sx, sy = args
+        out[y0:y0 + h, x0:x0 + w] = image[sy:sy + h, sx:sx + w]
+    elif kind == "gaussian_noise":
+        noisy = out.astype(np.float32) + rng.normal(0.0, args, out.shape).astype(np.float32)
+        out = np.clip(noisy, 0, 255).astype(np.uint8)
+    elif kind == "salt_noise":
+        hit = rng.random(out.shape[:2]) < args
+        out[hit] = 255
+    else:
+        raise ParamError(f"disturb: unknown texture disturbance {kind!r}, expected {TEXTURE_KINDS}")
+    return out
+
+
+def apply_plan(image: np.ndarray, landmarks: np.ndarray | None, scheme, plan: dict,
+               rng: np.random.Generator, context: tuple[np.ndarray, np.ndarray] | None = None
+               ) -> Disturbed:
+    """Apply a drawn plan to crop a (``image``, (S, S, 3) uint8). ``context`` = (larger image,
+    (2, 3) matrix crop-a points -> its points) supplies the pixels that the geometric warp brings
+    in from outside crop a."""
+    size = image.shape[0]
+    theta = geometric_theta(size, plan["angle"], plan["scale"], plan["flip"])
+    D = Warp(theta.astype(np.float32), bool(plan["flip"]))
+    applied = [name for name, on in (("flip", plan["flip"]), ("rotate", plan["angle"] != 0.0),
+                                     ("scale", plan["scale"] != 1.0)) if on]
+    if applied:
+        if context is not None:
+            source, to_context = context
+            out = warp_image(source, compose_affine(theta, invert_affine(to_context)), size)
+        else:
+            out = warp_image(image, theta, size)
+    else:
+        out = image.copy()
+    for kind, args in plan["texture"]:
+        out = apply_texture(out, kind, args, rng)
+        applied.append(kind)
+    points = None if landmarks is None else transform_landmarks(landmarks, D, scheme.flip_perm)
+    return Disturbed(out, points, D, tuple(applied))
+
+
+def disturb(image: np.ndarray, landmarks: np.ndarray | None, scheme, disturb_params: dict,
+            rng: np.random.Generator, context: tuple[np.ndarray, np.ndarray] | None = None
+            ) -> Disturbed:
+    """A random combination of disturbances with the probabilities of ``disturb_params``
+    (params["disturb"]): the disturbed image, its landmarks and D."""
+    plan = sample_plan(disturb_params, rng, image.shape[0])
+    return apply_plan(image, landmarks, scheme, plan, rng, context)

@@ -1,0 +1,188 @@
+"""PairedFaceDataset / EvalFaceDataset / make_train_loader: structure, consistency with D,
+exact repetition with any number of workers."""
+
+import copy
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from spanlib.data.crop import apply_affine, box_from_landmarks, crop_face
+from spanlib.data.dataset import (EvalFaceDataset, PairedFaceDataset, iterate_batches,
+                                  make_train_loader)
+from spanlib.data.sample import Sample
+from spanlib.errors import DataError
+from spanlib.schemes import get_scheme
+
+from test_targets import mean_face
+
+SCHEME = get_scheme("68")
+PARAMS = {
+    "crop": {"input_size": 64, "scale": 1.25, "context": 1.5},
+    "targets": {"profile": "gaussian", "sigma": 1.0, "ged_shape": 2.0, "student_df": 3.0,
+                "boundary_sigma": 1.0, "boundary_xi": 0.0, "field_radius": 3},
+    "disturb": {"p_gaussian_noise": 0.3, "noise_std": 12.0, "p_salt_noise": 0.2,
+                "salt_fraction": 0.02, "p_blur": 0.3, "blur_sizes": [128, 64, 32, 16],
+                "blur_reference_size": 256, "p_occlusion_box": 0.3, "p_occlusion_patch": 0.2,
+                "occlusion_max_fraction": 0.4, "p_flip": 0.5, "p_rotate": 0.7, "max_rotation": 60,
+                "p_scale": 0.5, "scale_range": [0.5, 1.0]},
+}
+
+
+def make_samples(n: int, labeled: bool = True, seed: int = 0) -> list[Sample]:
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i in range(n):
+        # smooth random images: OpenCV rounds sampling positions to 1/32 px, so two crops that
+        # agree mathematically may differ by 1/32 px times the image gradient
+        noise = rng.uniform(0, 255, (90, 110, 3)).astype(np.float32)
+        image = np.clip(cv2.GaussianBlur(noise, (0, 0), 2.0) * 4 - 382, 0, 255).astype(np.uint8)
+        points = mean_face(50) + rng.uniform(10, 35, 2).astype(np.float32)
+        samples.append(Sample(f"face{i}.png", points if labeled else None,
+                              box=None if labeled else box_from_landmarks(points), image=image))
+    return samples
+
+
+def test_item_structure_and_consistency_with_D():
+    samples = make_samples(6)
+    ds = PairedFaceDataset(samples, SCHEME, 64, [16, 32], 32, PARAMS, seed=3, progress=False)
+    assert len(ds) == 6
+    for index in range(6):
+        item = ds[index]
+        a, b = item["a"], item["b"]
+        assert a["image"].shape == (3, 64, 64) and a["image"].dtype == torch.float32
+        assert 0.0 <= float(b["image"].min()) and float(b["image"].max()) <= 1.0
+        assert set(a["heatmaps"]) == {16, 32} and a["heatmaps"][32].shape == (68, 32, 32)
+        assert b["boundaries"][16].shape == (SCHEME.num_boundaries, 16, 16)
+        assert b["field"].shape == (2, 68, 32, 32) and b["field_mask"].shape == (68, 32, 32)
+        assert item["theta"].shape == (2, 3) and item["labeled"] and item["index"] == index
+        # view b's landmarks are D(view a's landmarks), relabelled when mirrored
+        moved = apply_affine(item["theta"].numpy(), a["landmarks"].numpy())
+        if item["flipped"]:
+            moved = moved[SCHEME.flip_perm]
+        np.testing.assert_allclose(b["landmarks"].numpy(), moved, atol=1e-3)
+        # view a is the crop protocol applied to the original image (same pixels, same points)
+        crop, t = crop_face(samples[index].image, box_from_landmarks(samples[index].landmarks), 64, 1.25)
+        np.testing.assert_allclose(a["landmarks"].numpy(), t.to_crop(samples[index].landmarks), atol=1e-3)
+        # up to 1/32 px (OpenCV's position rounding) x max gradient 64 levels/px, +1 for rounding
+        assert np.abs(a["image"].numpy().transpose(1, 2, 0) * 255 - crop).max() <= 3.0
+
+
+def test_epochs_repeat_and_differ():
+    ds = PairedFaceDataset(make_samples(4), SCHEME, 64, [16], 16, PARAMS, seed=1, progress=False)
+    first = ds[2]["b"]["image"].clone()
+    assert torch.equal(ds[2]["b"]["image"], first)
+    ds.set_epoch(1)
+    assert not torch.equal(ds[2]["b"]["image"], first)
+    ds.set_epoch(0)
+    assert torch.equal(ds[2]["b"]["image"], first)
+
+
+def test_unlabeled_views_carry_images_only():
+    ds = PairedFaceDataset(make_samples(3, labeled=False), SCHEME, 64, [16], 16, PARAMS,
+                           labeled=False, progress=False)
+    item = ds[0]
+    assert set(item["a"]) == {"image", "landmarks"} and set(item["b"]) == {"image", "landmarks"}
+    assert torch.isnan(item["b"]["landmarks"]).all() and item["labeled"] is False
+
+
+def test_eval_mode_has_identity_D():
+    ds = PairedFaceDataset(make_samples(2), SCHEME, 64, [16], 16, PARAMS, train=False, progress=False)
+    item = ds[1]
+    assert torch.equal(item["a"]["image"], item["b"]["image"]) and not item["flipped"]
+    torch.testing.assert_close(item["theta"], torch.eye(2, 3))
+
+
+def flatten(batch, prefix=""):
+    if isinstance(batch, dict):
+        out = {}
+        for key, value in batch.items():
+            out.update(flatten(value, f"{prefix}/{key}"))
+        return out
+    return {prefix: batch}
+
+
+def test_loaders_with_0_and_2_workers_give_identical_batches():
+    samples = make_samples(8)
+    batches = {}
+    for workers in (0, 2):
+        loader = make_train_loader(samples, SCHEME, PARAMS, [16], 16, batch_size=3,
+                                   num_workers=workers, seed=5, progress=False)
+        stream = iterate_batches(loader)
+        batches[workers] = [flatten(next(stream)[1]) for _ in range(5)]  # 2 epochs of 2, then 1
+    for one, two in zip(batches[0], batches[2]):
+        assert one.keys() == two.keys()
+        for key in one:
+            assert torch.equal(torch.as_tensor(one[key]), torch.as_tensor(two[key])), key
+    # shuffled: epochs visit the faces in different orders
+    orders = [b["/index"].tolist() for b in batches[0]]
+    assert orders[0] + orders[1] != orders[2] + orders[3]
+
+
+def test_eval_dataset_crop_and_matrix():
+    samples = make_samples(2)
+    samples[1].box = np.array([20, 18, 70, 72], np.float32)  # a detector box wins when present
+    ds = EvalFaceDataset(samples, 64, 1.25)
+    item = ds[1]
+    crop, t = crop_face(samples[1].image, samples[1].box, 64, 1.25)
+    np.testing.assert_allclose(item["crop_matrix"].numpy(), t.matrix)
+    np.testing.assert_allclose(item["landmarks"].numpy(), samples[1].landmarks)
+    assert np.abs(item["image"].numpy().transpose(1, 2, 0) * 255 - crop).max() <= 0.5
+    torch.testing.assert_close(ds[0]["box"], torch.from_numpy(box_from_landmarks(samples[0].landmarks)))
+
+
+def test_bad_input():
+    samples = make_samples(2, labeled=False)
+    with pytest.raises(DataError, match="face0.png.*no landmarks"):
+        PairedFaceDataset(samples, SCHEME, 64, [16], 16, PARAMS, progress=False)
+    wrong = make_samples(1)
+    wrong[0].landmarks = wrong[0].landmarks[:60]
+    with pytest.raises(DataError, match="face0.png.*\\(68, 2\\)"):
+        PairedFaceDataset(wrong, SCHEME, 64, [16], 16, PARAMS, progress=False)
+    with pytest.raises(DataError, match="no samples"):
+        PairedFaceDataset([], SCHEME, 64, [16], 16, PARAMS, progress=False)
+
+
+def test_real_300w_faces(shared_data):
+    from spanlib.data.sources import read_source
+
+    samples = read_source("pts", shared_data / "300w" / "afw")[:4]
+    params = copy.deepcopy(PARAMS)
+    ds = PairedFaceDataset(samples, SCHEME, 64, [16, 32], 32, params, progress=False)
+    item = ds[0]
+    points = item["a"]["landmarks"].numpy()
+    # crop protocol: the landmark box fills 1 / 1.25 of the crop, centred
+    extent = points.max(0) - points.min(0)
+    assert extent.max() == pytest.approx(64 / 1.25, abs=1e-3)
+    np.testing.assert_allclose((points.max(0) + points.min(0)) / 2, [32, 32], atol=1e-3)
+
+
+def test_throughput_one_core():
+    """Items per second of the default training configuration (crop 128, stage maps 32 and 64,
+    field 64, all targets for both views, default disturbance probabilities) in this process.
+    Printed for the README; the assertion is a loose floor for loaded CI machines."""
+    import time
+
+    params = copy.deepcopy(PARAMS)
+    params["disturb"].update({"p_gaussian_noise": 0.2, "p_salt_noise": 0.1, "p_blur": 0.2,
+                              "p_occlusion_box": 0.2, "p_occlusion_patch": 0.1, "p_flip": 0.5,
+                              "p_rotate": 0.5, "p_scale": 0.3})
+    params["targets"]["field_radius"] = 5
+    rng = np.random.default_rng(0)
+    samples = [Sample(f"face{i}.png", mean_face(100) + rng.uniform(40, 60, 2).astype(np.float32),
+                      image=rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)) for i in range(16)]
+    ds = PairedFaceDataset(samples, SCHEME, 128, [32, 64], 64, params, progress=False)
+    for i in range(4):
+        ds[i]
+    start_cpu, start = time.process_time(), time.perf_counter()
+    n = 0
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            ds[i]
+            n += 1
+    wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    print(f"\nPairedFaceDataset (crop 128, maps 32+64, field 64, all targets, 2 views): "
+          f"{n / wall:.0f} items/s wall, {n / cpu:.0f} items/s per CPU-second ({n} items)")
+    assert n / cpu > 20
