@@ -1,0 +1,51 @@
+"""``spanlib bench jsd|decode --device cpu|cuda [--json FILE]``: time the fused ops against naive
+PyTorch at training sizes; writes JSON, a markdown table and a plot under
+``<out>/<device>/`` (see kernels/README.md for the method)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..io import atomic_path, write_json, write_text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("op", choices=["jsd", "decode"], help="which op to benchmark")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--json", type=Path, default=None, help="also write the JSON result here")
+    parser.add_argument("--out", type=Path, default=Path("kernels/results"),
+                        help="results folder; files go to OUT/<device>/ (default kernels/results)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs per case on CPU (default 7)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import ParamError
+    from ..ops.benchmark import device_slug, markdown_table, plot, run_benchmark
+
+    if args.repeats < 1:
+        raise ParamError(f"--repeats: expected >= 1, got {args.repeats}")
+    bar = tqdm(desc=f"bench {args.op}", unit="case")
+
+    def progress(label: str) -> None:
+        bar.set_postfix_str(label)
+        bar.update(1)
+
+    result = run_benchmark(args.op, args.device, repeats=args.repeats,
+                           with_compile=not args.no_compile, progress=progress)
+    bar.close()
+    folder = args.out / device_slug(result["device"])
+    write_json(folder / f"{args.op}.json", result)
+    table = markdown_table(result)
+    write_text(folder / f"{args.op}.md", table)
+    with atomic_path(folder / f"{args.op}.png") as tmp:
+        plot(result, tmp.with_suffix(".png"))
+        tmp.with_suffix(".png").replace(tmp)
+    if args.json is not None:
+        write_json(args.json, result)
+    print(table)
+    print(f"wrote {folder / (args.op + '.json')}, .md, .png")
+    return 0

@@ -1,0 +1,70 @@
+"""Fused ops for SPAN's two hot spots: the JS-divergence heatmap loss (eq. 15) and the windowed
+BALI soft-argmax decoding (eq. 5).
+
+Each op has a PyTorch reference (``*_reference.py``, the CPU path) and a Triton kernel
+(``*_triton.py``, the CUDA path) computing the same function; ``dispatch.backend_for`` picks one
+(CUDA -> Triton, CPU -> reference, ``SPANLIB_OPS=reference|triton`` overrides). Triton is imported
+only when a kernel is used.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ParamError
+from .dispatch import backend_for
+from .validate import check_maps
+
+__all__ = ["js_divergence", "bali_decode", "backend_for"]
+
+
+def js_divergence(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-channel Jensen-Shannon divergence (eq. 15), shape (B, K).
+
+    ``logits`` (B, K, H, W) are read as distributions through a softmax over the H*W positions of
+    each channel; ``target`` (B, K, H, W), non-negative, is normalised to sum to one per channel.
+    Natural log, so 0 <= JS <= log 2. ``weight`` (B, K) multiplies each channel's value (0 masks a
+    point). A channel whose target sums to zero gives 0 and no gradient. Differentiable with
+    respect to ``logits`` (and ``weight``); ``target`` gets no gradient. Accepts float32, bfloat16,
+    float16 (accumulated in float32) and float64; returns float32 (float64 for float64 logits).
+    """
+    check_maps("logits", logits)
+    check_maps("target", target, like=logits)
+    if backend_for(logits) == "triton":
+        from .jsd_triton import js_divergence_triton as impl
+    else:
+        from .jsd_reference import js_divergence_reference as impl
+    js = impl(logits, target.detach())
+    if weight is not None:
+        if not isinstance(weight, torch.Tensor) or tuple(weight.shape) != tuple(logits.shape[:2]):
+            got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+            raise ParamError(f"weight: expected shape {tuple(logits.shape[:2])} (B, K), got {got}")
+        js = js * weight.to(js.dtype)
+    return js
+
+
+def bali_decode(
+    heatmap: torch.Tensor, offset_x: torch.Tensor, offset_y: torch.Tensor, radius: int
+) -> torch.Tensor:
+    """Windowed BALI soft-argmax (eq. 5): landmark (x, y) per channel, shape (B, K, 2).
+
+    ``heatmap`` (B, K, H, W) non-negative weights; ``offset_x``, ``offset_y`` (B, K, H, W) the BALI
+    fields in map pixels (zeros for plain windowed soft-argmax). Around each channel's argmax (first
+    in row-major order on ties) the (2r+1)^2 window, clipped at the borders, gives
+    x = sum w (offset_x + j + 0.5) / sum w and y = sum w (offset_y + i + 0.5) / sum w, in map
+    pixels with the corner origin. A window with zero total weight (an all-zero map) returns the
+    argmax pixel centre and zero gradient. Differentiable with respect to all three maps; the
+    argmax position is treated as constant. Returns float32 (float64 for float64 heatmaps).
+    """
+    check_maps("heatmap", heatmap)
+    check_maps("offset_x", offset_x, like=heatmap)
+    check_maps("offset_y", offset_y, like=heatmap)
+    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
+        raise ParamError(f"radius: expected an integer >= 0, got {radius!r}")
+    if backend_for(heatmap) == "triton":
+        from .bali_triton import bali_decode_triton as impl
+    else:
+        from .bali_reference import bali_decode_reference as impl
+    return impl(heatmap, offset_x, offset_y, radius)

@@ -1,0 +1,102 @@
+"""Windowed BALI soft-argmax (eq. 5): the PyTorch reference, which is also the CPU path.
+
+For one channel with non-negative weights w (H x W), offsets o_x, o_y (same size) and radius r:
+
+    (i0, j0) = argmax w            (row-major first index on ties, as torch.argmax)
+    Win      = rows max(0, i0-r) .. min(H-1, i0+r)  x  cols max(0, j0-r) .. min(W-1, j0+r)
+    S        = sum_Win w
+    x        = sum_Win w_ij (o_x,ij + j + 0.5) / S
+    y        = sum_Win w_ij (o_y,ij + i + 0.5) / S
+
+in map pixels with the corner origin (pixel (i, j) has its centre at (j + 0.5, i + 0.5)).
+
+Gradient (the argmax position is piecewise constant, so it is treated as a constant):
+    dx/dw_ij   = (o_x,ij + j + 0.5 - x) / S      dy/dw_ij   = (o_y,ij + i + 0.5 - y) / S
+    dx/do_x,ij = w_ij / S                        dy/do_y,ij = w_ij / S
+inside the window, 0 outside.
+
+Edge cases (the Triton kernel does the same):
+- all-zero map: argmax is pixel (0, 0) and S = 0; the result is that pixel's centre (0.5, 0.5)
+  (in general, S = 0 returns the argmax pixel centre (j0 + 0.5, i0 + 0.5)) and every gradient is 0;
+- flat map (all weights equal and positive): argmax is pixel (0, 0), the window is clipped to the
+  top-left (r+1) x (r+1) corner and the result is the mean of o + pixel centre over that corner;
+- ties: the first maximum in row-major order wins.
+Weights must be non-negative (a softmax or sigmoid output); this is not checked on the hot path.
+
+The window is read with one gather of (2r+1)^2 values per channel; out-of-map window positions
+are clamped to a valid index and given weight 0, so nothing of full map size is built in forward.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _window(heatmap: torch.Tensor, radius: int):
+    """Flat window indices (R, (2r+1)^2), in-map mask and pixel centres, around each argmax."""
+    b, k, h, w = heatmap.shape
+    flat = heatmap.reshape(b * k, h * w)
+    idx = flat.argmax(dim=1)
+    i0 = torch.div(idx, w, rounding_mode="floor")
+    j0 = idx - i0 * w
+    d = torch.arange(-radius, radius + 1, device=heatmap.device)
+    rows = i0[:, None] + d  # (R, n)
+    cols = j0[:, None] + d
+    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+    index = (rows.clamp(0, h - 1)[:, :, None] * w + cols.clamp(0, w - 1)[:, None, :]).reshape(b * k, -1)
+    return idx, i0, j0, rows, cols, inside.reshape(b * k, -1), index
+
+
+class BaliDecodeReference(torch.autograd.Function):
+    """Eq. 5 forward and its closed-form gradient (see module docstring)."""
+
+    @staticmethod
+    def forward(ctx, heatmap, offset_x, offset_y, radius: int):
+        b, k, h, w = heatmap.shape
+        compute = torch.float64 if heatmap.dtype == torch.float64 else torch.float32
+        n = 2 * radius + 1
+        _, i0, j0, rows, cols, inside, index = _window(heatmap, radius)
+        mask = inside.to(compute)
+        wv = heatmap.reshape(b * k, -1).gather(1, index).to(compute) * mask
+        cx = (cols.to(compute) + 0.5)[:, None, :].expand(-1, n, -1).reshape(b * k, -1)
+        cy = (rows.to(compute) + 0.5)[:, :, None].expand(-1, -1, n).reshape(b * k, -1)
+        px = offset_x.reshape(b * k, -1).gather(1, index).to(compute) + cx
+        py = offset_y.reshape(b * k, -1).gather(1, index).to(compute) + cy
+        total = wv.sum(dim=1)
+        positive = total > 0
+        inv = torch.where(positive, 1.0 / torch.where(positive, total, torch.ones_like(total)), torch.zeros_like(total))
+        x = torch.where(positive, (wv * px).sum(dim=1) * inv, j0.to(compute) + 0.5)
+        y = torch.where(positive, (wv * py).sum(dim=1) * inv, i0.to(compute) + 0.5)
+        ctx.save_for_backward(index, mask, wv, px, py, x, y, inv)
+        ctx.shape = (b, k, h, w)
+        ctx.dtypes = (heatmap.dtype, offset_x.dtype, offset_y.dtype)
+        return torch.stack((x, y), dim=1).view(b, k, 2)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        index, mask, wv, px, py, x, y, inv = ctx.saved_tensors
+        b, k, h, w = ctx.shape
+        g = grad_output.reshape(b * k, 2).to(wv.dtype)
+        gx = (g[:, 0] * inv)[:, None]
+        gy = (g[:, 1] * inv)[:, None]
+        grads = [None, None, None]
+        if ctx.needs_input_grad[0]:
+            gh = (gx * (px - x[:, None]) + gy * (py - y[:, None])) * mask
+            grads[0] = _scatter(gh, index, (b, k, h, w), ctx.dtypes[0])
+        if ctx.needs_input_grad[1]:
+            grads[1] = _scatter(gx * wv, index, (b, k, h, w), ctx.dtypes[1])
+        if ctx.needs_input_grad[2]:
+            grads[2] = _scatter(gy * wv, index, (b, k, h, w), ctx.dtypes[2])
+        return grads[0], grads[1], grads[2], None
+
+
+def _scatter(values, index, shape, dtype):
+    """Full-size gradient: window values added at their indices (clamped duplicates add 0)."""
+    b, k, h, w = shape
+    out = torch.zeros(b * k, h * w, dtype=values.dtype, device=values.device)
+    out.scatter_add_(1, index, values)
+    return out.view(b, k, h, w).to(dtype)
+
+
+def bali_decode_reference(heatmap, offset_x, offset_y, radius: int) -> torch.Tensor:
+    return BaliDecodeReference.apply(heatmap, offset_x, offset_y, radius)

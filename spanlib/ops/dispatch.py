@@ -1,0 +1,32 @@
+"""Which implementation runs an op: the Triton kernel or the PyTorch reference.
+
+CUDA tensors go to the Triton kernels, CPU tensors to the references. The environment variable
+``SPANLIB_OPS`` overrides: ``reference`` always uses PyTorch, ``triton`` always uses the kernels
+(on CPU tensors that needs ``TRITON_INTERPRET=1`` set before triton is imported, which is how the
+tests run the kernels without a GPU), ``auto`` (or unset) picks by device.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..errors import ParamError
+
+BACKENDS = ("auto", "reference", "triton")
+
+
+def backend_for(tensor: torch.Tensor) -> str:
+    """``"triton"`` or ``"reference"`` for an op whose inputs live where ``tensor`` lives."""
+    choice = os.environ.get("SPANLIB_OPS", "auto").strip().lower() or "auto"
+    if choice not in BACKENDS:
+        raise ParamError(f"SPANLIB_OPS={choice!r}: expected one of {', '.join(BACKENDS)}")
+    if choice == "auto":
+        return "triton" if tensor.is_cuda else "reference"
+    if choice == "triton" and not tensor.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ParamError(
+            "SPANLIB_OPS=triton on CPU tensors needs TRITON_INTERPRET=1 set before triton is "
+            "imported (the Triton interpreter); use SPANLIB_OPS=reference or CUDA tensors"
+        )
+    return choice

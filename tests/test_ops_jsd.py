@@ -1,0 +1,197 @@
+"""spanlib.ops.js_divergence (eq. 15): the Triton kernel (interpreted here) and the PyTorch
+reference against a float64 brute force (scipy's Jensen-Shannon distance, squared) and
+hand-computed values.
+
+Tolerances (absolute): float32 inputs: loss 2e-6, gradient 1e-7 relative to the largest entry
+(x 1e-5); bfloat16 / float16 inputs are compared with the brute force on the same rounded inputs,
+so only the fp32 accumulation and the rounding of the stored gradient differ: loss 2e-5,
+gradient 1e-2 (bf16) / 2e-3 (fp16) relative to its largest entry.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import jensenshannon
+
+from ops_helpers import poisoned, use_backend  # noqa: F401  (fixture)
+from spanlib.errors import ParamError
+from spanlib.ops import js_divergence
+from spanlib.ops.jsd_reference import js_forward_reference
+from spanlib.ops.jsd_triton import js_forward_triton
+
+GRAD_RTOL = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 2e-3}
+LOSS_ATOL = {torch.float32: 2e-6, torch.bfloat16: 2e-5, torch.float16: 2e-5}
+
+
+def brute_force_js(logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+    """float64, channel by channel, with scipy: jensenshannon(p, q) ** 2 is JS in nats."""
+    b, k = logits.shape[:2]
+    out = np.zeros((b, k))
+    for i in range(b):
+        for j in range(k):
+            x = logits[i, j].double().flatten().numpy()
+            p = np.exp(x - x.max())
+            p /= p.sum()
+            t = target[i, j].double().flatten().numpy()
+            out[i, j] = jensenshannon(p, t / t.sum()) ** 2 if t.sum() > 0 else 0.0
+    return out
+
+
+def brute_force_grad(logits: torch.Tensor, target: torch.Tensor, grad_output: torch.Tensor):
+    """float64 autograd through the paper's formula written term by term (0 log 0 = 0 by xlogy)."""
+    x = logits.double().detach().requires_grad_(True)
+    p = torch.softmax(x.flatten(2), dim=-1)
+    t = target.double().flatten(2)
+    q = t / t.sum(-1, keepdim=True)
+    m = 0.5 * (p + q)
+    js = 0.5 * torch.xlogy(p, p / m).sum(-1) + 0.5 * torch.xlogy(q, q / m).sum(-1)
+    (js * grad_output.double()).sum().backward()
+    return x.grad
+
+
+def random_inputs(shape, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(shape, generator=g) * 2.0).to(dtype)
+    target = (torch.rand(shape, generator=g) ** 4 + 1e-3).to(dtype)  # peaky, never zero
+    return logits, target
+
+
+def check_against_brute_force(loss, grad, logits, target, grad_output, dtype):
+    expected = brute_force_js(logits, target)
+    assert torch.isfinite(loss).all()
+    np.testing.assert_allclose(loss.double().numpy(), expected, rtol=0, atol=LOSS_ATOL[dtype])
+    expected_grad = brute_force_grad(logits, target, grad_output)
+    assert grad.dtype == logits.dtype and torch.isfinite(grad).all()
+    atol = GRAD_RTOL[dtype] * expected_grad.abs().max().item()
+    torch.testing.assert_close(grad.double(), expected_grad, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("size", [(64, 64), (128, 128), (37, 53)])
+@pytest.mark.parametrize("backend", ["triton", "reference"])
+def test_public_op_matches_brute_force(monkeypatch, poisoned, backend, size, dtype):  # noqa: F811
+    use_backend(monkeypatch, backend)
+    logits, target = random_inputs((2, 2, *size), dtype, seed=size[0] * 7 + size[1])
+    grad_output = torch.tensor([[1.0, -0.5], [2.0, 0.25]])
+    x = logits.clone().requires_grad_(True)
+    loss = js_divergence(x, target)
+    (loss * grad_output).sum().backward()
+    check_against_brute_force(loss.detach(), x.grad, logits, target, grad_output, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_looped_path_matches_brute_force(poisoned, dtype):  # noqa: F811
+    """Rows longer than the single-tile limit take the three-pass loop; force it on 37x53."""
+    logits, target = random_inputs((2, 3, 37, 53), dtype, seed=3)
+    loss, grad = js_forward_triton(logits, target, True, max_single_block=256, loop_block=256)
+    assert grad.dtype == torch.float32  # the looped path keeps a = p g between passes in fp32
+    check_against_brute_force(loss, grad.to(dtype), logits, target, torch.ones(2, 3), dtype)
+
+
+def test_reference_gradcheck_float64():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 5, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.rand(2, 3, 5, 7, generator=g, dtype=torch.float64)
+    t[0, 1, 2:4] = 0.0  # exact zeros in q: the 0 log 0 terms
+    t[1, 2] = 0.0  # a whole channel without target: loss and gradient 0
+    use = lambda x: js_divergence(x, t)  # noqa: E731
+    assert torch.autograd.gradcheck(use, (x,), eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", ["triton", "reference"])
+def test_hand_computed_values(monkeypatch, backend):
+    """Identical distributions give 0; disjoint ones give log 2 (the maximum, in nats); a
+    half-overlap p = (1/2, 1/2, 0), q = (1, 0, 0) gives 1/2 (1/2 log(2/3) + 1/2 log 2) + 1/2 log(4/3)."""
+    use_backend(monkeypatch, backend)
+    target = torch.tensor([0.2, 0.3, 0.5, 0.0]).view(1, 1, 2, 2)
+    same = js_divergence(torch.log(torch.tensor([0.2, 0.3, 0.5, 1e-30])).view(1, 1, 2, 2), target)
+    assert abs(same.item()) < 1e-6
+    one_hot = torch.tensor([0.0, 0.0, 0.0, 1.0]).view(1, 1, 2, 2)
+    disjoint = js_divergence(torch.tensor([0.0, -200.0, -200.0, -200.0]).view(1, 1, 2, 2), one_hot)
+    assert disjoint.item() == pytest.approx(math.log(2), abs=1e-6)
+    half = js_divergence(torch.tensor([0.0, 0.0, -200.0, -200.0]).view(1, 1, 2, 2),
+                         torch.tensor([1.0, 0.0, 0.0, 0.0]).view(1, 1, 2, 2))
+    expected = 0.5 * (0.5 * math.log(2 / 3) + 0.5 * math.log(2)) + 0.5 * math.log(4 / 3)
+    assert half.item() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["triton", "reference"])
+def test_zero_target_channel_gives_zero_loss_and_gradient(monkeypatch, poisoned, backend):  # noqa: F811
+    use_backend(monkeypatch, backend)
+    logits, target = random_inputs((2, 3, 6, 7), torch.float32, seed=5)
+    target[1, 0] = 0.0
+    x = logits.clone().requires_grad_(True)
+    loss = js_divergence(x, target)
+    loss.sum().backward()
+    assert loss[1, 0].item() == 0.0 and (x.grad[1, 0] == 0).all()
+    assert (loss[0] > 0).all() and (x.grad[0].abs().sum() > 0)
+
+
+@pytest.mark.parametrize("backend", ["triton", "reference"])
+def test_extreme_logits_stay_finite(monkeypatch, backend):
+    """p underflows to exactly 0 where the logits are far below the maximum: terms vanish."""
+    use_backend(monkeypatch, backend)
+    logits, target = random_inputs((1, 2, 9, 11), torch.float32, seed=6)
+    logits[0, 0, :4] = -1e4
+    logits[0, 1, 0, 0] = 1e4
+    target[0, 1, 0, 0] = 0.0
+    x = logits.clone().requires_grad_(True)
+    loss = js_divergence(x, target)
+    loss.sum().backward()
+    assert torch.isfinite(loss).all() and torch.isfinite(x.grad).all()
+    np.testing.assert_allclose(loss.detach().numpy(), brute_force_js(logits, target), atol=2e-6, rtol=0)
+
+
+@pytest.mark.parametrize("backend", ["triton", "reference"])
+def test_weight_scales_loss_and_gradient_and_target_gets_none(monkeypatch, backend):
+    use_backend(monkeypatch, backend)
+    logits, target = random_inputs((2, 3, 8, 8), torch.float32, seed=7)
+    weight = torch.tensor([[1.0, 0.0, 2.0], [0.5, 1.0, 0.0]])
+    x = logits.clone().requires_grad_(True)
+    t = target.clone().requires_grad_(True)
+    loss = js_divergence(x, t, weight)
+    loss.sum().backward()
+    plain = torch.from_numpy(brute_force_js(logits, target)).float()
+    torch.testing.assert_close(loss, plain * weight, atol=2e-6, rtol=0)
+    torch.testing.assert_close(x.grad, brute_force_grad(logits, target, weight).float(), atol=1e-6, rtol=0)
+    assert (x.grad[0, 1] == 0).all() and t.grad is None
+
+
+def test_triton_and_reference_agree_forward_only(poisoned):  # noqa: F811
+    logits, target = random_inputs((3, 2, 13, 17), torch.float32, seed=8)
+    loss_t, grad_t = js_forward_triton(logits, target, need_grad=False)
+    loss_r, grad_r = js_forward_reference(logits, target, need_grad=False)
+    assert grad_t is None and grad_r is None
+    torch.testing.assert_close(loss_t, loss_r, atol=1e-6, rtol=0)
+
+
+def test_bad_inputs_raise_param_error():
+    x = torch.zeros(2, 3, 4, 4)
+    with pytest.raises(ParamError, match="target"):
+        js_divergence(x, torch.zeros(2, 3, 4, 5))
+    with pytest.raises(ParamError, match="logits"):
+        js_divergence(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4))
+    with pytest.raises(ParamError, match="weight"):
+        js_divergence(x, torch.ones(2, 3, 4, 4), torch.ones(3, 2))
+    with pytest.raises(ParamError, match="logits"):
+        js_divergence(x.long(), torch.ones(2, 3, 4, 4))
+
+
+def test_dispatch(monkeypatch):
+    from spanlib.ops import backend_for
+
+    cpu = torch.zeros(1)
+    monkeypatch.delenv("SPANLIB_OPS", raising=False)
+    assert backend_for(cpu) == "reference"
+    monkeypatch.setenv("SPANLIB_OPS", "triton")
+    assert backend_for(cpu) == "triton"  # TRITON_INTERPRET=1 in the tests (conftest)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ParamError, match="TRITON_INTERPRET"):
+        backend_for(cpu)
+    monkeypatch.setenv("SPANLIB_OPS", "cuda")
+    with pytest.raises(ParamError, match="SPANLIB_OPS"):
+        backend_for(cpu)
