@@ -1,0 +1,202 @@
+"""The SPAN objective, eqs. 15-20.
+
+Conventions: the network's heatmaps are logits; ``heatmap_js`` reads them as distributions by a
+softmax over the positions of each channel and normalises the targets to sum to one (eq. 15).
+Every term is a mean over the views, points (or boundaries) it covers, so the paper's weights
+lambda1, lambda2, gamma and eta keep their relative meaning whatever K and the batch size are.
+
+Training batches hold P disturbed pairs (image_alpha, image_beta, D); the network sees them as one
+batch ``cat([alpha_1..alpha_P, beta_1..beta_P])``. The first ``num_labeled`` pairs carry labels
+(L_org and L_coord on both of their views); every pair gives L_scl when the variant is
+self-calibrated, so the unlabeled pairs of semi-SCPAN enter only through L_scl (eq. 20).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import ops
+from .decode import decode_landmarks
+from .errors import ParamError
+
+FIELD_LOSSES = ("l1", "smooth_l1", "l2", "js")
+HEATMAP_LOSSES = ("js", "ce")
+# Logit given to positions outside D's valid region: softmax sends them to exactly 0 in float32.
+_OUTSIDE = -1.0e4
+
+
+def heatmap_js(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 15 per channel, (B, K): the one call into the fused op (Triton on CUDA, reference on CPU)."""
+    return ops.js_divergence(logits, target, weight)
+
+
+def heatmap_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy H(q, softmax(x)) per channel, (B, K), with q = target / sum(target) (a channel
+    whose target sums to 0 gives 0). Its gradient in the logits is p - q, where JS's is
+    p_j (g_j - E_p[g]): at the start of training p is ~1/(h*w) everywhere, so JS pushes the
+    target's pixels up about (h*w)/3 times more weakly (README, Deviations: heatmap term)."""
+    x = logits.float().flatten(2)
+    t = target.float().flatten(2)
+    total = t.sum(dim=-1, keepdim=True)
+    q = t / total.clamp_min(torch.finfo(torch.float32).tiny)
+    return -(q * torch.log_softmax(x, dim=-1)).sum(dim=-1)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The ``loss:`` group plus what it needs from other groups, checked once."""
+
+    lambda1: float = 1.0         # last stage (eq. 16)
+    lambda2: float = 16.0        # BALI field term (eq. 16)
+    gamma: float = 40.0          # L_coord (eqs. 18-19)
+    eta: float = 4.0             # intermediate stages (eq. 16)
+    field_loss: str = "l1"       # reading of the field term (README, Deviations)
+    heatmap_loss: str = "js"     # js: eq. 15 as printed; ce: cross-entropy (README, Deviations)
+    field_radius: int = 5        # R: (2R+1)^2 training window, also the training decode window
+    input_size: int = 128
+
+    @classmethod
+    def from_params(cls, loss_params: dict, target_params: dict, input_size: int,
+                    field_resolution: int) -> "LossConfig":
+        values = {}
+        for key in ("lambda1", "lambda2", "gamma", "eta"):
+            value = loss_params.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ParamError(f"loss.{key}: expected a number >= 0, got {value!r}")
+            values[key] = float(value)
+        kind = loss_params.get("field_loss", "l1")
+        if kind not in FIELD_LOSSES:
+            raise ParamError(f"loss.field_loss: expected one of {', '.join(FIELD_LOSSES)}, got {kind!r}")
+        heat_kind = loss_params.get("heatmap_loss", "js")
+        if heat_kind not in HEATMAP_LOSSES:
+            raise ParamError(f"loss.heatmap_loss: expected one of {', '.join(HEATMAP_LOSSES)}, got {heat_kind!r}")
+        radius = target_params.get("field_radius")
+        if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
+            raise ParamError(f"targets.field_radius: expected an integer >= 0, got {radius!r}")
+        if 2 * radius + 1 > field_resolution:
+            raise ParamError(
+                f"targets.field_radius: the {2 * radius + 1}x{2 * radius + 1} window is larger than the "
+                f"{field_resolution}x{field_resolution} last-stage map"
+            )
+        return cls(field_loss=kind, heatmap_loss=heat_kind, field_radius=radius, input_size=int(input_size), **values)
+
+
+def stage_weights(num_stages: int, lambda1: float, eta: float) -> list[float]:
+    """Eq. 16: eta for the intermediate stages, lambda1 for the last."""
+    return [eta] * (num_stages - 1) + [lambda1]
+
+
+def stage_heatmap_loss(logits: list[torch.Tensor], targets: dict, weights: list[float],
+                       kind: str = "js") -> torch.Tensor:
+    """sum_t w_t * mean_{views, channels} JS(logits_t, target at h_t) (the heatmap part of eq. 16);
+    ``kind="ce"`` uses :func:`heatmap_ce` in place of JS."""
+    per_channel = heatmap_js if kind == "js" else heatmap_ce
+    total = logits[0].new_zeros((), dtype=torch.float32)
+    for w, x in zip(weights, logits):
+        total = total + w * per_channel(x, targets[x.shape[-1]]).mean()
+    return total
+
+
+def field_loss(pred: torch.Tensor, field: torch.Tensor, mask: torch.Tensor, kind: str, radius: int) -> torch.Tensor:
+    """The BALI field term of eq. 16 on the (2R+1)^2 windows around the ground-truth landmarks.
+
+    pred, field (B, 2, K, h, h) offsets in map pixels; mask (B, K, h, h) in {0, 1}.
+    - l1 / smooth_l1 / l2: mean over the window pixels of |d|, Huber(d, beta=1) or d^2 / 2,
+      summed over the two components (u, v);
+    - js: the offsets become window-normalised positive maps exp(-|o|^2 / (2 s^2)), s = (R + 1) / 2,
+      and the predicted map is compared with the ground-truth one by eq. 15 inside the window.
+    """
+    pred = pred.float()
+    mask = mask.float()
+    if kind == "js":
+        scale = 2.0 * ((radius + 1) / 2.0) ** 2
+        logits = -(pred ** 2).sum(dim=1) / scale
+        logits = torch.where(mask > 0, logits, torch.full_like(logits, _OUTSIDE))
+        target = torch.exp(-(field.float() ** 2).sum(dim=1) / scale) * mask
+        return heatmap_js(logits, target).mean()
+    diff = pred - field.float()
+    if kind == "l1":
+        per = diff.abs()
+    elif kind == "smooth_l1":
+        per = torch.nn.functional.smooth_l1_loss(pred, field.float(), reduction="none", beta=1.0)
+    elif kind == "l2":
+        per = 0.5 * diff ** 2
+    else:
+        raise ParamError(f"loss.field_loss: expected one of {', '.join(FIELD_LOSSES)}, got {kind!r}")
+    per = per.sum(dim=1) * mask
+    return per.sum() / mask.sum().clamp_min(1.0)
+
+
+def coord_loss(pred: torch.Tensor, target: torch.Tensor, input_size: int) -> torch.Tensor:
+    """Eq. 18: mean Euclidean distance between decoded and true landmarks, both normalised to
+    [0, 1] by the crop size."""
+    d = (pred.float() - target.float()) / float(input_size)
+    return torch.sqrt((d ** 2).sum(dim=-1) + 1e-12).mean()
+
+
+def scl_maps_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, theta: torch.Tensor,
+                  flipped: torch.Tensor, perm, crop_size: int) -> torch.Tensor:
+    """Eq. 17 for one stage and one kind of map: JS(H_beta, D(H_alpha)) inside D's valid region.
+
+    D(H_alpha) is the distribution softmax(H_alpha) warped into view beta (``apply_warp``,
+    channels permuted on flips) and used as the target (no gradient through it, as the JS op's
+    target); H_beta's logits are restricted to the valid region and renormalised there by the
+    softmax. Mean over pairs and channels; a channel warped entirely out of view counts 0.
+    """
+    from .data.warp import apply_warp
+
+    b, c, h, w = logits_a.shape
+    p_a = torch.softmax(logits_a.detach().float().reshape(b, c, h * w), dim=-1).view(b, c, h, w)
+    warped, valid = apply_warp(p_a, theta.float(), flipped, perm, crop_size)
+    inside = valid > 0.5
+    target = (warped * inside).detach()
+    logits = torch.where(inside, logits_b.float(), torch.full_like(logits_b, _OUTSIDE, dtype=torch.float32))
+    return heatmap_js(logits, target).mean()
+
+
+def span_objective(outputs: dict, num_labeled: int, targets: dict | None, pairs: dict, spec,
+                   config: LossConfig) -> tuple[torch.Tensor, dict]:
+    """Eq. 19 (eq. 20 when unlabeled pairs are present): total loss and its terms as floats.
+
+    ``outputs``: SpanNet outputs for ``cat([alpha views, beta views])`` of P pairs.
+    ``targets`` (for the 2 * num_labeled labeled views, ordered [alpha_1..n, beta_1..n]):
+    ``heatmaps`` {res: (2n, K, res, res)}, ``boundaries`` {res: (2n, C, res, res)}, ``field``
+    (2n, 2, K, r, r), ``field_mask`` (2n, K, r, r), ``landmarks`` (2n, K, 2) crop pixels.
+    ``pairs``: ``theta`` (P, 2, 3), ``flipped`` (P,), ``point_perm`` (K,), ``boundary_perm`` (C,).
+    ``spec``: the variant's :class:`spanlib.model.VariantSpec`.
+    """
+    heat = outputs["heatmaps"]
+    bounds = outputs["boundaries"]
+    num_pairs = heat[-1].shape[0] // 2
+    weights = stage_weights(len(heat), config.lambda1, config.eta)
+    terms: dict[str, torch.Tensor] = {}
+    if num_labeled > 0:
+        idx = torch.cat([torch.arange(num_labeled), num_pairs + torch.arange(num_labeled)]).to(heat[-1].device)
+        take = (lambda x: x) if num_labeled == num_pairs else (lambda x: x.index_select(0, idx))
+        terms["heat"] = stage_heatmap_loss([take(x) for x in heat], targets["heatmaps"], weights,
+                                           config.heatmap_loss)
+        if spec.boundaries:
+            terms["boundary"] = stage_heatmap_loss([take(x) for x in bounds], targets["boundaries"], weights,
+                                                   config.heatmap_loss)
+        labeled_out = {"heatmaps": [take(heat[-1])], "input_size": config.input_size,
+                       "offsets": None if outputs.get("offsets") is None else take(outputs["offsets"])}
+        if spec.bali:
+            terms["field"] = config.lambda2 * field_loss(
+                labeled_out["offsets"], targets["field"], targets["field_mask"], config.field_loss,
+                config.field_radius)
+        decoded = decode_landmarks(labeled_out, config.field_radius, config.input_size)
+        terms["coord"] = config.gamma * coord_loss(decoded, targets["landmarks"], config.input_size)
+    if spec.self_calibrated:
+        scl = heat[-1].new_zeros((), dtype=torch.float32)
+        for w, x in zip(weights, heat):
+            scl = scl + w * scl_maps_loss(x[:num_pairs], x[num_pairs:], pairs["theta"], pairs["flipped"],
+                                          pairs["point_perm"], config.input_size)
+        if spec.boundaries:
+            for w, x in zip(weights, bounds):
+                scl = scl + w * scl_maps_loss(x[:num_pairs], x[num_pairs:], pairs["theta"], pairs["flipped"],
+                                              pairs["boundary_perm"], config.input_size)
+        terms["scl"] = scl
+    total = sum(terms.values())
+    return total, {name: float(value.detach()) for name, value in terms.items()}

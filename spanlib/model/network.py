@@ -1,0 +1,154 @@
+"""SpanNet: the stacked-hourglass network behind every SPAN variant, and ``build_model``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ParamError
+from .bali import BaliHead
+from .blocks import ConvBnRelu, ResidualBottleneck
+from .hourglass import Hourglass
+from .scpa import SCPAModule
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """What a variant adds to the stacked-hourglass baseline (Table ablation rows of the paper)."""
+
+    boundaries: bool       # boundary heatmaps B_c at every stage
+    scpa: bool             # SCPA attention between stages (eqs. 9-10)
+    bali: bool             # BALI fields on the last stage (eq. 2, decoded by eq. 5)
+    self_calibrated: bool  # L_scl between the two disturbed views (eq. 17)
+    unlabeled: bool        # unlabeled faces in the objective (eq. 20)
+
+
+VARIANTS: dict[str, VariantSpec] = {
+    "shn": VariantSpec(boundaries=False, scpa=False, bali=False, self_calibrated=False, unlabeled=False),
+    "shn_bali": VariantSpec(boundaries=False, scpa=False, bali=True, self_calibrated=False, unlabeled=False),
+    "shn_scpa": VariantSpec(boundaries=True, scpa=True, bali=False, self_calibrated=True, unlabeled=False),
+    "scpan": VariantSpec(boundaries=True, scpa=True, bali=True, self_calibrated=True, unlabeled=False),
+    "semi_scpan": VariantSpec(boundaries=True, scpa=True, bali=True, self_calibrated=True, unlabeled=True),
+}
+
+# ImageNet statistics: the model takes [0, 1] RGB and normalises itself.
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+
+
+def variant_spec(name: str) -> VariantSpec:
+    if name not in VARIANTS:
+        raise ParamError(f"model.variant: unknown variant {name!r}; expected one of {', '.join(VARIANTS)}")
+    return VARIANTS[name]
+
+
+class _Stage(nn.Module):
+    """One hourglass stage: hourglass -> residual unit -> 1x1 'lin' -> heads."""
+
+    def __init__(self, width: int, depth: int, num_points: int, num_boundaries: int):
+        super().__init__()
+        self.hourglass = Hourglass(depth, width)
+        self.residual = ResidualBottleneck(width, width)
+        self.lin = ConvBnRelu(width, width)
+        self.heat = nn.Conv2d(width, num_points, 1)
+        self.boundary = nn.Conv2d(width, num_boundaries, 1) if num_boundaries else None
+
+    def features(self, p: torch.Tensor) -> torch.Tensor:
+        return self.lin(self.residual(self.hourglass(p)))
+
+
+class SpanNet(nn.Module):
+    """Stacked hourglass with intermediate supervision, SCPA attention and a BALI head.
+
+    Stages 1..T-1 work at input/4 (64x64 for a 256 input); the last stage's hourglass works at the
+    same resolution and its output is upsampled to input/2 (128x128), fused with the stem's input/2
+    features, refined by one residual unit and read by the last heads, so the last maps are twice the
+    resolution of the others.
+
+    forward(images (B, 3, S, S) in [0, 1]) -> {"heatmaps": [T x (B, K, h_t, h_t) logits],
+    "boundaries": [T x (B, C, h_t, h_t)] or [], "offsets": (B, 2, K, h_T, h_T) or None,
+    "input_size": S} (the last key lets ``spanlib.decode`` convert map pixels to crop pixels).
+    """
+
+    def __init__(self, variant: str, num_points: int, num_boundaries: int, input_size: int,
+                 stages: int, width: int, depth: int):
+        super().__init__()
+        self.variant = variant
+        self.spec = variant_spec(variant)
+        self.num_points = num_points
+        self.num_boundaries = num_boundaries if self.spec.boundaries else 0
+        self.input_size = input_size
+        self.stages = stages
+        base = input_size // 4
+        self.stage_resolutions = [base] * (stages - 1) + [2 * base]
+        c1, c2 = max(width // 4, 8), max(width // 2, 8)
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+        self.stem_conv = ConvBnRelu(3, c1, kernel=7, stride=2)          # S/2
+        self.stem = nn.Sequential(
+            ResidualBottleneck(c1, c2), nn.MaxPool2d(2),                  # S/4
+            ResidualBottleneck(c2, c2), ResidualBottleneck(c2, width),
+        )
+        nb = self.num_boundaries
+        self.stage_modules = nn.ModuleList(_Stage(width, depth, num_points, nb) for _ in range(stages))
+        # Re-projection of the stage's features and heads back into the trunk (Q_t).
+        self.remap_features = nn.ModuleList(nn.Conv2d(width, width, 1) for _ in range(stages - 1))
+        self.remap_heat = nn.ModuleList(nn.Conv2d(num_points, width, 1) for _ in range(stages - 1))
+        self.remap_boundary = nn.ModuleList(nn.Conv2d(nb, width, 1) for _ in range(stages - 1)) if nb else None
+        self.scpa = nn.ModuleList(SCPAModule(width) for _ in range(stages - 1)) if self.spec.scpa else None
+        # Last stage at twice the resolution.
+        self.high_skip = nn.Conv2d(c1, width, 1)
+        self.high_refine = ResidualBottleneck(width, width)
+        self.bali = BaliHead(width, num_points) if self.spec.bali else None
+
+    def forward(self, images: torch.Tensor) -> dict:
+        x = (images - self.mean) / self.std
+        high = self.stem_conv(x)
+        p = self.stem(high)
+        heatmaps, boundaries = [], []
+        for t, stage in enumerate(self.stage_modules):
+            feat = stage.features(p)
+            if t == self.stages - 1:
+                feat = F.interpolate(feat, scale_factor=2.0, mode="bilinear", align_corners=False)
+                feat = self.high_refine(feat + self.high_skip(high))
+            h = stage.heat(feat)
+            heatmaps.append(h)
+            b = stage.boundary(feat) if stage.boundary is not None else None
+            if b is not None:
+                boundaries.append(b)
+            if t < self.stages - 1:
+                q = p + self.remap_features[t](feat) + self.remap_heat[t](h)
+                if b is not None:
+                    q = q + self.remap_boundary[t](b)
+                p = self.scpa[t](q) if self.scpa is not None else q
+        offsets = self.bali(feat) if self.bali is not None else None
+        return {"heatmaps": heatmaps, "boundaries": boundaries, "offsets": offsets, "input_size": self.input_size}
+
+
+def check_model_params(model_params: dict, input_size: int) -> None:
+    """Stop with a ParamError naming the parameter when the configuration cannot be built."""
+    variant_spec(str(model_params.get("variant")))
+    for key, low in (("stages", 1), ("width", 8), ("depth", 1)):
+        value = model_params.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ParamError(f"model.{key}: expected an integer >= {low}, got {value!r}")
+    if model_params["width"] % 2:
+        raise ParamError(f"model.width: expected an even number of channels, got {model_params['width']}")
+    multiple = 4 * 2 ** model_params["depth"]
+    if not isinstance(input_size, int) or input_size < multiple or input_size % multiple:
+        raise ParamError(
+            f"crop.input_size: expected a multiple of {multiple} (4 * 2**model.depth), got {input_size!r}"
+        )
+
+
+def build_model(model_params: dict, num_points: int, num_boundaries: int, input_size: int) -> SpanNet:
+    """The SpanNet for ``model_params`` (params.yaml ``model:`` group)."""
+    check_model_params(model_params, input_size)
+    return SpanNet(
+        variant=model_params["variant"], num_points=num_points, num_boundaries=num_boundaries,
+        input_size=input_size, stages=model_params["stages"], width=model_params["width"],
+        depth=model_params["depth"],
+    )

@@ -1,0 +1,237 @@
+"""The objective (eqs. 15-20) against float64 brute force, and the decoding it relies on."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from spanlib.decode import decode_landmarks
+from spanlib.errors import ParamError
+from spanlib.losses import (LossConfig, coord_loss, field_loss, heatmap_ce, heatmap_js, scl_maps_loss,
+                            span_objective, stage_heatmap_loss, stage_weights)
+from spanlib.model import VARIANTS, build_model
+from spanlib.data.warp import apply_warp
+
+
+def js_brute(logits: np.ndarray, target: np.ndarray) -> float:
+    """Eq. 15 for one channel, float64, straight from the definition."""
+    x = logits.astype(np.float64).ravel()
+    p = np.exp(x - x.max())
+    p /= p.sum()
+    q = target.astype(np.float64).ravel()
+    q = q / q.sum()
+    m = (p + q) / 2
+    kl = lambda a, b: sum(ai * math.log(ai / bi) for ai, bi in zip(a, b) if ai > 0)
+    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+def test_heatmap_js_matches_brute_force():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 3, 5, 6)) * 3
+    target = rng.random((2, 3, 5, 6)) * (rng.random((2, 3, 5, 6)) > 0.5)
+    got = heatmap_js(torch.tensor(logits, dtype=torch.float32), torch.tensor(target, dtype=torch.float32))
+    want = np.array([[js_brute(logits[b, k], target[b, k]) for k in range(3)] for b in range(2)])
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-7)
+
+
+def test_heatmap_ce_matches_brute_force_and_its_gradient_is_p_minus_q():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(2, 3, 5, 6)) * 3
+    target = rng.random((2, 3, 5, 6)) * (rng.random((2, 3, 5, 6)) > 0.5)
+    target[1, 2] = 0.0  # no distribution: loss 0
+    x = torch.tensor(logits, dtype=torch.float32, requires_grad=True)
+    got = heatmap_ce(x, torch.tensor(target, dtype=torch.float32))
+    want = np.zeros((2, 3))
+    for b in range(2):
+        for k in range(3):
+            v = logits[b, k].ravel().astype(np.float64)
+            log_p = v - v.max() - math.log(np.exp(v - v.max()).sum())
+            t = target[b, k].ravel().astype(np.float64)
+            want[b, k] = 0.0 if t.sum() == 0 else -(t / t.sum() * log_p).sum()
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-5, atol=1e-6)
+    got[0, 1].backward()
+    v = logits[0, 1].ravel()
+    p = np.exp(v - v.max()) / np.exp(v - v.max()).sum()
+    q = target[0, 1].ravel() / target[0, 1].sum()
+    np.testing.assert_allclose(x.grad[0, 1].numpy().ravel(), p - q, atol=1e-6)
+
+
+def test_stage_heatmap_loss_weights_stages():
+    rng = np.random.default_rng(1)
+    logits = [rng.normal(size=(2, 4, 4, 4)), rng.normal(size=(2, 4, 4, 4)), rng.normal(size=(2, 4, 8, 8))]
+    targets = {4: rng.random((2, 4, 4, 4)), 8: rng.random((2, 4, 8, 8))}
+    weights = stage_weights(3, lambda1=1.0, eta=4.0)
+    assert weights == [4.0, 4.0, 1.0]
+    got = stage_heatmap_loss([torch.tensor(x, dtype=torch.float32) for x in logits],
+                             {r: torch.tensor(t, dtype=torch.float32) for r, t in targets.items()}, weights)
+    want = sum(w * np.mean([[js_brute(x[b, k], targets[x.shape[-1]][b, k]) for k in range(4)] for b in range(2)])
+               for w, x in zip(weights, logits))
+    assert float(got) == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["l1", "smooth_l1", "l2", "js"])
+def test_field_loss_matches_brute_force(kind):
+    rng = np.random.default_rng(2)
+    radius, b, k, h = 1, 2, 3, 6
+    pred = rng.normal(size=(b, 2, k, h, h)) * 2
+    field = rng.normal(size=(b, 2, k, h, h)) * 2
+    mask = np.zeros((b, k, h, h))
+    for bi in range(b):
+        for ki in range(k):
+            i, j = rng.integers(0, h, size=2)
+            mask[bi, ki, max(i - radius, 0):i + radius + 1, max(j - radius, 0):j + radius + 1] = 1
+    got = float(field_loss(torch.tensor(pred, dtype=torch.float32), torch.tensor(field, dtype=torch.float32),
+                           torch.tensor(mask, dtype=torch.float32), kind, radius))
+    if kind == "js":
+        s2 = 2 * ((radius + 1) / 2) ** 2
+        vals = []
+        for bi in range(b):
+            for ki in range(k):
+                sel = mask[bi, ki] > 0
+                lp = -(pred[bi, :, ki] ** 2).sum(0)[sel] / s2
+                q = np.exp(-(field[bi, :, ki] ** 2).sum(0)[sel] / s2)
+                vals.append(js_brute(lp, q))
+        want = np.mean(vals)
+    else:
+        d = pred - field
+        per = {"l1": np.abs(d), "l2": 0.5 * d ** 2,
+               "smooth_l1": np.where(np.abs(d) < 1, 0.5 * d ** 2, np.abs(d) - 0.5)}[kind]
+        want = (per.sum(1) * mask).sum() / mask.sum()
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_coord_loss_is_mean_normalised_distance():
+    pred = torch.tensor([[[10.0, 10.0], [0.0, 0.0]]])
+    target = torch.tensor([[[13.0, 14.0], [0.0, 0.0]]])
+    assert float(coord_loss(pred, target, 100)) == pytest.approx((5.0 / 100 + 0.0) / 2, abs=1e-6)
+
+
+def gaussian_logits(points_map: np.ndarray, size: int, sigma: float) -> torch.Tensor:
+    c = np.arange(size) + 0.5
+    maps = [-(((c[None, :] - x) ** 2 + (c[:, None] - y) ** 2) / (2 * sigma ** 2)) for x, y in points_map]
+    return torch.tensor(np.stack(maps)[None], dtype=torch.float32)
+
+
+def test_decode_round_trip_and_bali_offsets():
+    """Noise-free Gaussian logits decode to the point (windowed soft-argmax, < 0.05 px); exact BALI
+    offsets decode exactly even from a coarse heatmap."""
+    size, stride = 32, 4
+    pts = np.array([[10.3, 20.7], [5.5, 5.5], [16.9, 12.2]])
+    out = {"heatmaps": [gaussian_logits(pts, size, 1.0)], "offsets": None, "input_size": size * stride}
+    got = decode_landmarks(out, radius=5)[0].numpy()
+    np.testing.assert_allclose(got, pts * stride, atol=0.05)
+    # BALI: a heatmap peaked at the wrong sub-pixel spot, fields pointing at the truth.
+    c = np.arange(size) + 0.5
+    offsets = np.stack([np.stack([np.broadcast_to(x - c[None, :], (size, size)) for x, _ in pts]),
+                        np.stack([np.broadcast_to(y - c[:, None], (size, size)) for _, y in pts])])
+    out = {"heatmaps": [gaussian_logits(pts + 0.4, size, 1.0)], "input_size": size * stride,
+           "offsets": torch.tensor(offsets[None], dtype=torch.float32)}
+    np.testing.assert_allclose(decode_landmarks(out, radius=3)[0].numpy(), pts * stride, atol=1e-3)
+
+
+def random_pair_warp(batch: int, size: int, seed: int):
+    rng = np.random.default_rng(seed)
+    thetas = []
+    for _ in range(batch):
+        a = math.radians(rng.uniform(-20, 20))
+        s = rng.uniform(0.9, 1.1)
+        c = size / 2
+        rot = s * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+        thetas.append(np.concatenate([rot, (np.array([c, c]) - rot @ [c, c])[:, None]], axis=1))
+    return torch.tensor(np.stack(thetas), dtype=torch.float32), torch.tensor(rng.random(batch) < 0.5)
+
+
+def test_scl_near_zero_for_exactly_transformed_prediction():
+    torch.manual_seed(0)
+    b, k, h, size = 3, 5, 16, 64
+    logits_a = torch.randn(b, k, h, h) * 2
+    theta, flipped = random_pair_warp(b, size, 0)
+    perm = np.array([4, 3, 2, 1, 0])
+    p_a = torch.softmax(logits_a.reshape(b, k, -1), -1).view(b, k, h, h)
+    warped, valid = apply_warp(p_a, theta, flipped, perm, size)
+    logits_b = torch.log(warped.clamp_min(1e-30))
+    assert float(scl_maps_loss(logits_a, logits_b, theta, flipped, perm, size)) < 1e-6
+    other = float(scl_maps_loss(logits_a, torch.randn(b, k, h, h) * 2, theta, flipped, perm, size))
+    assert other > 0.05
+
+
+def test_scl_matches_brute_force_inside_valid_region():
+    torch.manual_seed(1)
+    b, k, h, size = 2, 3, 8, 32
+    logits_a, logits_b = torch.randn(b, k, h, h), torch.randn(b, k, h, h)
+    theta, flipped = random_pair_warp(b, size, 1)
+    perm = np.array([2, 1, 0])
+    p_a = torch.softmax(logits_a.reshape(b, k, -1), -1).view(b, k, h, h)
+    warped, valid = apply_warp(p_a, theta, flipped, perm, size)
+    sel = (valid[:, 0] > 0.5).numpy()
+    want = np.mean([[js_brute(logits_b[i, c].numpy()[sel[i]], warped[i, c].numpy()[sel[i]])
+                     for c in range(k)] for i in range(b)])
+    got = float(scl_maps_loss(logits_a, logits_b, theta, flipped, perm, size))
+    assert got == pytest.approx(want, rel=1e-4)
+
+
+def make_batch(variant: str, pairs: int, labeled: int, seed: int = 0):
+    torch.manual_seed(seed)
+    k, c, size = 68, 13, 64
+    model = build_model({"variant": variant, "stages": 2, "width": 16, "depth": 2}, k, c, size)
+    out = model(torch.rand(2 * pairs, 3, size, size))
+    n = 2 * labeled
+    res = sorted(set(model.stage_resolutions))
+    targets = {"heatmaps": {r: torch.rand(n, k, r, r) for r in res},
+               "boundaries": {r: torch.rand(n, c, r, r) for r in res},
+               "field": torch.randn(n, 2, k, 32, 32), "field_mask": (torch.rand(n, k, 32, 32) > 0.8).float(),
+               "landmarks": torch.rand(n, k, 2) * size}
+    theta, flipped = random_pair_warp(pairs, size, seed)
+    pairs_info = {"theta": theta, "flipped": flipped, "point_perm": np.arange(k)[::-1].copy(),
+                  "boundary_perm": np.arange(c)}
+    config = LossConfig(field_radius=5, input_size=size, field_loss="l1")
+    return model, out, targets, pairs_info, config
+
+
+def test_objective_sums_the_weighted_terms():
+    model, out, targets, pairs, config = make_batch("scpan", pairs=2, labeled=2)
+    total, terms = span_objective(out, 2, targets, pairs, model.spec, config)
+    assert set(terms) == {"heat", "boundary", "field", "coord", "scl"}
+    assert float(total.detach()) == pytest.approx(sum(terms.values()), rel=1e-6)
+    # the heatmap term is eq. 16's stage sum with eta on stage 1 and lambda1 on the last
+    want = sum(w * np.mean([[js_brute(x[i, q].detach().numpy(), targets["heatmaps"][x.shape[-1]][i, q].numpy())
+                             for q in range(0, 68, 17)] for i in range(4)])
+               for w, x in zip([4.0, 1.0], out["heatmaps"]))
+    sub = {"heatmaps": [x[:, ::17] for x in out["heatmaps"]]}
+    got = float(stage_heatmap_loss(sub["heatmaps"], {r: t[:, ::17] for r, t in targets["heatmaps"].items()},
+                                   [4.0, 1.0]))
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_gradients_reach_every_head(variant):
+    labeled = 1 if variant == "semi_scpan" else 2  # semi: one labeled and one unlabeled pair
+    model, out, targets, pairs, config = make_batch(variant, pairs=2, labeled=labeled)
+    total, terms = span_objective(out, labeled, targets, pairs, model.spec, config)
+    total.backward()
+    heads = [n for n, _ in model.named_parameters() if any(s in n for s in (".heat.", ".boundary.", "bali."))]
+    assert heads
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_unlabeled_pairs_only_enter_scl():
+    """Eq. 20: with no labeled pair only L_scl remains."""
+    model, out, _, pairs, config = make_batch("semi_scpan", pairs=2, labeled=0)
+    total, terms = span_objective(out, 0, None, pairs, model.spec, config)
+    assert set(terms) == {"scl"} and float(total) > 0
+
+
+def test_invalid_loss_params():
+    good = {"lambda1": 1.0, "lambda2": 16.0, "gamma": 40.0, "eta": 4.0, "field_loss": "l1"}
+    with pytest.raises(ParamError, match="targets.field_radius.*larger than"):
+        LossConfig.from_params(good, {"field_radius": 20}, 64, 32)
+    with pytest.raises(ParamError, match="loss.gamma"):
+        LossConfig.from_params(dict(good, gamma=-1), {"field_radius": 2}, 64, 32)
+    with pytest.raises(ParamError, match="loss.field_loss"):
+        LossConfig.from_params(dict(good, field_loss="l7"), {"field_radius": 2}, 64, 32)
+    with pytest.raises(ParamError, match="loss.heatmap_loss"):
+        LossConfig.from_params(dict(good, heatmap_loss="kl"), {"field_radius": 2}, 64, 32)
+    config = LossConfig.from_params(good, {"field_radius": 5}, 64, 32)
+    assert (config.lambda2, config.field_radius) == (16.0, 5)
