@@ -10,7 +10,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default=None,
                         help="shn | shn_bali | shn_scpa | scpan | semi_scpan (default: model.variant)")
     parser.add_argument("--out", required=True, help="checkpoint to write, e.g. models/scpan.pt")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override a parameter, e.g. --set train.iterations=200 (repeatable)")
     parser.add_argument("--profile", default=None,
                         help="apply a named profile from params.yaml 'profiles:' (e.g. paper, real300w)")
