@@ -126,10 +126,10 @@ def bali_backward_triton(heatmap, offset_x, offset_y, radius, grad_output, out, 
     n = h * w
     block = min(LOOP_BLOCK, triton.next_power_of_2(n))
     grads = [torch.empty_like(t) if need else None for t, need in zip((heatmap, offset_x, offset_y), needs)]
-    placeholder = out  # never written when the matching NEED_* flag is False
+    unused_ptr = out  # never written when the matching NEED_* flag is False
     _bali_backward_kernel[(b * k, triton.cdiv(n, block))](
         heatmap, offset_x, offset_y, grad_output.float().contiguous(), out, argmax, inv,
-        *(g if g is not None else placeholder for g in grads), n, w, radius,
+        *(g if g is not None else unused_ptr for g in grads), n, w, radius,
         BLOCK=block, NEED_H=needs[0], NEED_OX=needs[1], NEED_OY=needs[2], num_warps=_warps(block),
     )
     return grads
