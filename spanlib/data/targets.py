@@ -120,28 +120,6 @@ def banded_boundary_distance(segments: np.ndarray, owner: np.ndarray, num: int, 
     flat = (owner[n] * size + iy[n, r]) * size + ix[n, c]
     np.minimum.at(dist, flat, np.sqrt(ex[n, r, c]))
     return dist.reshape(num, size, size)
-    seg = segments.astype(np.float32)
-    lo = np.floor(seg.min(axis=1) - cutoff).astype(np.int64)  # (N, 2) x, y
-    hi = np.ceil(seg.max(axis=1) + cutoff).astype(np.int64)
-    lo = np.clip(lo, 0, size)
-    hi = np.clip(hi, 0, size)
-    width = int(max(1, (hi - lo).max()))
-    steps = np.arange(width)
-    ix = lo[:, 0, None] + steps  # (N, W) columns
-    iy = lo[:, 1, None] + steps  # (N, W) rows
-    a, d = seg[:, 0], seg[:, 1] - seg[:, 0]
-    length2 = np.maximum((d * d).sum(axis=1), np.float32(1e-12))
-    px = (ix + np.float32(0.5) - a[:, 0, None])[:, None, :]  # (N, 1, W)
-    py = (iy + np.float32(0.5) - a[:, 1, None])[:, :, None]  # (N, W, 1)
-    dx, dy = d[:, 0, None, None], d[:, 1, None, None]
-    t = np.clip((px * dx + py * dy) / length2[:, None, None], 0.0, 1.0)
-    ex, ey = px - t * dx, py - t * dy
-    d2 = ex * ex + ey * ey
-    keep = (d2 < np.float32(cutoff) ** 2) & (ix < hi[:, 0, None])[:, None, :] & \
-        (iy < hi[:, 1, None])[:, :, None]
-    flat = (owner[:, None, None] * size + iy[:, :, None]) * size + ix[:, None, :]
-    np.minimum.at(dist, flat[keep], np.sqrt(d2[keep]))
-    return dist.reshape(num, size, size)
 
 
 _SEGMENT_INDEX: dict = {}
