@@ -37,6 +37,8 @@ _IRIS = np.array([(92, 56, 30), (50, 32, 22), (70, 110, 160), (85, 115, 70), (11
 _SHIFT = 4           # OpenCV sub-pixel bits: coordinates are drawn with 1/16 pixel precision
 _ONE = 1 << _SHIFT
 _AA = cv2.LINE_AA
+# brow, eye and mouth points (kept inside the face outline)
+_FEATURES = np.r_[17:27, 36:48, 48:68]
 
 
 def style_of(split: str, index: int) -> str:
@@ -137,8 +139,7 @@ def sample_face(seed: int, split: str, index: int, size: int = 256) -> FaceSpec:
 
     # brow, eye and mouth points that the head turns past the silhouette are seen on it (as an
     # annotator marks a far brow end), 1 px inside
-    feat = np.r_[17:27, 36:48, 48:68]
-    pts[feat] = keep_inside(pts[feat], outline, margin=1.0)
+    pts[_FEATURES] = keep_inside(pts[_FEATURES], outline, margin=1.0)
 
     colours = _colours(rng)
     geometry = _geometry(head, ident, expr, proj, pts, outline, rng, pose)
@@ -183,23 +184,25 @@ def _geometry(head, ident, expr, proj, pts, outline, rng, pose) -> dict:
         thick = ident.brow_thickness * np.linspace(0.45, 1.0, 5)
         if not outer_first:
             thick = thick[::-1]
-        lower = P[idx] + np.c_[np.zeros(5), thick, np.zeros(5)]
+        offset = np.zeros((5, 3))
+        offset[:, 1] = thick
+        lower = P[idx] + offset
         top = catmull_rom(pts[idx], 5)
         bottom = catmull_rom(proj(lower), 5)[::-1]
-        g[name] = np.vstack([top, bottom])
+        g[name] = np.concatenate([top, bottom])
     # eyes: lids as splines through the corner and lid points, creases above, iris
     for side, idx in (("r", np.arange(36, 42)), ("l", np.arange(42, 48))):
         key = "right" if side == "r" else "left"
         up = catmull_rom(pts[UPPER_LID[key]], 6)
         low = catmull_rom(pts[LOWER_LID[key]], 6)
-        g[f"eye_{side}"] = np.vstack([up[:-1], low[:-1]])
+        g[f"eye_{side}"] = np.concatenate([up[:-1], low[:-1]])
         g[f"lid_up_{side}"] = up
         g[f"lid_low_{side}"] = low
         closure = expr.eye_closure[0 if side == "r" else 1]
         crease3 = P[UPPER_LID[key]] + np.array([[0, -0.02, 0.01], [0, -0.07, 0.02], [0, -0.07, 0.02], [0, -0.02, 0.01]])
         crease3[:, 1] -= 0.04 * closure
         g[f"crease_{side}"] = catmull_rom(proj(crease3), 5)
-        centre = P[idx].mean(0) + np.r_[rng.normal(0, 0.025), rng.normal(0, 0.012), 0.06]
+        centre = P[idx].mean(0) + np.array([rng.normal(0, 0.025), rng.normal(0, 0.012), 0.06])
         r = 0.085 * ident.eye_size
         g[f"iris_{side}"] = (proj(centre[None])[0], r * proj.scale, closure)
     # nose
@@ -211,7 +214,7 @@ def _geometry(head, ident, expr, proj, pts, outline, rng, pose) -> dict:
                               [-sx * 0.04, -0.15, 0.03]])
         wing.append(catmull_rom(proj(a3), 4))
     # one line from the right wing round the nose base to the left wing (31 and 35 mid-line)
-    nose["base"] = np.vstack([wing[0][::-1], nose["base"][1:-1], wing[1]])
+    nose["base"] = np.concatenate([wing[0][::-1], nose["base"][1:-1], wing[1]])
     nose["nostrils"] = [proj((0.55 * P[k1] + 0.45 * P[k2] + np.array([0, -0.025, -0.02]))[None])[0]
                         for k1, k2 in ((32, 31), (34, 35))]
     nose["ridge"] = catmull_rom(pts[27:31], 4)
@@ -219,16 +222,16 @@ def _geometry(head, ident, expr, proj, pts, outline, rng, pose) -> dict:
                                                                    [sx * 0.09, 0, -0.12]])), 4)
                      for sx in (-1.0, 1.0)]
     nose["tip"] = proj((P[30] + np.array([0, 0.025, 0.0]))[None])[0]
-    nose["skin"] = cv2.convexHull(np.vstack([pts[27:36], *wing]).astype(np.float32)).reshape(-1, 2)
+    nose["skin"] = cv2.convexHull(np.concatenate([pts[27:36], *wing]).astype(np.float32)).reshape(-1, 2)
     g["nose"] = nose
     # mouth: outer and inner lip splines
     outer_up = catmull_rom(pts[48:55], 5)
     outer_low = catmull_rom(pts[[54, 55, 56, 57, 58, 59, 48]], 5)
     inner_up = catmull_rom(pts[60:65], 5)
     inner_low = catmull_rom(pts[[64, 65, 66, 67, 60]], 5)
-    g["lips_outer"] = np.vstack([outer_up[:-1], outer_low[:-1]])
-    g["lip_upper"] = np.vstack([outer_up, pts[64:65], inner_up[::-1], pts[48:49]])
-    g["mouth_inner"] = np.vstack([inner_up[:-1], inner_low[:-1]])
+    g["lips_outer"] = np.concatenate([outer_up[:-1], outer_low[:-1]])
+    g["lip_upper"] = np.concatenate([outer_up, pts[64:65], inner_up[::-1], pts[48:49]])
+    g["mouth_inner"] = np.concatenate([inner_up[:-1], inner_low[:-1]])
     g["inner_up"] = inner_up
     gap = float(np.max(np.linalg.norm(pts[[61, 62, 63]] - pts[[67, 66, 65]], axis=1)))
     g["mouth_gap"] = gap
@@ -236,14 +239,14 @@ def _geometry(head, ident, expr, proj, pts, outline, rng, pose) -> dict:
     teeth_h = min(0.07 * proj.scale, 0.45 * gap)
     down = proj(np.array([[0, 1.0, 0]])) - proj(np.array([[0, 0.0, 0]]))
     down = down[0] / np.linalg.norm(down[0])
-    g["teeth"] = np.vstack([inner_up, inner_up[::-1] + down * teeth_h]) if gap > 2 else None
+    g["teeth"] = np.concatenate([inner_up, inner_up[::-1] + down * teeth_h]) if gap > 2 else None
     # head: back hair, neck and clothes, ears, front hair (all 3D, projected)
     w0 = float(head.half_width(0.0))
     top = head.shell[head.shell[:, 1] < 0.25]
-    back = np.c_[top[:, 0] * 1.15, top[:, 1] * 1.06 - 0.08, top[:, 2] * 1.15 - 0.12]
+    back = np.stack([top[:, 0] * 1.15, top[:, 1] * 1.06 - 0.08, top[:, 2] * 1.15 - 0.12], axis=1)
     long_hair = rng.random() < 0.35
     if long_hair:
-        back = np.vstack([back, [[-(w0 + 0.25), 1.5, -0.9 * d], [w0 + 0.25, 1.5, -0.9 * d]]])
+        back = np.concatenate([back, [[-(w0 + 0.25), 1.5, -0.9 * d], [w0 + 0.25, 1.5, -0.9 * d]]])
     g["hair_back"] = cv2.convexHull(proj(back).astype(np.float32)).reshape(-1, 2)
     jaw_w = float(head.half_width(1.1))
     g["neck"] = proj(np.array([[-0.8 * jaw_w, 0.9, -0.5 * d], [0.8 * jaw_w, 0.9, -0.5 * d], [0.62, 3.5, -0.5 * d],
@@ -262,12 +265,12 @@ def _geometry(head, ident, expr, proj, pts, outline, rng, pose) -> dict:
     yh = h0 + h1 * np.sin(phi) ** 2
     wh = head.half_width(yh)
     dh = d * np.maximum(wh, 0.35)
-    line = np.c_[wh * np.sin(phi), yh, -dh * (1 - np.cos(phi))]
-    band = np.c_[line[:, 0] * 1.03, yh - 0.7, line[:, 2] * 1.03 + 0.02]
+    line = np.stack([wh * np.sin(phi), yh, -dh * (1 - np.cos(phi))], axis=1)
+    band = np.stack([line[:, 0] * 1.03, yh - 0.7, line[:, 2] * 1.03 + 0.02], axis=1)
     crown = head.shell[head.shell[:, 1] < h0 - 0.1] * (1.04, 1.0, 1.04) + (0, -0.04, 0.02)
     g["hair_front"] = None
     if rng.random() < 0.9:
-        g["hair_front"] = (proj(np.vstack([line, band[::-1]])),
+        g["hair_front"] = (proj(np.concatenate([line, band[::-1]])),
                            cv2.convexHull(proj(crown).astype(np.float32)).reshape(-1, 2))
     return g
 
@@ -322,7 +325,8 @@ def _sample_occluders(rng, pts, scale, colours) -> list:
 
 def _fix(p) -> np.ndarray:
     """Corner-origin pixel coordinates -> OpenCV fixed point (OpenCV puts pixel centres on integers)."""
-    return np.round((np.asarray(p, dtype=np.float64) - 0.5) * _ONE).astype(np.int32)
+    # np.rint is what np.round(x) (decimals=0) calls, without its Python wrapper
+    return np.rint((np.asarray(p, dtype=np.float64) - 0.5) * _ONE).astype(np.int32)
 
 
 def _len(v: float) -> int:
@@ -333,7 +337,7 @@ def _col(c) -> tuple:
     if np.ndim(c) == 0:
         v = min(max(float(c), 0.0), 255.0)
         return (v, v, v)
-    return tuple(min(max(float(x), 0.0), 255.0) for x in c)
+    return tuple([min(max(x, 0.0), 255.0) for x in np.asarray(c, dtype=np.float64).tolist()])
 
 
 def fill(img, poly, colour) -> None:
@@ -410,7 +414,7 @@ def _background(rng, size) -> np.ndarray:
             ellipse(img, c, rng.uniform(4, size / 4, 2), rng.uniform(0, 180), colour, thick)
         elif kind == 1:
             poly = c + rng.uniform(-size / 4, size / 4, (int(rng.integers(3, 6)), 2))
-            fill(img, poly, colour) if thick < 0 else polyline(img, np.vstack([poly, poly[:1]]), colour, thick)
+            fill(img, poly, colour) if thick < 0 else polyline(img, np.concatenate([poly, poly[:1]]), colour, thick)
         elif kind == 2:
             polyline(img, np.vstack([c, rng.uniform(0, size, 2)]), colour, int(rng.integers(1, 8)))
         else:

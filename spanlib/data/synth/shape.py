@@ -62,6 +62,11 @@ RIGHT_BROW, LEFT_BROW = np.arange(17, 22), np.arange(22, 27)
 NOSE_BRIDGE, NOSTRILS = np.arange(27, 31), np.arange(31, 36)
 RIGHT_EYE, LEFT_EYE = np.arange(36, 42), np.arange(42, 48)
 OUTER_LIP, INNER_LIP = np.arange(48, 60), np.arange(60, 68)
+# index sets used per face, built once (np.r_ is slow in a hot path)
+_MOUTH = np.r_[OUTER_LIP, INNER_LIP]
+_UPPER_LIPS, _LOWER_LIPS = np.r_[48:55, 60:65], np.r_[55:60, 65:68]
+_CHIN_RANGE = np.abs(np.arange(4, 13) - 8)
+_JAW_FROM_CHIN = np.abs(np.arange(17) - 8)
 UPPER_LID = {"right": [36, 37, 38, 39], "left": [42, 43, 44, 45]}
 LOWER_LID = {"right": [39, 40, 41, 36], "left": [45, 46, 47, 42]}
 
@@ -116,7 +121,7 @@ def face_points_2d(ident: Identity, expr: Expression) -> np.ndarray:
     # identity: jaw and face length
     lower = p[JAW, 1] > 0.5
     p[JAW, 0] *= np.where(lower, ident.jaw_width, 0.5 + 0.5 * ident.jaw_width)
-    p[4:13, 0] *= np.interp(np.abs(np.arange(4, 13) - 8), [0, 4], [ident.chin_width, 1.0])
+    p[4:13, 0] *= np.interp(_CHIN_RANGE, [0, 4], [ident.chin_width, 1.0])
     p[:, 1] = np.where(p[:, 1] > 0, p[:, 1] * ident.face_length, p[:, 1])
     # eyes: spacing, size, opening, tilt (outer corners up for positive tilt)
     for idx, side in ((RIGHT_EYE, -1.0), (LEFT_EYE, 1.0)):
@@ -135,11 +140,9 @@ def face_points_2d(ident: Identity, expr: Expression) -> np.ndarray:
     p[28:36, 1] = p[27, 1] + (p[28:36, 1] - p[27, 1]) * ident.nose_length
     p[NOSTRILS, 0] *= ident.nose_width
     # mouth: width, height, lip thickness around the closed lip line
-    mouth = np.r_[OUTER_LIP, INNER_LIP]
+    mouth, upper, lower = _MOUTH, _UPPER_LIPS, _LOWER_LIPS
     seam = p[62, 1]
     p[mouth, 0] *= ident.mouth_width
-    upper = np.r_[48:55, 60:65]
-    lower = np.r_[55:60, 65:68]
     p[upper, 1] = seam + (p[upper, 1] - seam) * np.where(p[upper, 1] < seam - 0.02, ident.lip_upper, 1.0)
     p[lower, 1] = seam + (p[lower, 1] - seam) * np.where(p[lower, 1] > seam + 0.02, ident.lip_lower, 1.0)
     p[mouth, 1] += ident.mouth_y
@@ -163,7 +166,7 @@ def _apply_expression(p: np.ndarray, expr: Expression) -> np.ndarray:
     p[55:60, 1] += drop
     p[65:68, 1] += drop
     p[61:64, 1] -= 0.02 * o
-    jaw_w = np.interp(np.abs(np.arange(17) - 8), [0, 5, 8], [1.0, 0.0, 0.0])
+    jaw_w = np.interp(_JAW_FROM_CHIN, [0, 5, 8], [1.0, 0.0, 0.0])
     p[JAW, 1] += drop * 0.85 * jaw_w
     p[60, 1] += drop * 0.1
     p[64, 1] += drop * 0.1
@@ -236,7 +239,8 @@ def build_head(ident: Identity, expr: Expression) -> Head:
     # surface samples: cross-section ellipses from the forehead top to the chin, front half plus a
     # strip behind the cheeks (the side of the head up to the ear)
     s = np.linspace(0.0, 1.0, 22)
-    levels = np.r_[np.linspace(-1.72, y_top_jaw, 11)[:-1], y_top_jaw + (y_chin - y_top_jaw) * (1 - (1 - s) ** 2)]
+    levels = np.concatenate([np.linspace(-1.72, y_top_jaw, 11)[:-1],
+                             y_top_jaw + (y_chin - y_top_jaw) * (1 - (1 - s) ** 2)])
     phi = np.linspace(-np.pi / 2 - 0.45, np.pi / 2 + 0.45, 27)
     w = half_width(levels)[:, None]
     d = depth * np.maximum(w, 0.35)
@@ -244,11 +248,11 @@ def build_head(ident: Identity, expr: Expression) -> Head:
     shell = np.stack(
         [cx + w * np.sin(phi)[None], np.broadcast_to(levels[:, None], (len(levels), len(phi))),
          -d * (1 - np.cos(phi))[None]], axis=-1).reshape(-1, 3)
-    shell = np.vstack([shell, [[jaw[chin, 0], y_chin, 0.0]]])
+    shell = np.concatenate([shell, [[jaw[chin, 0], y_chin, 0.0]]])
     # 3D points: features on the surface plus their protrusion; jaw points on the frontal outline
     hw = half_width(p2[:, 1])
     z = _surface_z(p2[:, 0] - centre_x(p2[:, 1]), p2[:, 1], hw, depth * np.maximum(hw, 0.35)) + _PROTRUSION
-    pts = np.c_[p2, z]
+    pts = np.column_stack([p2, z])
     pts[JAW, 2] = -depth * np.maximum(half_width(p2[JAW, 1]), 0.35)
     pts[8, 2] = 0.0
     pts[[7, 9], 2] *= 0.3
@@ -314,7 +318,7 @@ def snap_to_outline(points: np.ndarray, origin: np.ndarray, outline: np.ndarray)
     edge = t.argmin(axis=1)
     rows = np.arange(len(points))
     lengths = np.linalg.norm(e, axis=1)
-    arc = np.r_[0.0, np.cumsum(lengths)][edge] + np.clip(u[rows, edge], 0, 1) * lengths[edge]
+    arc = np.concatenate([[0.0], np.cumsum(lengths)])[edge] + np.clip(u[rows, edge], 0, 1) * lengths[edge]
     return origin + d * t[rows, edge][:, None], arc
 
 
@@ -324,7 +328,8 @@ def keep_inside(points: np.ndarray, outline: np.ndarray, margin: float) -> np.nd
     a = outline
     e = np.roll(outline, -1, axis=0) - a
     area2 = np.sum(a[:, 0] * np.roll(a[:, 1], -1) - np.roll(a[:, 0], -1) * a[:, 1])
-    inward = np.sign(area2) * np.c_[-e[:, 1], e[:, 0]] / np.maximum(np.linalg.norm(e, axis=1), 1e-9)[:, None]
+    normal = np.stack([-e[:, 1], e[:, 0]], axis=1)
+    inward = np.sign(area2) * normal / np.maximum(np.linalg.norm(e, axis=1), 1e-9)[:, None]
     rel = points[:, None, :] - a[None]                                    # (P, S, 2)
     signed = (rel * inward[None]).sum(-1)                                 # > 0 inside each edge
     depth = signed.min(axis=1)                                            # distance inside the polygon
@@ -339,10 +344,10 @@ def keep_inside(points: np.ndarray, outline: np.ndarray, margin: float) -> np.nd
 
 def point_at_arc(outline: np.ndarray, arc: np.ndarray) -> np.ndarray:
     """Points of the closed polygon ``outline`` at arc-length positions ``arc`` (taken modulo its length)."""
-    closed = np.vstack([outline, outline[:1]])
-    cum = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(closed, axis=0), axis=1))]
+    closed = np.concatenate([outline, outline[:1]])
+    cum = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(closed, axis=0), axis=1))])
     arc = np.mod(arc, cum[-1])
-    return np.c_[np.interp(arc, cum, closed[:, 0]), np.interp(arc, cum, closed[:, 1])]
+    return np.stack([np.interp(arc, cum, closed[:, 0]), np.interp(arc, cum, closed[:, 1])], axis=1)
 
 
 def jaw_on_outline(jaw_2d: np.ndarray, template_jaw: np.ndarray, origin: np.ndarray,
@@ -351,7 +356,7 @@ def jaw_on_outline(jaw_2d: np.ndarray, template_jaw: np.ndarray, origin: np.ndar
     moved onto the outline along rays from the head centre; the others are spread between them
     along the outline in the proportions of the frontal contour (as annotators space them)."""
     snapped, arc = snap_to_outline(jaw_2d, origin, outline)
-    total = np.linalg.norm(np.diff(np.vstack([outline, outline[:1]]), axis=0), axis=1).sum()
+    total = np.linalg.norm(np.diff(np.concatenate([outline, outline[:1]]), axis=0), axis=1).sum()
     out = snapped.copy()
     for lo, hi, mid in ((0, 8, 4), (8, 16, 12)):
         # walk from lo to hi the way round the outline that passes the middle point
@@ -359,7 +364,7 @@ def jaw_on_outline(jaw_2d: np.ndarray, template_jaw: np.ndarray, origin: np.ndar
         if np.mod(arc[mid] - arc[lo], total) > fwd:
             fwd = fwd - total
         seg = template_jaw[lo : hi + 1]
-        frac = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(seg, axis=0), axis=1))]
+        frac = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(seg, axis=0), axis=1))])
         frac /= frac[-1]
         out[lo : hi + 1] = point_at_arc(outline, arc[lo] + frac * fwd)
     return out
@@ -373,17 +378,29 @@ def _basis(samples: int) -> np.ndarray:
     return 0.5 * np.stack([-t3 + 2 * t2 - t, 3 * t3 - 5 * t2 + 2, -3 * t3 + 4 * t2 + t, t3 - t2], axis=1)
 
 
+@functools.lru_cache(maxsize=None)
+def _segment_index(n_seg: int) -> np.ndarray:
+    """(n_seg, 4) rows of the four control points of each segment in the extended point list."""
+    return np.arange(n_seg)[:, None] + np.arange(4)[None]
+
+
 def catmull_rom(points: np.ndarray, samples: int = 8, closed: bool = False) -> np.ndarray:
     """A Catmull-Rom spline through ``points`` (N, 2), ``samples`` per segment; it passes through
     every input point (they are the samples at t = 0), and ends with the last point when open."""
     p = np.asarray(points, dtype=np.float64)
+    n = len(p)
+    # preallocated arrays instead of vstack: ~21 splines a face make the call overhead count
+    ext = np.empty((n + 3 if closed else n + 2, 2))
+    ext[1 : n + 1] = p
     if closed:
-        ext = np.vstack([p[-1:], p, p[:2]])
+        ext[0] = p[-1]
+        ext[n + 1 :] = p[:2]
     else:
-        ext = np.vstack([2 * p[0] - p[1], p, 2 * p[-1] - p[-2]])
-    n_seg = len(p) if closed else len(p) - 1
-    idx = np.arange(n_seg)[:, None] + np.arange(4)[None]       # (n_seg, 4)
-    out = np.matmul(_basis(samples)[None], ext[idx]).reshape(-1, 2)
+        ext[0] = 2 * p[0] - p[1]
+        ext[n + 1] = 2 * p[-1] - p[-2]
+    n_seg = n if closed else n - 1
+    out = np.empty((n_seg * samples + (0 if closed else 1), 2))
+    np.matmul(_basis(samples)[None], ext[_segment_index(n_seg)], out=out[: n_seg * samples].reshape(n_seg, samples, 2))
     if not closed:
-        out = np.vstack([out, p[-1:]])
+        out[-1] = p[-1]
     return out
