@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.spanlib-installed
 
-.PHONY: setup test repro clean-venv
+.PHONY: setup test repro clean-venv lab strip-notebooks
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,24 @@ setup: $(STAMP)
 
 # Triton kernels run through Triton's interpreter on machines without a GPU.
 test: $(STAMP)
-	TRITON_INTERPRET=1 $(PY) -m pytest -q
+	TRITON_INTERPRET=1 $(PY) -m pytest -q --durations=15
 
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
+
+# JupyterLab at the repository root (so results/, outputs/ and docs/notebooks/ are in the file
+# browser) with notebooks/ opened. Notebooks are saved through spanlib.lab's pre-save hook: the
+# tracked notebooks/*.ipynb keep code and prose only (git and dvc status stay clean while you
+# explore); the full notebook, outputs included, goes to outputs/interactive/notebooks/.
+# LAB_ARGS: extra options, e.g. `make lab LAB_ARGS="--no-browser --port 8899"`.
+LAB_ARGS ?=
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --ServerApp.default_url=/lab/tree/notebooks \
+		--ContentsManager.pre_save_hook=spanlib.lab.pre_save_hook $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
+# Clean notebooks saved by another front end (outputs, execution counts, widget state).
+strip-notebooks: $(STAMP)
+	$(PY) -m spanlib.lab strip notebooks/*.ipynb
 
 clean-venv:
 	rm -rf $(VENV)

@@ -17,8 +17,10 @@ COMMANDS = {
     "synth": ("spanlib.commands.synth", "write synthetic faces as a 300W-style folder"),
     "train": ("spanlib.commands.train", "train a SPAN variant"),
     "evaluate": ("spanlib.commands.evaluate", "evaluate a checkpoint on a dataset split"),
+    "compare": ("spanlib.commands.compare", "compare settings over seeds on the same held-out faces"),
     "report": ("spanlib.commands.report", "build the paper's tables and figures from metrics JSON"),
     "predict": ("spanlib.commands.predict", "landmarks for images and videos"),
+    "export": ("spanlib.commands.export", "turn a training checkpoint into a .safetensors model file to share"),
     "profile": ("spanlib.commands.profile", "parameters, size, FLOPs and speed of each variant"),
     "bench": ("spanlib.commands.bench", "benchmark the fused ops against naive PyTorch"),
 }

@@ -13,12 +13,16 @@ Protocol, stated once:
 - subsets: every tag the reader gives the faces (300W common / challenging and their parts, WFLW's
   six attributes, AFLW frontal, 300VW scenario, synthetic common / challenging) plus ``full`` (all
   faces of the split) when no tag already covers them all.
+
+``held_out`` evaluates only the validation faces ``spanlib.data.split.held_out_split`` holds out of
+a training split (the faces training validated on: ``train.val_fraction`` / ``train.val_seed``).
+``peer`` (``"dlib"``) scores a peer detector on exactly the same faces and subsets
+(``spanlib/peers.py``), under ``"peers"`` in the metrics dict.
 """
 
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path
 from typing import Sequence
 
@@ -31,7 +35,7 @@ from .metrics import DEFAULT_THRESHOLDS, NORMS, format_metrics, subset_metrics
 
 EVALUATE_DEFAULTS = {"decode_radius": 3, "nme_norm": "io", "fr_threshold": 0.1, "auc_threshold": 0.1,
                      "batch_size": 16, "crop_box": "detector", "num_workers": 0,
-                     "profile_seconds": 2.0, "profile_batch": 16}
+                     "profile_seconds": 2.0, "profile_batch": 16, "flip_test": False}
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -42,19 +46,14 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+from .provenance import machine_info  # noqa: E402  (re-exported for the metrics JSON)
+
+
 def code_version() -> str:
-    """spanlib's version, plus the git commit (and "-dirty") when the package sits in a checkout."""
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=5)
-        if sha.returncode != 0:
-            return __version__
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return f"{__version__}+g{sha.stdout.strip()}" + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return __version__
+    """See :func:`spanlib.provenance.code_version` (a hash of the code, not a git "-dirty" flag)."""
+    from .provenance import code_version as _code_version
+
+    return _code_version()
 
 
 def subset_groups(samples: Sequence) -> dict[str, np.ndarray]:
@@ -101,7 +100,8 @@ def predict_samples(model, samples: Sequence, settings: dict, progress: bool = T
                         num_workers=int(settings["num_workers"]))
     out = {"pred": [], "gt": [], "box": [], "confidence": [], "crop_matrix": []}
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
-        points, conf, _ = predict_crops(model, batch["image"], int(settings["decode_radius"]))
+        points, conf, _ = predict_crops(model, batch["image"], int(settings["decode_radius"]),
+                                        flip=bool(settings.get("flip_test", False)))
         points = points.double().cpu().numpy()
         for matrix, pts in zip(batch["crop_matrix"].numpy(), points):
             out["pred"].append(apply_affine(invert_affine(matrix), pts))
@@ -114,16 +114,36 @@ def predict_samples(model, samples: Sequence, settings: dict, progress: bool = T
             "crop_matrix": np.concatenate(out["crop_matrix"])}
 
 
+def held_out_settings(params: dict, held_out) -> tuple[float, int]:
+    """(fraction, seed) of the held-out split: ``held_out`` True takes the checkpoint's
+    ``train.val_fraction`` / ``train.val_seed``; a (fraction, seed) pair overrides them (None: keep)."""
+    train = params.get("train") or {}
+    fraction, seed = (None, None) if held_out is True else tuple(held_out)
+    fraction = float(train.get("val_fraction", 0.0) or 0.0) if fraction is None else float(fraction)
+    seed = int(train.get("val_seed", 0) or 0) if seed is None else int(seed)
+    if not 0 < fraction < 1:
+        raise ParamError(f"--held-out: the validation fraction must be in (0, 1), got {fraction} (the checkpoint's "
+                         f"train.val_fraction is {train.get('val_fraction')!r}; give --val-fraction)")
+    return fraction, seed
+
+
 def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str | None = None,
              device: str = "auto", settings: dict | None = None, json_path: str | Path | None = None,
-             progress: bool = True, return_predictions: bool = False, samples: Sequence | None = None) -> dict:
+             progress: bool = True, return_predictions: bool = False, samples: Sequence | None = None,
+             held_out=None, peer: str | None = None) -> dict:
     """Evaluate ``checkpoint`` on one split of a dataset; returns the metrics JSON dict
     (docs/architecture.md, "Metrics JSON") and writes it to ``json_path`` when given.
 
     ``settings`` overrides the checkpoint's ``evaluate`` params (keys of EVALUATE_DEFAULTS).
     ``samples`` skips reading the source (already read faces). With ``return_predictions`` the dict
     also holds "predictions" (numpy arrays, not written to JSON).
+    ``held_out`` (True, or (fraction, seed)) keeps only the faces ``held_out_split`` holds out of
+    the split (``held_out_settings``); ``peer`` also scores that peer (``spanlib.peers``) on the same
+    faces, under result["peers"][peer].
     """
+    import warnings
+
+    from .data.split import held_out_split
     from .data.sources import read_source
     from .io import write_json
     from .predict import load_model, resolve_device
@@ -132,6 +152,18 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
     settings = evaluate_params(model.params, settings)
     if samples is None:
         samples = read_source(source, root, split)
+    held_info = None
+    if held_out is not None and held_out is not False:
+        fraction, seed = held_out_settings(model.params, held_out)
+        total = len(samples)
+        _, samples = held_out_split(samples, fraction, seed)
+        data = model.params.get("data") or {}
+        held_info = {"fraction": fraction, "seed": seed, "n": len(samples), "of": total,
+                     "training_data": {k: data.get(k) for k in ("source", "root", "train_split")}}
+        if (data.get("source"), data.get("train_split")) != (source, split):
+            warnings.warn(f"--held-out: the checkpoint trained on source {data.get('source')!r} split "
+                          f"{data.get('train_split')!r}, not {source!r} {split!r}: these held-out faces are "
+                          f"not the ones its training validated on", stacklevel=2)
     labeled = [s for s in samples if s.landmarks is not None]
     if not labeled:
         raise DataError(f"{root}: source {source!r} split {split!r} has no labeled faces to evaluate")
@@ -143,14 +175,24 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
     preds = predict_samples(model, labeled, settings, progress)
     thresholds = sorted({*DEFAULT_THRESHOLDS, float(settings["fr_threshold"]), float(settings["auc_threshold"])})
     subsets = {}
-    for name, idx in subset_groups(labeled).items():
+    groups = subset_groups(labeled)
+    for name, idx in groups.items():
         subsets[name] = subset_metrics(preds["pred"][idx], preds["gt"][idx], model.scheme,
                                        thresholds=thresholds, norm=settings["nme_norm"])
+    peers, peer_preds = {}, {}
+    if peer is not None:
+        from .peers import evaluate_peer
+
+        peers[peer] = evaluate_peer(peer, labeled, groups, model.scheme, thresholds, settings["nme_norm"],
+                                    progress, return_predictions=True)
+        peer_preds[peer] = peers[peer].pop("predictions")
     result = {
         "provenance": {
             "checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
             "variant": model.variant, "scheme": model.scheme.name, "params": model.params,
-            "source": source, "root": str(root), "split": split, "code_version": code_version(),
+            "source": source, "root": str(root), "split": split, "held_out": held_info,
+            "code_version": code_version(),
+            "machine": machine_info(),
             "checkpoint_code_version": model.checkpoint_info.get("code_version"),
             "iteration": model.checkpoint_info.get("iteration"),
             "device": str(next(model.parameters()).device),
@@ -166,11 +208,15 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
         },
         "subsets": subsets,
     }
+    if peers:
+        result["peers"] = peers
     if json_path is not None:
         write_json(json_path, result)
     if return_predictions:
         result["predictions"] = {**preds, "paths": [s.path for s in labeled],
                                  "frames": [s.frame for s in labeled]}
+        for name, entry in peers.items():
+            entry["predictions"] = peer_preds[name]
     return result
 
 
@@ -181,4 +227,20 @@ def summary_text(result: dict) -> str:
             f"{Path(prov['checkpoint']).name} sha256 {prov['checkpoint_sha256'][:12]}; FR/AUC on NME_"
             f"{prov['nme_norms']['fr_auc_norm']}; decode r={prov['protocol']['decode_radius']}; "
             f"code {prov['code_version']}")
-    return head + "\n" + format_metrics(result["subsets"])
+    held = prov.get("held_out")
+    if held:
+        head += (f"\n# held-out validation faces: {held['n']} of {held['of']} (held_out_split fraction "
+                 f"{held['fraction']:g}, seed {held['seed']})")
+    text = head + "\n" + format_metrics(result["subsets"])
+    from .stats import outlier_landmarks
+
+    for subset, entry in result["subsets"].items():
+        for index, error, median in outlier_landmarks(entry.get("per_landmark_nme_io") or [0.0]):
+            text += (f"\n# FLAGGED {subset}: landmark {index} has mean NME_io {100 * error:.1f} % against the "
+                     f"median landmark's {100 * median:.1f} %: a dead or swapped heatmap channel?")
+    if result.get("peers"):
+        from .peers import peer_summary_text
+
+        for name, entry in result["peers"].items():
+            text += "\n" + peer_summary_text(name, entry)
+    return text

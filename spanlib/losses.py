@@ -22,7 +22,7 @@ from .decode import decode_landmarks
 from .errors import ParamError
 
 FIELD_LOSSES = ("l1", "smooth_l1", "l2", "js")
-HEATMAP_LOSSES = ("js", "ce")
+HEATMAP_LOSSES = ("js", "ce", "js_pixel")
 # Logit given to positions outside D's valid region: softmax sends them to exactly 0 in float32.
 _OUTSIDE = -1.0e4
 
@@ -44,6 +44,35 @@ def heatmap_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -(q * torch.log_softmax(x, dim=-1)).sum(dim=-1)
 
 
+def heatmap_js_pixel(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 15 read pixel by pixel ("JS over p(i, j)"), per channel (B, K): the heatmaps are used as
+    they are, p = sigmoid(logits) in [0, 1] against the target map q (peak 1), and
+
+        JS = sum_(i, j) 1/2 [p log(2p / (p + q)) + q log(2q / (p + q))]
+
+    which is >= 0 and 0 only where p = q (an f-divergence of non-negative measures). Summed over
+    pixels, a map with four times the pixels (and twice the sigma) weighs four times as much,
+    which is the paper's own reason for lambda1 = 1 at 128x128 against eta = 4 at 64x64 (section
+    IV-F); a normalised-distribution JS has no such size dependence. Its logit gradient is
+    p (1 - p) / 2 log(2p / (p + q)): O(1) per pixel from the first step, where the softmax
+    reading's is O(1 / (h w)) (docs/model.md, "Why JS learns slowly"). ``valid`` (B, K, h, w) in
+    {0, 1} restricts the sum to D's valid region (eq. 17)."""
+    compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    x = logits.to(compute)
+    q = target.to(compute).clamp(0.0, 1.0)
+    log_p = torch.nn.functional.logsigmoid(x)
+    p = torch.exp(log_p)
+    log_m = torch.log((p + q).clamp_min(torch.finfo(compute).tiny))
+    log2 = 0.6931471805599453
+    per_pixel = 0.5 * (p * (log_p + log2 - log_m) + torch.xlogy(q, q) + q * (log2 - log_m))
+    if valid is not None:
+        per_pixel = per_pixel * valid
+    return per_pixel.flatten(2).sum(dim=-1)
+
+
+_HEATMAP_TERMS = {"js": heatmap_js, "ce": heatmap_ce, "js_pixel": heatmap_js_pixel}
+
+
 @dataclass(frozen=True)
 class LossConfig:
     """The ``loss:`` group plus what it needs from other groups, checked once."""
@@ -53,7 +82,8 @@ class LossConfig:
     gamma: float = 40.0          # L_coord (eqs. 18-19)
     eta: float = 4.0             # intermediate stages (eq. 16)
     field_loss: str = "l1"       # reading of the field term (README, Deviations)
-    heatmap_loss: str = "js"     # js: eq. 15 as printed; ce: cross-entropy (README, Deviations)
+    heatmap_loss: str = "js"     # js: eq. 15 on softmax distributions; js_pixel: eq. 15 pixel by
+                                 # pixel on sigmoid maps; ce: cross-entropy (README, Deviations)
     field_radius: int = 5        # R: (2R+1)^2 training window, also the training decode window
     input_size: int = 128
 
@@ -91,8 +121,8 @@ def stage_weights(num_stages: int, lambda1: float, eta: float) -> list[float]:
 def stage_heatmap_loss(logits: list[torch.Tensor], targets: dict, weights: list[float],
                        kind: str = "js") -> torch.Tensor:
     """sum_t w_t * mean_{views, channels} JS(logits_t, target at h_t) (the heatmap part of eq. 16);
-    ``kind="ce"`` uses :func:`heatmap_ce` in place of JS."""
-    per_channel = heatmap_js if kind == "js" else heatmap_ce
+    ``kind`` picks the reading of JS (or cross-entropy) from ``_HEATMAP_TERMS``."""
+    per_channel = _HEATMAP_TERMS[kind]
     total = logits[0].new_zeros((), dtype=torch.float32)
     for w, x in zip(weights, logits):
         total = total + w * per_channel(x, targets[x.shape[-1]]).mean()
@@ -137,17 +167,24 @@ def coord_loss(pred: torch.Tensor, target: torch.Tensor, input_size: int) -> tor
 
 
 def scl_maps_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, theta: torch.Tensor,
-                  flipped: torch.Tensor, perm, crop_size: int) -> torch.Tensor:
+                  flipped: torch.Tensor, perm, crop_size: int, kind: str = "js") -> torch.Tensor:
     """Eq. 17 for one stage and one kind of map: JS(H_beta, D(H_alpha)) inside D's valid region.
 
     D(H_alpha) is the distribution softmax(H_alpha) warped into view beta (``apply_warp``,
     channels permuted on flips) and used as the target (no gradient through it, as the JS op's
     target); H_beta's logits are restricted to the valid region and renormalised there by the
     softmax. Mean over pairs and channels; a channel warped entirely out of view counts 0.
+    ``kind="js_pixel"``: the pixel-wise reading, D(sigmoid(H_alpha)) against sigmoid(H_beta) summed
+    over the valid region (any other kind keeps the softmax JS: CE has no symmetric counterpart).
     """
     from .data.warp import apply_warp
 
     b, c, h, w = logits_a.shape
+    if kind == "js_pixel":
+        maps_a = torch.sigmoid(logits_a.detach().float())
+        warped, valid = apply_warp(maps_a, theta.float(), flipped, perm, crop_size)
+        inside = (valid > 0.5).float()
+        return heatmap_js_pixel(logits_b, (warped * inside).detach(), inside.expand_as(warped)).mean()
     p_a = torch.softmax(logits_a.detach().float().reshape(b, c, h * w), dim=-1).view(b, c, h, w)
     warped, valid = apply_warp(p_a, theta.float(), flipped, perm, crop_size)
     inside = valid > 0.5
@@ -158,7 +195,16 @@ def scl_maps_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, theta: torch.T
 
 def span_objective(outputs: dict, num_labeled: int, targets: dict | None, pairs: dict, spec,
                    config: LossConfig) -> tuple[torch.Tensor, dict]:
-    """Eq. 19 (eq. 20 when unlabeled pairs are present): total loss and its terms as floats.
+    """Eq. 19 (eq. 20 when unlabeled pairs are present): total loss and its terms as floats
+    (the weighted terms of :func:`objective_terms`)."""
+    terms = objective_terms(outputs, num_labeled, targets, pairs, spec, config)
+    total = sum(terms.values())
+    return total, {name: float(value.detach()) for name, value in terms.items()}
+
+
+def objective_terms(outputs: dict, num_labeled: int, targets: dict | None, pairs: dict, spec,
+                    config: LossConfig) -> dict[str, torch.Tensor]:
+    """The weighted terms of eq. 19 (eq. 20) as tensors: heat, boundary, field, coord, scl.
 
     ``outputs``: SpanNet outputs for ``cat([alpha views, beta views])`` of P pairs.
     ``targets`` (for the 2 * num_labeled labeled views, ordered [alpha_1..n, beta_1..n]):
@@ -192,11 +238,10 @@ def span_objective(outputs: dict, num_labeled: int, targets: dict | None, pairs:
         scl = heat[-1].new_zeros((), dtype=torch.float32)
         for w, x in zip(weights, heat):
             scl = scl + w * scl_maps_loss(x[:num_pairs], x[num_pairs:], pairs["theta"], pairs["flipped"],
-                                          pairs["point_perm"], config.input_size)
+                                          pairs["point_perm"], config.input_size, config.heatmap_loss)
         if spec.boundaries:
             for w, x in zip(weights, bounds):
                 scl = scl + w * scl_maps_loss(x[:num_pairs], x[num_pairs:], pairs["theta"], pairs["flipped"],
-                                              pairs["boundary_perm"], config.input_size)
+                                              pairs["boundary_perm"], config.input_size, config.heatmap_loss)
         terms["scl"] = scl
-    total = sum(terms.values())
-    return total, {name: float(value.detach()) for name, value in terms.items()}
+    return terms

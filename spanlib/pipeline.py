@@ -4,12 +4,20 @@ The notebooks stay thin: a papermill ``parameters`` cell, calls into spanlib, fi
 Their parameters cell names the params file plus the few knobs of the stage; ``stage_params``
 applies those knobs on top of the file, so a notebook run by DVC, by papermill with ``-p`` or by
 hand in JupyterLab sees exactly one set of hyperparameters.
+
+Every path a notebook reads or writes (params.yaml, its own parameters, the paths inside
+params.yaml) is relative to the project root, the folder holding ``dvc.yaml``. ``enter_project``
+finds it by looking upward from the kernel's working folder (``notebooks/`` in JupyterLab, the root
+under DVC) and moves the kernel there, so a notebook runs the same wherever it was started.
+Outputs of an interactive run go to ``outputs/interactive/`` (``INTERACTIVE``, git-ignored); only
+``dvc repro`` passes the study's ``results/`` paths (docs/pipeline.md, "Exploring").
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -17,6 +25,50 @@ import numpy as np
 
 from .errors import DataError, ParamError
 from .params import load_params
+
+
+PROJECT_MARKER = "dvc.yaml"
+INTERACTIVE = "outputs/interactive"  # where a notebook run by hand writes (git-ignored)
+
+
+def find_root(start: str | Path | None = None) -> Path:
+    """The project root: the nearest folder at or above ``start`` (default: the working folder)
+    holding ``dvc.yaml``; failing that, the one above the installed spanlib package (an editable
+    install in the repository). Raises ParamError when neither has one."""
+    here = Path(start if start is not None else os.getcwd()).resolve()
+    candidates = [here, *here.parents, Path(__file__).resolve().parents[1]]
+    for folder in candidates:
+        if (folder / PROJECT_MARKER).is_file():
+            return folder
+    raise ParamError(f"no {PROJECT_MARKER} in {here} or any folder above it: start the notebook inside the "
+                     "spanlib repository (e.g. `make lab`), where dvc.yaml and params.yaml are")
+
+
+def enter_project(start: str | Path | None = None) -> Path:
+    """Find the project root (``find_root``) and make it the working folder, so every relative path
+    (params.yaml's, and each notebook parameter) means the same under JupyterLab, papermill and DVC.
+    Idempotent; returns the root."""
+    root = find_root(start)
+    here = Path.cwd().resolve()
+    if here != root:
+        _STARTED_IN["cwd"] = here
+        os.chdir(root)
+    return root
+
+
+_STARTED_IN: dict[str, Path] = {}  # the kernel's working folder before enter_project moved it
+
+
+def is_interactive() -> bool:
+    """True in a kernel started by a Jupyter server (JupyterLab sets ``JPY_SESSION_NAME``), where a
+    front end can drive widgets; False under papermill/nbclient (DVC and the tests)."""
+    return "JPY_SESSION_NAME" in os.environ
+
+
+def writes_to_study(*paths: str | Path) -> bool:
+    """True when any of ``paths`` lies outside ``outputs/interactive`` (the run updates the study)."""
+    scratch = Path(INTERACTIVE)
+    return any(not Path(p).is_relative_to(scratch) for p in paths if p is not None)
 
 
 def stage_params(params_file: str | Path, values: Mapping[str, Any] | None = None) -> dict:
@@ -28,7 +80,14 @@ def stage_params(params_file: str | Path, values: Mapping[str, Any] | None = Non
     profile; a value changed by hand (in JupyterLab or with ``papermill -p``) wins over both. Every dotted key must already exist in the file, so a misspelt notebook parameter
     stops with a ParamError instead of being silently ignored.
     """
-    raw = load_params(params_file)
+    path = Path(params_file)  # relative: to the project root, whatever the working folder
+    if not path.is_absolute():
+        from_root = find_root() / path
+        # a path written for the kernel's own folder (e.g. "../params.yaml" from notebooks/) still works
+        started = _STARTED_IN.get("cwd")
+        path = from_root if from_root.is_file() or started is None or not (started / path).is_file() \
+            else (started / path).resolve()
+    raw = load_params(path)
     params = raw
     profile = (raw.get("pipeline") or {}).get("profile")
     if profile:
@@ -261,3 +320,237 @@ def short_runs(params: dict, variant: str, runs: Mapping[str, Mapping[str, Any]]
     write_json(metrics_dir / "setup.json", {"table": table, "title": title,
                                             "norm": params["evaluate"]["nme_norm"], "rows": rows})
     return results
+
+
+# ---- JupyterLab: progress bars and live figures ---------------------------------------------------
+
+_MODULE_LEVEL_TQDM = ("spanlib.train", "spanlib.data.dataset", "spanlib.data.synth.writer")
+
+
+def notebook_progress() -> bool:
+    """In JupyterLab, draw spanlib's tqdm bars as notebook widgets (``tqdm.auto``) instead of red
+    stderr text; under papermill (no front end) keep the text bars. Returns True when switched."""
+    if not is_interactive():
+        return False
+    import importlib
+
+    import tqdm
+    import tqdm.auto
+
+    tqdm.tqdm = tqdm.auto.tqdm  # code that imports it when called (evaluate, predict)
+    for name in _MODULE_LEVEL_TQDM:  # code that imported it at import time
+        module = importlib.import_module(name)
+        if getattr(module, "tqdm", None) is not None:
+            module.tqdm = tqdm.auto.tqdm
+    return True
+
+
+LIVE_HINT = ("Static copy of the figure: run this cell (or Run All) in JupyterLab to make the "
+             "sliders live. [spanlib live figure]")  # spanlib.lab.LIVE_HINT_MARK
+
+
+def figure_png(fig, dpi: int = 80) -> bytes:
+    """The figure as PNG bytes (for the static copy a saved notebook keeps)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def live_figure(draw, controls: Mapping[str, Any], columns: int = 4):
+    """Sliders (``controls``: name -> ipywidgets control, passed to ``draw`` by name) above ONE
+    figure that each change redraws in place.
+
+    ``draw(**values)`` returns a matplotlib figure. It is shown in a single ``ipywidgets.Output``
+    and closed at once, so there are no stale copies below it and nothing reaches the Log Console.
+    Displayed, the box also carries a static PNG of the first figure and a one-line hint: a saved
+    notebook (the server hook of ``make lab`` drops the live view, spanlib.lab) reopens with that
+    figure instead of "Error displaying widget: model not found". Returns the box.
+    """
+    import base64
+
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    out = widgets.Output()
+    state: dict[str, Any] = {}
+
+    def render(change=None):
+        fig = draw(**{name: control.value for name, control in controls.items()})
+        if "png" not in state:
+            state["png"] = figure_png(fig)
+        with out:
+            out.clear_output(wait=True)
+            display(fig)
+        plt.close(fig)
+
+    for control in controls.values():
+        control.observe(render, names="value")
+    items = list(controls.values())
+    rows = [widgets.HBox(items[i:i + columns]) for i in range(0, len(items), columns)]
+
+    class LiveFigure(widgets.VBox):
+        def _repr_mimebundle_(self, **kwargs):
+            bundle = super()._repr_mimebundle_(**kwargs)
+            bundle["text/plain"] = LIVE_HINT
+            if "png" in state:
+                bundle["image/png"] = base64.b64encode(state["png"]).decode()
+            return bundle
+
+    box = LiveFigure(rows + [out])
+    render()
+    return box
+
+
+def show_live_or_static(draw, controls: Mapping[str, Any], path: str | Path | None = None):
+    """In JupyterLab: ``live_figure`` with the controls. Elsewhere (papermill, DVC, tests): the
+    figure once at the controls' values. Either way the figure at those values is saved to ``path``
+    when given (the study's figure under DVC, a scratch copy by hand)."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown, display
+
+    values = {name: control.value for name, control in controls.items()}
+    if path is not None:
+        fig = draw(**values)
+        save_figure(fig, path)
+        plt.close(fig)
+    if is_interactive():
+        display(Markdown("Move the sliders: the figure below redraws at once. *(A reopened notebook "
+                         "shows a static copy: run this cell to make it live.)*"))
+        display(live_figure(draw, controls))
+    else:
+        fig = draw(**values)
+        display(fig)
+        plt.close(fig)
+
+
+# ---- 04: a model's view of one face ----------------------------------------------------------------
+
+def exploration_face(face_root: str | Path | None, params: dict, model=None):
+    """``(image, landmarks, description)``: a real face for the notebooks' model exploration.
+
+    From ``face_root`` (a 300W folder, e.g. ../shared/data/300w) when it exists: the first face
+    the model did not train on when its params hold out a validation fraction, else the first face
+    of the ``train`` split. Otherwise a synthetic ``common`` face drawn in memory (seed of params)."""
+    root = Path(face_root) if face_root else None
+    if root is not None and root.is_dir():
+        import warnings
+
+        from .data.sources import read_source
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "lacks official parts": reported by 01_prepare_data
+            faces = read_source("300w", root, "train")
+        train = (model.params if model is not None else params).get("train", {})
+        fraction = float(train.get("val_fraction") or 0.0)
+        face, where = faces[0], "300w train split (a face the model may have trained on)"
+        if fraction > 0:
+            try:
+                from .data.split import held_out_split
+
+                _, held_out = held_out_split(faces, fraction, int(train.get("val_seed", 0)))
+                face, where = held_out[0], f"300w held-out validation face ({fraction:.0%} of train, never trained on)"
+            except Exception:  # older checkpoints or no split helper: the first face
+                pass
+        return face.image, np.asarray(face.landmarks, dtype=np.float64), f"{where}: {face.path}"
+    from .data.synth.face import render_face, sample_face
+
+    spec = sample_face(int(params["synth"]["seed"]), "common", 0, int(params["synth"]["size"]))
+    return render_face(spec), spec.landmarks.astype(np.float64), "synthetic common face 0 (no real faces here)"
+
+
+def model_view(model, image: np.ndarray, landmarks: np.ndarray) -> dict:
+    """One forward pass of ``model`` on the face (cropped from its landmarks' box as in evaluation
+    without a detector box): the crop, ground truth in crop pixels, last-stage softmax heatmaps
+    (K, h, w), BALI offsets (2, K, h, w) or zeros, and the model's input size."""
+    import torch
+
+    from .data.crop import box_from_landmarks, crop_face
+    from .data.dataset import to_tensor_image
+
+    size, scale = int(model.params["crop"]["input_size"]), float(model.params["crop"]["scale"])
+    crop, transform = crop_face(image, box_from_landmarks(landmarks), size, scale)
+    with torch.no_grad():
+        outputs = model(to_tensor_image(crop)[None].to(next(model.parameters()).device))
+    logits = outputs["heatmaps"][-1][0].float()
+    k, h, w = logits.shape
+    heat = torch.softmax(logits.reshape(k, h * w), dim=-1).view(k, h, w)
+    offsets = outputs.get("offsets")
+    offsets = torch.zeros(2, k, h, w) if offsets is None else offsets[0].float()
+    return {"crop": crop, "gt": transform.to_crop(landmarks), "heatmaps": heat.cpu(), "offsets": offsets.cpu(),
+            "input_size": size, "scheme": model.scheme}
+
+
+def decode_view(view: dict, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """(points (K, 2) crop pixels, errors (K,) in % of the inter-ocular distance) at ``radius``."""
+    from .decode import bali_decode
+    from .metrics import normalization_distance
+
+    heat, off = view["heatmaps"][None], view["offsets"][None]
+    stride = view["input_size"] / heat.shape[-1]
+    points = (bali_decode(heat, off[:, 0], off[:, 1], int(radius))[0] * stride).numpy().astype(np.float64)
+    gt = view["gt"]
+    norm = normalization_distance(gt[None], "io", view["scheme"])[0]
+    return points, 100 * np.linalg.norm(points - gt, axis=1) / norm
+
+
+def draw_model_view(view: dict, landmark: int, radius: int, title: str = ""):
+    """Crop with ground truth (green) and decoded points (red), landmark ``landmark``'s heatmap with
+    the (2r+1)^2 decoding window, its BALI fields B_u and B_v, and every point's error."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    points, errors = decode_view(view, radius)
+    heat, off = view["heatmaps"][landmark].numpy(), view["offsets"][:, landmark].numpy()
+    h, w = heat.shape
+    stride = view["input_size"] / w
+    fig, axes = plt.subplots(1, 5, figsize=(18, 3.8), gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.5]})
+    size = view["input_size"]
+    axes[0].imshow(view["crop"], extent=(0, size, size, 0))
+    gt = view["gt"]
+    for (x0, y0), (x1, y1) in zip(gt, points):
+        axes[0].plot([x0, x1], [y0, y1], color="yellow", lw=0.6)
+    axes[0].scatter(gt[:, 0], gt[:, 1], s=6, color="lime", label="ground truth")
+    axes[0].scatter(points[:, 0], points[:, 1], s=6, color="red", label="decoded")
+    axes[0].scatter(*points[landmark], s=80, facecolors="none", edgecolors="cyan", lw=1.5)
+    axes[0].set_title(f"crop {size}px: landmark {landmark} error {errors[landmark]:.2f}%", fontsize=8)
+    axes[0].legend(fontsize=6, loc="lower left")
+    peak = np.unravel_index(np.argmax(heat), heat.shape)
+    extent = (0, w, h, 0)
+    shown = axes[1].imshow(heat, cmap="magma", extent=extent)
+    fig.colorbar(shown, ax=axes[1], fraction=0.046)
+    axes[1].add_patch(Rectangle((peak[1] - radius, peak[0] - radius), 2 * radius + 1, 2 * radius + 1,
+                                fill=False, color="cyan", lw=1))
+    axes[1].plot(*(points[landmark] / stride), "+", color="red", ms=14, mew=2.5, label="decoded")
+    axes[1].plot(*(gt[landmark] / stride), "x", color="lime", ms=10, mew=2, label="ground truth")
+    axes[1].set_title(f"heatmap {landmark} (softmax), window r={radius}", fontsize=8)
+    limit = max(1e-6, float(np.abs(off).max()))
+    for ax, field, name in zip(axes[2:4], off, ("B_u (x offset)", "B_v (y offset)")):
+        shown = ax.imshow(field, cmap="coolwarm", vmin=-limit, vmax=limit, extent=extent)
+        fig.colorbar(shown, ax=ax, fraction=0.046)
+        ax.set_title(f"{name}, landmark {landmark}", fontsize=8)
+    span = max(radius + 3, 8)  # zoom the maps on the landmark: the fields are learnt near it only
+    for ax in axes[1:4]:
+        ax.set(xlim=(max(0, peak[1] - span), min(w, peak[1] + span + 1)),
+               ylim=(min(h, peak[0] + span + 1), max(0, peak[0] - span)))
+    for ax in axes[:4]:
+        ax.axis("off")
+    colours = ["cyan" if i == landmark else "tab:red" for i in range(len(errors))]
+    axes[4].bar(np.arange(len(errors)), errors, color=colours)
+    axes[4].set(xlabel="landmark", ylabel="error (% inter-ocular)",
+                title=f"every point: mean {errors.mean():.2f}% (NME_io), r={radius}")
+    axes[4].title.set_fontsize(8)
+    fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.14, top=0.84, wspace=0.45)  # fixed: redraws fast
+    return fig
+
+
+def outputs_note(*paths: str | Path | None) -> str:
+    """One line saying where this run writes: the scratch folder (a run by hand) or the study."""
+    shown = ", ".join(f"`{p}`" for p in paths if p is not None)
+    if writes_to_study(*paths):
+        return f"This run updates the study: {shown}."
+    return (f"This run writes to the scratch folder `{INTERACTIVE}/` only ({shown}); the study's "
+            "`results/` is unchanged (`dvc repro` updates it).")

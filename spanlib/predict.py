@@ -1,6 +1,7 @@
 """Landmarks for any image or video: load a checkpoint, find faces, crop, predict, map back.
 
-``load_model(path)`` returns the network in eval mode with ``.params``, ``.scheme``, ``.variant``.
+``load_model(path)`` (from ``spanlib.checkpoint``) returns the network in eval mode with
+``.params``, ``.scheme``, ``.variant``.
 ``predict_crops`` is the one inference step shared with ``spanlib.evaluate``: forward, decode with
 the windowed BALI soft-argmax (eq. 5, window ``2 r + 1`` with r = ``evaluate.decode_radius``) and
 a confidence per landmark.
@@ -22,11 +23,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+# The checkpoint format, read_checkpoint and load_model live in spanlib.checkpoint; re-exported here
+# for code written against spanlib.predict.
+from .checkpoint import (  # noqa: F401
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_FORMAT_VERSION,
+    REQUIRED_KEYS,
+    load_model,
+    read_checkpoint,
+)
 from .errors import DataError, ParamError
 
-CHECKPOINT_FORMAT = "spanlib-checkpoint"
-CHECKPOINT_FORMAT_VERSION = 1
-REQUIRED_KEYS = ("format", "format_version", "variant", "scheme", "params", "model_state")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
@@ -41,71 +48,37 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
-def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
-    """The checkpoint dict after checking its format, version and keys (DataError otherwise).
-
-    Checkpoints are pickles (``torch.save``): load only files you trust.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-    except Exception as exc:  # a truncated or foreign file: say which and why
-        raise DataError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise DataError(f"{path}: not a spanlib checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    missing = [key for key in REQUIRED_KEYS if key not in ckpt]
-    if missing:
-        raise DataError(f"{path}: checkpoint lacks keys {missing} (expected {list(REQUIRED_KEYS)})")
-    if ckpt["format_version"] != CHECKPOINT_FORMAT_VERSION:
-        raise DataError(
-            f"{path}: checkpoint format_version {ckpt['format_version']!r} was written by spanlib "
-            f"{ckpt.get('code_version', '?')}; this spanlib reads format_version {CHECKPOINT_FORMAT_VERSION}"
-        )
-    return ckpt
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """A ready model (eval mode, on ``device``) with ``.params``, ``.scheme``, ``.variant``,
-    ``.checkpoint_path`` and ``.checkpoint_info`` (code_version, iteration)."""
-    from .model import build_model
-    from .schemes import get_scheme
-
-    device = resolve_device(device)
-    ckpt = read_checkpoint(path, device)
-    params, scheme = ckpt["params"], get_scheme(ckpt["scheme"])
-    for key in ("model", "crop"):
-        if not isinstance(params.get(key), dict):
-            raise DataError(f"{path}: checkpoint params lack the {key!r} group")
-    model_params = {**params["model"], "variant": ckpt["variant"]}
-    model = build_model(model_params, scheme.num_points, scheme.num_boundaries, int(params["crop"]["input_size"]))
-    result = model.load_state_dict(ckpt["model_state"], strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise DataError(
-            f"{path}: model_state does not fit variant {ckpt['variant']!r} with params.model "
-            f"{params['model']}: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
-        )
-    model.to(device).eval()
-    model.params, model.scheme, model.variant = params, scheme, ckpt["variant"]
-    model.checkpoint_path = str(path)
-    model.checkpoint_info = {"code_version": ckpt.get("code_version"), "iteration": ckpt.get("iteration")}
-    return model
-
-
 def decode_radius(params: dict, default: int = 3) -> int:
     return int(params.get("evaluate", {}).get("decode_radius", default))
 
 
 @torch.no_grad()
-def predict_crops(model: torch.nn.Module, images: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """(B, 3, S, S) crops in [0, 1] -> (points (B, K, 2) crop px, confidence (B, K), outputs)."""
+def predict_crops(model: torch.nn.Module, images: torch.Tensor, radius: int,
+                  flip: bool = False) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(B, 3, S, S) crops in [0, 1] -> (points (B, K, 2) crop px, confidence (B, K), outputs).
+
+    ``flip=True`` (``evaluate.flip_test``): also predict the mirrored crops, map those points back
+    (x -> S - x in corner-origin pixels, channels through the scheme's mirror permutation) and
+    average the two estimates; twice the cost, measured gain in docs/model.md."""
     from .decode import decode_landmarks
 
     device = next(model.parameters()).device
-    outputs = model(images.to(device, non_blocking=True))
+    images = images.to(device, non_blocking=True)
+    outputs = model(images)
     points = decode_landmarks(outputs, radius)
-    return points, window_mass(outputs["heatmaps"][-1], radius), outputs
+    confidence = window_mass(outputs["heatmaps"][-1], radius)
+    if flip:
+        mirrored = model(torch.flip(images, dims=[-1]))
+        perm = torch.as_tensor(np.asarray(model.scheme.flip_perm), device=points.device, dtype=torch.long)
+        back = decode_landmarks(mirrored, radius)
+        back[..., 0] = images.shape[-1] - back[..., 0]
+        unflipped = torch.empty_like(back)
+        unflipped[:, perm] = back  # mirrored channel k is original point perm[k]
+        points = 0.5 * (points + unflipped)
+        mass = torch.empty_like(confidence)
+        mass[:, perm] = window_mass(mirrored["heatmaps"][-1], radius)
+        confidence = 0.5 * (confidence + mass)
+    return points, confidence, outputs
 
 
 def window_mass(logits: torch.Tensor, radius: int) -> torch.Tensor:
@@ -120,71 +93,8 @@ def window_mass(logits: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- face detection
-class FaceDetector:
-    """Face boxes (N, 4) (x0, y0, x1, y1), largest first. Back-ends, in order of preference:
-
-    - ``haar``: OpenCV's bundled frontal-face Haar cascade (``cv2.data.haarcascades``), present in
-      OpenCV 4.x (pinned for this reason: OpenCV 5 removed ``CascadeClassifier`` and the XML files);
-    - ``yunet``: ``cv2.FaceDetectorYN`` with a YuNet ONNX file given by the user (OpenCV ships the
-      class but not the weights);
-    - ``none``: no detector; ``predict_image`` then uses the whole image as the face box and
-      refines it once with the box of the predicted landmarks.
-    The Haar box is tight around eyes, nose and mouth; it is enlarged by 10% per side (centre kept)
-    so that it roughly matches a landmark box, which the crop protocol (``crop.scale``) expects.
-    """
-
-    def __init__(self, yunet_model: str | Path | None = None, min_size_fraction: float = 0.1):
-        self.min_size_fraction = min_size_fraction
-        self.kind, self._impl = "none", None
-        if yunet_model is not None:
-            if not Path(yunet_model).is_file():
-                raise DataError(f"{yunet_model}: YuNet face detector model not found")
-            self.kind = "yunet"
-            self._impl = cv2.FaceDetectorYN.create(str(yunet_model), "", (320, 320), 0.6, 0.3, 50)
-            return
-        xml = Path(getattr(getattr(cv2, "data", None), "haarcascades", "") or ".") / "haarcascade_frontalface_default.xml"
-        if hasattr(cv2, "CascadeClassifier") and xml.is_file():
-            impl = cv2.CascadeClassifier(str(xml))
-            if not impl.empty():
-                self.kind, self._impl = "haar", impl
-
-    @property
-    def available(self) -> bool:
-        return self._impl is not None
-
-    def describe(self) -> str:
-        if self.available:
-            return {"haar": "OpenCV Haar cascade", "yunet": "OpenCV YuNet"}[self.kind]
-        return (f"no face detector in OpenCV {cv2.__version__} (its Haar cascades were removed in "
-                f"OpenCV 5): whole image used as the face box, refined once; give --box or --detector-model")
-
-    def detect(self, image: np.ndarray) -> np.ndarray:
-        if self.kind == "none":
-            raise DataError(self.describe())
-        if self.kind == "yunet":
-            h, w = image.shape[:2]
-            self._impl.setInputSize((w, h))
-            _, faces = self._impl.detect(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            if faces is None or len(faces) == 0:
-                return np.zeros((0, 4), np.float32)
-            x, y, bw, bh = np.asarray(faces, np.float32)[:, :4].T
-            boxes = np.stack([x, y, x + bw, y + bh], axis=1)
-        else:
-            gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
-            side = max(24, int(min(gray.shape) * self.min_size_fraction))
-            found = self._impl.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
-            if len(found) == 0:
-                return np.zeros((0, 4), np.float32)
-            x, y, bw, bh = np.asarray(found, dtype=np.float32).T
-            grow = 0.1
-            boxes = np.stack([x - grow * bw, y - grow * bh, x + (1 + grow) * bw, y + (1 + grow) * bh], axis=1)
-        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        return boxes[np.argsort(-area)].astype(np.float32)
-
-
-def detect_faces(image: np.ndarray, detector: FaceDetector | None = None) -> np.ndarray:
-    """(N, 4) face boxes with ``detector`` (default: the best available back-end)."""
-    return (detector or FaceDetector()).detect(image)
+# in spanlib/detect.py (dlib HOG, Haar fallback, box calibration); re-exported here
+from .detect import FaceDetector, detect_faces  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------- prediction on files
@@ -194,7 +104,8 @@ class FaceResult:
     landmarks: list[list[float]]  # (K, 2) image pixels
     confidence: float
     landmark_confidence: list[float]
-    box_source: str  # "given" | "haar"
+    box_source: str  # "given" | "dlib" | "haar" | "yunet" | "image" | "image+refined"
+    detector_box: list[float] | None = None  # the detector's own box; ``box`` is it calibrated (detect.py)
 
 
 @dataclass
@@ -204,38 +115,42 @@ class FrameResult:
     faces: list[FaceResult] = field(default_factory=list)
     message: str = ""
     error: str = ""
+    detector: str = ""  # what found the faces: FaceDetector.describe() or "given box"
 
     def to_json(self) -> dict:
         return {"path": self.path, "frame": self.frame, "message": self.message, "error": self.error,
-                "faces": [vars(f) for f in self.faces]}
+                "detector": self.detector, "faces": [vars(f) for f in self.faces]}
 
 
 def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray | None = None,
                   detector: FaceDetector | None = None, radius: int | None = None) -> tuple[list[FaceResult], str]:
     """Faces in one RGB image: (results, message). ``boxes`` (N, 4) skips detection; without boxes
-    and without an available detector the whole image is the box, refined once (see FaceDetector)."""
+    and without an available detector the whole image is the box, refined once (see FaceDetector).
+    A detector's boxes go through its calibration to landmark boxes (``spanlib.detect``) so that the
+    crop matches the training crop; the message names the detector."""
     from .data.crop import box_from_landmarks
 
     detector = detector or FaceDetector()
+    raw = None
     if boxes is not None:
-        source = "given"
+        source, name = "given", "given box"
     elif detector.available:
-        boxes, source = detector.detect(image), detector.kind
+        raw, source, name = detector.detect_raw(image), detector.kind, detector.describe()
+        boxes = detector.calibration.to_landmark_box(raw)
     else:
         h, w = image.shape[:2]
-        boxes, source = np.array([[0, 0, w, h]], np.float32), "image"
+        boxes, source, name = np.array([[0, 0, w, h]], np.float32), "image", detector.describe()
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     if len(boxes) == 0:
-        return [], f"no face found ({detector.describe()})"
-    faces = _predict_boxes(model, image, boxes, source, radius)
+        return [], f"no face found; detector: {name}"
+    faces = _predict_boxes(model, image, boxes, source, radius, raw)
     if source == "image":
         refined = np.stack([box_from_landmarks(np.asarray(f.landmarks)) for f in faces])
         faces = _predict_boxes(model, image, refined, "image+refined", radius)
-        return faces, f"{len(faces)} face(s); {detector.describe()}"
-    return faces, f"{len(faces)} face(s)"
+    return faces, f"{len(faces)} face(s); detector: {name}"
 
 
-def _predict_boxes(model, image, boxes, source, radius) -> list[FaceResult]:
+def _predict_boxes(model, image, boxes, source, radius, raw_boxes=None) -> list[FaceResult]:
     from .data.crop import crop_face
     from .data.dataset import to_tensor_image
 
@@ -249,11 +164,13 @@ def _predict_boxes(model, image, boxes, source, radius) -> list[FaceResult]:
     points, conf, _ = predict_crops(model, torch.stack(crops), radius)
     points, conf = points.cpu().numpy(), conf.cpu().numpy()
     faces = []
-    for box, transform, pts, c in zip(boxes, transforms, points, conf):
+    raws = [None] * len(boxes) if raw_boxes is None else raw_boxes
+    for box, raw, transform, pts, c in zip(boxes, raws, transforms, points, conf):
         image_pts = transform.to_image(pts.astype(np.float64))
         faces.append(FaceResult(box=[float(v) for v in box], landmarks=image_pts.round(3).tolist(),
                                 confidence=float(c.mean()), landmark_confidence=c.round(4).tolist(),
-                                box_source=source))
+                                box_source=source,
+                                detector_box=None if raw is None else [float(v) for v in raw]))
     return faces
 
 
@@ -299,12 +216,13 @@ def predict_paths(model: torch.nn.Module, paths: Sequence[str | Path], box: Sequ
 
     detector = detector or FaceDetector()
     boxes = None if box is None else np.asarray([box], dtype=np.float32)
+    name = "given box" if boxes is not None else detector.describe()
     results: list[FrameResult] = []
     for path in tqdm([Path(p) for p in paths], desc="predict", unit="file", disable=not progress):
         try:
             for frame, image in iter_frames(path, every, max_frames):
                 faces, message = predict_image(model, image, boxes, detector)
-                results.append(FrameResult(str(path), frame, faces, message))
+                results.append(FrameResult(str(path), frame, faces, message, detector=name))
                 if overlay_dir is not None:
                     _write_overlay(image, faces, model.scheme, Path(overlay_dir), path, frame)
         except DataError as exc:

@@ -130,22 +130,57 @@ def profile(params: dict, variants=VARIANTS, device: str = "cpu", seconds: float
 
 
 def profile_table(result: dict) -> str:
-    """Markdown: one row per variant and configuration."""
+    """Markdown: one row per variant and configuration (ours, measured), then section IV-G of the
+    paper beside our figures at the paper's configuration (``paper_profile_table``).
+
+    Our sizes are MiB (2^20 bytes) of the float32 parameters and buffers; peak memory is MiB."""
     lines = [f"Device: {result['device']}, torch {result['torch']}; timings: "
              f"{result['settings']['timing']}, about {result['settings']['seconds_per_timing']} s each.", "",
-             "| config | variant | input | params (M) | size (MB) | GFLOPs / image | img/s batch 1 | img/s batch N | peak mem (MB) |",
+             "| config | variant | input | params (M) | size (MiB, float32 state) | GFLOPs / image "
+             "| img/s batch 1 | img/s batch N | peak mem (MiB) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for config in ("default", "paper"):
-        for e in result[config]:
+        for e in result.get(config, []):
             m = e["model"]
             b1 = e.get("batch1", {}).get("images_per_s")
             bn = e.get("large_batch")
             cells = [
-                f"{config} (T={m['stages']}, w={m['width']}, d={m['depth']})", e["variant"], str(e["input_size"]),
+                f"ours: {config} (T={m['stages']}, w={m['width']}, d={m['depth']})", e["variant"], str(e["input_size"]),
                 f"{e['params'] / 1e6:.2f}", f"{e['size_mb']:.1f}", f"{e['gflops']:.2f}",
                 "-" if b1 is None else f"{b1:.1f}",
                 "-" if bn is None else f"{bn['images_per_s']:.1f} (N={bn['batch']})",
                 f"{e['peak_memory_mb']:.0f}" if "peak_memory_mb" in e else "-",
             ]
             lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n" + paper_profile_table(result)
+
+
+def paper_profile_table(result: dict | None = None) -> str:
+    """Markdown: the paper's section IV-G figures (rows "paper: ..."), each beside our parameter
+    count and float32 size at the paper's configuration for the same variant (from
+    ``result["paper"]``, when given). The paper's "MB" is shown as printed and, since the paper
+    does not define it, also converted to MiB on the reading 1 MB = 10^6 bytes."""
+    from .paper_numbers import SECTION_IV_G, SECTION_IV_G_DEVICE, SECTION_IV_G_READINGS
+
+    ours = {e["variant"]: e for e in (result or {}).get("paper", [])}
+    lines = [f"Section IV-G of the paper (measured by its authors on {SECTION_IV_G_DEVICE}), beside ours at "
+             "the paper's configuration (T=4, w=256, d=4, 256 px input; counted, not timed):", "",
+             "| model | params (M) | model size as printed (MB) | = MiB if 1 MB = 10^6 B | float32 weights of "
+             "those params (MiB) | FPS | NME_io 300W challenging (%) | ours: params (M) | ours: size (MiB, "
+             "float32 state) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in SECTION_IV_G:
+        mine = ours.get(row.variant) if row.variant else None
+        cells = [
+            f"paper: {row.model}", f"{row.params_m:.2f}", f"{row.size_mb:g}", f"{row.size_mb * 1e6 / 2**20:.1f}",
+            f"{row.params_m * 1e6 * 4 / 2**20:.1f}", "-" if row.fps is None else f"{row.fps:g}",
+            "-" if row.nme_io_challenging is None else f"{row.nme_io_challenging:.2f}",
+            "-" if mine is None else f"{mine['params'] / 1e6:.2f} ({mine['variant']})",
+            "-" if mine is None else f"{mine['size_mb']:.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += [f"- reading of the paper: {r}" for r in SECTION_IV_G_READINGS]
+    lines.append("- ours: MiB = 2^20 bytes of the float32 parameters and buffers (a saved file adds about 0.1 %); "
+                 "the paper's FPS is on a V100 GPU, our img/s above on the device named at the top.")
     return "\n".join(lines)

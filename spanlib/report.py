@@ -7,9 +7,13 @@ Inputs:
   ``{"table": "VII" | "VIII", "title": str, "norm": "io", "rows": [{"setting": str,
   "metrics": path (relative to the setup file)}, ...]}``.
 
-Every table lists our rows (those our files have, with the data they came from: rows trained and
-tested on synthetic faces say so) and then the paper's rows from ``spanlib.paper_numbers``,
-labelled "paper"; values are percentages (NME, FR, AUC x 100). Columns no run has are dropped.
+Every table has the columns of the paper's table, with the metric, normalisation and threshold
+its caption gives (``spanlib.paper_numbers``: Table II and III's AUC_box^7 is the AUC up to 0.07,
+Table IV's FR_ip^10 the failure rate above 0.1). It lists our rows first (those our files have,
+with the data they came from: rows trained and tested on synthetic faces say so), then the paper's
+rows, each labelled "paper: <method as the paper names it>"; values are percentages (NME, FR,
+AUC x 100). FR and AUC at a threshold a metrics JSON does not store are computed from its per-face
+NME (``spanlib.metrics``). A table none of our files has a column of is not written.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from typing import Iterable, Sequence
 
 from .errors import DataError
 from .io import write_text
-from .paper_numbers import NOT_TRANSCRIBED, PAPER_REFERENCE, paper_rows
+from .metrics import auc as _auc
+from .metrics import failure_rate as _failure_rate
+from .paper_numbers import PAPER_REFERENCE, PAPER_TABLES, Metric, PaperTable
 
 
 # ------------------------------------------------------------------ inputs
@@ -91,16 +97,32 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[Run], list[tuple[Path, di
 
 
 # ------------------------------------------------------------------ cells
-def metric_value(subset: dict, kind: str, norm: str, threshold: str | None = None) -> float | None:
-    """A subset's metric in %: kind "nme" / "fr" / "auc" under ``norm``; None when absent."""
+def metric_value(subset: dict, kind: str, norm: str, threshold: str | float | None = None) -> float | None:
+    """A subset's metric in %: kind "nme" / "fr" / "auc" under ``norm`` (FR / AUC at ``threshold``,
+    a fraction: 0.07 or "0.07"); None when absent. FR / AUC at a threshold the JSON does not store
+    are computed from its per-face NME under ``norm``."""
     if kind == "nme":
         value = subset.get("nme", {}).get(norm)
     else:
+        if threshold is None:
+            raise ValueError(f"{kind}: needs a threshold")
+        key = f"{float(threshold):g}"
         by_norm = subset.get(f"{kind}_by_norm", {}).get(norm)
         if by_norm is None and subset.get("norm") == norm:
             by_norm = subset.get(kind)
-        value = None if by_norm is None else by_norm.get(threshold)
+        value = None if by_norm is None else by_norm.get(key)
+        if value is None:
+            errors = subset.get("per_face_nme", {}).get(norm)
+            if errors:
+                value = (_auc if kind == "auc" else _failure_rate)(errors, float(key))
     return None if value is None else 100.0 * float(value)
+
+
+# the paper's dataset names -> our sources (spanlib.data.sources); synthetic faces stand in for 300W
+DATASET_SOURCES = {"300W": ("300w", "synthetic"), "Menpo 2D": ("menpo",), "COFW-68": ("cofw68",),
+                   "AFLW": ("aflw",), "COFW": ("cofw",), "WFLW": ("wflw",), "300VW": ("300vw",)}
+# (source, the paper's subset) -> the subset we read instead: synthetic faces have no 600-face test set
+STAND_IN = {("synthetic", "test"): "full"}
 
 
 @dataclass(frozen=True)
@@ -110,43 +132,41 @@ class Column:
     subset: str
     kind: str
     norm: str
-    threshold: str | None = None
+    threshold: str | None = None   # "0.07", "0.1": a fraction of the normalising distance
+
+    def subset_of(self, source: str) -> str:
+        return STAND_IN.get((source, self.subset), self.subset)
 
 
-def _cols(sources, subsets, specs) -> list[Column]:
+def paper_columns(table: PaperTable, norm: str | None = None) -> list[Column]:
+    """Our columns for a paper table: same dataset, subset, metric, normalisation and threshold
+    (``norm`` overrides the normalisation, for setup tables that ask for another)."""
+    several = len({c.dataset for c in table.columns}) > 1
     cols = []
-    for subset in subsets:
-        for kind, norm, thr in specs:
-            name = {"nme": f"NME_{norm}", "fr": f"FR_{norm}@{thr}", "auc": f"AUC_{norm}@{thr}"}[kind]
-            cols.append(Column(f"{subset} {name} (%)", tuple(sources), subset, kind, norm, thr))
+    for pc in table.columns:
+        metric = pc.metric if norm is None else Metric(pc.metric.kind, norm, pc.metric.threshold)
+        where = f"{pc.dataset} {pc.subset}" if several else pc.subset
+        cols.append(Column(f"{where} {metric.name} (%)", DATASET_SOURCES[pc.dataset], pc.subset,
+                           metric.kind, metric.norm, metric.threshold_key))
     return cols
 
 
-W300 = ("300w", "synthetic")
-WFLW_SUBSETS = ("full", "pose", "expression", "illumination", "makeup", "occlusion", "blur")
+def _caption_note(table: PaperTable) -> str:
+    return (f"columns as in the paper's Table {table.name} ({table.caption}): "
+            + "; ".join(f"'{c.paper_header}' = {c.dataset} {c.subset}, {c.metric.name}" for c in table.columns))
+
 
 TABLES: dict[str, tuple[str, list[Column]]] = {
-    "I": ("NME_io and NME_ip on 300W (common, challenging, full)",
-          _cols(W300, ("common", "challenging", "full"), [("nme", "io", None), ("nme", "ip", None)])),
-    "II": ("NME_box and AUC_box on 300W, Menpo and COFW-68",
-           _cols(W300, ("full",), [("nme", "box", None), ("auc", "box", "0.1")])
-           + [Column(f"Menpo {c.header}", ("menpo",), c.subset, c.kind, c.norm, c.threshold)
-              for c in _cols(("menpo",), ("full",), [("nme", "box", None), ("auc", "box", "0.1")])]
-           + [Column(f"COFW-68 {c.header}", ("cofw68",), c.subset, c.kind, c.norm, c.threshold)
-              for c in _cols(("cofw68",), ("full",), [("nme", "box", None), ("auc", "box", "0.1")])]),
-    "III": ("NME on AFLW (full, frontal)",
-            _cols(("aflw",), ("full", "frontal"), [("nme", "diag", None), ("nme", "box", None)])),
-    "IV": ("NME_ip and FR_ip on COFW (29 points)",
-           _cols(("cofw",), ("full",), [("nme", "ip", None), ("fr", "ip", "0.1"), ("nme", "io", None)])),
-    "V": ("NME_io on WFLW (test and its six attribute subsets), FR and AUC at 0.1",
-          _cols(("wflw",), WFLW_SUBSETS, [("nme", "io", None)])
-          + _cols(("wflw",), ("full",), [("fr", "io", "0.1"), ("auc", "io", "0.1")])),
-    "VI": ("NME_io, FR_io@0.08 and AUC_io@0.08 on 300-VW scenarios 1-3",
-           _cols(("300vw",), ("scenario1", "scenario2", "scenario3"),
-                 [("nme", "io", None), ("fr", "io", "0.08"), ("auc", "io", "0.08")])),
+    name: (PAPER_TABLES[name].caption, paper_columns(PAPER_TABLES[name]))
+    for name in ("I", "II", "III", "IV", "V", "VI")
 }
 SETUP_TABLES = {"VII": "heatmap distributions (Gaussian, GED, Student-t)",
                 "VIII": "sensitivity to the loss weights"}
+METRIC_NOTE = ("NME in % of the normalising distance (io: outer eye corners; ip: eye centres or pupils; box: "
+               "sqrt(w h) of the ground-truth box, else of the landmarks' tight box; diag: the diagonal of "
+               "the landmarks' tight box); FR_norm@t: % of faces with NME above t; AUC_norm@t: % area under the "
+               "CED up to t (Simpson's rule, step 1e-4; the paper's AUC^7 is t = 0.07)")
+DASH_NOTE = "'-': in a paper row, not counted by the paper; in our rows, not in that run's metrics files"
 
 
 @dataclass
@@ -188,46 +208,78 @@ def _provenance_note(run: Run) -> str:
             f"FR/AUC of the JSON on NME_{ours}, code {prov.get('code_version')} ({run.path.name})")
 
 
+def dead_channel_notes(run: Run) -> list[str]:
+    """One note per subset of ``run`` with a landmark whose mean NME_io is > 3x the median
+    landmark's (a dead or swapped heatmap channel, ``spanlib.stats.outlier_landmarks``)."""
+    from .stats import outlier_landmarks
+
+    notes = []
+    for subset, entry in run.subsets.items():
+        flagged = outlier_landmarks(entry.get("per_landmark_nme_io") or [0.0])
+        if flagged:
+            points = ", ".join(f"landmark {i} {100 * e:.1f} % (median {100 * m:.1f} %)" for i, e, m in flagged)
+            notes.append(f"FLAGGED {run.label} on {subset}: {points}: a dead or swapped heatmap channel?")
+    return notes
+
+
+def _paper_part(table: PaperTable, n_columns: int) -> tuple[list[list], list[str], list[str]]:
+    """The paper's rows ("paper: <method>") and the notes that go with them."""
+    rows = [[f"paper: {prow.label}"] + list(prow.values) for prow in table.rows]
+    assert all(len(r) == n_columns + 1 for r in rows), f"Table {table.name}: paper rows and columns differ"
+    notes = [f"rows 'paper: ...' are the paper's Table {table.name} as printed, transcribed in "
+             f"spanlib/paper_numbers.py from {PAPER_REFERENCE}; the other rows are ours",
+             _caption_note(table)]
+    notes += [f"reading of the paper: {r}" for r in table.readings]
+    return rows, ["paper"] * len(rows), notes
+
+
 def build_table(name: str, runs: Sequence[Run]) -> Table | None:
-    """Table I-VI from runs; None when no run has any of its columns."""
+    """Table I-VI from runs, every column of the paper's table; None when no run has any of them."""
     title, columns = TABLES[name]
     grouped: dict[str, dict] = {}
+    stand_ins = set()
     for run in runs:
         for col_index, col in enumerate(columns):
-            if run.source not in col.sources or col.subset not in run.subsets:
+            subset = col.subset_of(run.source)
+            if run.source not in col.sources or subset not in run.subsets:
                 continue
-            value = metric_value(run.subsets[col.subset], col.kind, col.norm, col.threshold)
+            value = metric_value(run.subsets[subset], col.kind, col.norm, col.threshold)
             if value is None:
                 continue
+            if subset != col.subset:
+                stand_ins.add((run.source, col.subset, subset))
             row = grouped.setdefault(run.label, {"cells": {}, "runs": []})
             row["cells"][col_index] = value
             if run not in row["runs"]:
                 row["runs"].append(run)
     if not grouped:
         return None
-    used = sorted({i for row in grouped.values() for i in row["cells"]})
-    header = ["method"] + [columns[i].header for i in used]
+    header = ["method"] + [c.header for c in columns]
     rows, kinds, notes = [], [], []
     for label, row in grouped.items():
-        rows.append([label] + [row["cells"].get(i) for i in used])
+        rows.append([label] + [row["cells"].get(i) for i in range(len(columns))])
         kinds.append("ours")
         notes += [_provenance_note(r) for r in row["runs"]]
-    paper = paper_rows(name)
-    for prow in paper:
-        rows.append([f"paper: {prow['method']}"] + [prow.get(columns[i].header) for i in used])
-        kinds.append("paper")
-    notes.append(f"paper rows from {PAPER_REFERENCE}" if paper else NOT_TRANSCRIBED)
-    notes.append("NME in % of the normalising distance (io: outer eye corners; ip: eye centres or pupils; "
-                 "box: sqrt(w h) of the landmarks' box; diag: its diagonal); FR: % of faces with NME above "
-                 "the threshold; AUC: % area under the CED up to the threshold (Simpson's rule, step 1e-4)")
+        notes += [n for r in row["runs"] for n in dead_channel_notes(r)]
+    notes += [f"{source} rows: their '{used}' subset stands in for the paper's '{wanted}' columns"
+              for source, wanted, used in sorted(stand_ins)]
+    paper_rows_, paper_kinds, paper_notes = _paper_part(PAPER_TABLES[name], len(columns))
+    rows += paper_rows_
+    kinds += paper_kinds
+    notes += paper_notes + [DASH_NOTE, METRIC_NOTE]
     return Table(name, title, header, rows, kinds, notes)
 
 
 def build_setup_table(setup_path: Path, setup: dict) -> Table:
-    """Table VII or VIII from a setup file: one row per setting, NME per subset (and FR / AUC at
-    0.1 on the "full" subset, or on the only subset)."""
+    """Table VII or VIII from a setup file: one row per setting, the paper's columns (NME_io on the
+    300W challenging subset; the setup's "norm" may ask for another normalisation), then the
+    paper's rows. When none of the runs has the paper's subset, the "full" subset (or the first)
+    stands in, and a note says so."""
     name = str(setup["table"])
-    norm = setup.get("norm", "io")
+    if name not in ("VII", "VIII"):
+        raise DataError(f"{setup_path}: 'table' must be VII or VIII, got {name!r}")
+    paper = PAPER_TABLES[name]
+    norm = setup.get("norm")
     rows_in = setup.get("rows")
     if not isinstance(rows_in, list) or not rows_in:
         raise DataError(f"{setup_path}: 'rows' must be a non-empty list of {{setting, metrics}}")
@@ -241,23 +293,34 @@ def build_setup_table(setup_path: Path, setup: dict) -> Table:
         if not is_metrics(obj):
             raise DataError(f"{path}: expected a metrics JSON (named by {setup_path})")
         loaded.append((str(entry["setting"]), Run(path, obj["provenance"], obj["subsets"])))
+    columns = paper_columns(paper, norm)
     subsets = list(dict.fromkeys(s for _, run in loaded for s in run.subsets))
-    main = "full" if "full" in subsets else subsets[0]
-    header = ["setting"] + [f"{s} NME_{norm} (%)" for s in subsets] + [f"{main} FR_{norm}@0.1 (%)",
-                                                                      f"{main} AUC_{norm}@0.1 (%)"]
+    stand_in = {}
+    for col in columns:
+        if col.subset not in subsets:
+            stand_in[col.subset] = "full" if "full" in subsets else subsets[0]
+    header = ["setting"] + [c.header for c in columns]
     rows, kinds, notes = [], [], []
     for setting, run in loaded:
-        cells = [metric_value(run.subsets[s], "nme", norm) if s in run.subsets else None for s in subsets]
-        sub = run.subsets.get(main, {})
-        cells += [metric_value(sub, "fr", norm, "0.1"), metric_value(sub, "auc", norm, "0.1")]
+        cells = []
+        for col in columns:
+            subset = stand_in.get(col.subset, col.subset)
+            cells.append(metric_value(run.subsets[subset], col.kind, col.norm, col.threshold)
+                         if subset in run.subsets else None)
         where = " [synthetic faces]" if run.source == "synthetic" else ""
         rows.append([f"ours: {setting}{where}"] + cells)
         kinds.append("ours")
         notes.append(_provenance_note(run))
-    for prow in paper_rows(name):
-        rows.append([f"paper: {prow['method']}"] + [prow.get(h) for h in header[1:]])
-        kinds.append("paper")
-    notes.append(f"paper rows from {PAPER_REFERENCE}" if paper_rows(name) else NOT_TRANSCRIBED)
+        notes += dead_channel_notes(run)
+    notes += [f"none of our runs has the paper's '{wanted}' subset: our '{used}' subset stands in"
+              for wanted, used in stand_in.items()]
+    if norm is not None and any(c.metric.norm != norm for c in paper.columns):
+        notes.append(f"our rows use NME_{norm} (the setup file's 'norm'); the paper's use "
+                     + ", ".join(sorted({c.metric.name for c in paper.columns})))
+    paper_rows_, paper_kinds, paper_notes = _paper_part(paper, len(columns))
+    rows += paper_rows_
+    kinds += paper_kinds
+    notes += paper_notes + [DASH_NOTE, METRIC_NOTE]
     title = setup.get("title") or SETUP_TABLES.get(name, "")
     return Table(name, title, header, rows, kinds, notes)
 

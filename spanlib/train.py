@@ -23,16 +23,15 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import __version__
+from .provenance import code_version
 from .decode import decode_landmarks
 from .errors import ParamError
-from .io import save_torch
+from .checkpoint import CHECKPOINT_FORMAT, make_checkpoint, read_checkpoint, write_checkpoint  # noqa: F401
 from .losses import LossConfig, span_objective
 from .model import build_model, variant_spec
 from .params import apply_overrides, load_params
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
-CHECKPOINT_FORMAT = "spanlib-checkpoint"
 
 
 def lr_at(iteration: int, total: int, base: float, milestones: Iterable[float], divisors: Iterable[float]) -> float:
@@ -168,6 +167,7 @@ def _target_kinds(spec) -> tuple[str, ...]:
 def build_setup(params: dict, variant: str, device: torch.device, progress: bool = True) -> TrainSetup:
     from .data.dataset import EvalFaceDataset, PairedFaceDataset
     from .data.sources import read_source
+    from .data.split import held_out_split
     from .schemes import get_scheme
 
     params = apply_overrides(params, [f"model.variant={variant}"])
@@ -177,18 +177,8 @@ def build_setup(params: dict, variant: str, device: torch.device, progress: bool
     input_size = params["crop"]["input_size"]
     seed = int(params.get("seed", 0))
     samples = read_source(dp["source"], dp["root"], dp["train_split"])
-    held_out = []
-    fraction = float(tp.get("val_fraction", 0.0) or 0.0)
-    if fraction > 0:
-        # A seeded subset of the training split is held out for validation (a source such as
-        # 300W's training folders has no labeled split of its own to validate on).
-        order = np.random.default_rng([seed, 7919]).permutation(len(samples))
-        n_val = max(1, int(round(fraction * len(samples))))
-        if n_val >= len(samples):
-            raise ParamError(f"train.val_fraction: {fraction} leaves no training face of {len(samples)}")
-        held = set(order[:n_val].tolist())
-        held_out = [samples[i] for i in sorted(held)]
-        samples = [s for i, s in enumerate(samples) if i not in held]
+    samples, held_out = held_out_split(samples, float(tp.get("val_fraction", 0.0) or 0.0),
+                                       int(tp.get("val_seed", 0)))
     scheme = get_scheme(len(samples[0].landmarks))
     torch.manual_seed(seed)
     model = build_model(params["model"], scheme.num_points, len(scheme.boundaries), input_size)
@@ -229,8 +219,9 @@ def _cat_views(batch: dict, key: str):
     return torch.cat([a, b])
 
 
-def train_step(setup: TrainSetup, optimizer, lr: float) -> dict:
-    """One optimisation step on the next labeled (and unlabeled) batch; returns the loss terms."""
+def next_batch(setup: TrainSetup) -> tuple[torch.Tensor, int, dict, dict]:
+    """The next training batch on the device: ``(images, num_labeled, targets, pairs)`` as
+    :func:`spanlib.losses.span_objective` takes them (images are ``cat([alpha views, beta views])``)."""
     batch = next(setup.labeled)
     ubatch = next(setup.unlabeled) if setup.unlabeled is not None else None
     dev = setup.device
@@ -252,15 +243,25 @@ def train_step(setup: TrainSetup, optimizer, lr: float) -> dict:
                for k, v in targets.items()}
     pairs = {"theta": torch.cat(thetas).to(dev), "flipped": torch.cat(flips).to(dev),
              "point_perm": setup.scheme.flip_perm, "boundary_perm": setup.scheme.boundary_flip_perm}
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    if dev.type == "cuda":
+    return images, n, targets, pairs
+
+
+def forward(model: torch.nn.Module, images: torch.Tensor) -> dict:
+    """The model's outputs; bf16 autocast and channels_last on CUDA."""
+    if images.device.type == "cuda":
         images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            outputs = setup.model(images)
-    else:
-        outputs = setup.model(images)
-    total, terms = span_objective(outputs, n, targets, pairs, spec, setup.loss_config)
+            return model(images)
+    return model(images)
+
+
+def train_step(setup: TrainSetup, optimizer, lr: float) -> dict:
+    """One optimisation step on the next labeled (and unlabeled) batch; returns the loss terms."""
+    images, n, targets, pairs = next_batch(setup)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    outputs = forward(setup.model, images)
+    total, terms = span_objective(outputs, n, targets, pairs, setup.model.spec, setup.loss_config)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
@@ -303,24 +304,13 @@ def _live_dir(params: dict, out: Path) -> Path:
 
 
 def save_checkpoint(path: Path, setup: TrainSetup, optimizer, iteration: int, metrics: dict) -> None:
-    model = setup.model
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": 1,
-        "code_version": __version__,
-        "variant": setup.variant,
-        "scheme": setup.scheme.name,
-        "params": setup.params,
-        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer_state": optimizer.state_dict(),
-        "iteration": iteration,
-        "rng_state": {"torch": torch.get_rng_state(),
-                      "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-        "data_state": {"labeled": setup.labeled.state(),
-                       "unlabeled": setup.unlabeled.state() if setup.unlabeled else None},
-        "metrics": metrics,
-    }
-    save_torch(state, path)
+    """Write the training checkpoint (format: ``spanlib.checkpoint``) atomically."""
+    data_state = {"labeled": setup.labeled.state(),
+                  "unlabeled": setup.unlabeled.state() if setup.unlabeled else None}
+    write_checkpoint(path, make_checkpoint(
+        variant=setup.variant, scheme=setup.scheme.name, params=setup.params, model=setup.model,
+        optimizer=optimizer, iteration=iteration, data_state=data_state, metrics=metrics,
+        code_version=code_version()))
 
 
 def train(params: dict | str | Path, variant: str, out: str | Path, resume: bool = False,
@@ -355,17 +345,19 @@ def train(params: dict | str | Path, variant: str, out: str | Path, resume: bool
 def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.device, progress: bool,
            stop_after: int | None) -> Path:
     tp = params["train"]
+    ckpt = None
+    if resume:  # read (weights only: nothing in the file runs) and check it before any data is read
+        if not out.is_file():
+            raise ParamError(f"--resume: no checkpoint at {out} to resume from")
+        ckpt = read_checkpoint(out, "cpu", resume=True)
+        if ckpt["variant"] != variant:
+            raise ParamError(f"--resume: {out} is a {ckpt['variant']} checkpoint, not {variant}")
     setup = build_setup(params, variant, dev, progress=progress)
     if dev.type == "cuda":
         setup.model = setup.model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(tp["optimizer"], setup.model.parameters(), tp["lr"])
     start, metrics = 0, {}
-    if resume:
-        if not out.is_file():
-            raise ParamError(f"--resume: no checkpoint at {out} to resume from")
-        ckpt = torch.load(out, map_location=dev, weights_only=False)
-        if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("variant") != variant:
-            raise ParamError(f"--resume: {out} is not a {variant} checkpoint of this code")
+    if ckpt is not None:
         if ckpt["params"] != setup.params:
             raise ParamError(f"--resume: {out} was trained with different params; resume needs the same")
         setup.model.load_state_dict(ckpt["model_state"])
@@ -427,13 +419,19 @@ def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.devic
     return out
 
 
-def apply_profile(params: dict, name: str) -> dict:
-    """params with the overrides of ``profiles: {name: {dotted.key: value}}`` applied."""
+def apply_profile(params: dict, name) -> dict:
+    """params with the overrides of ``profiles: {name: {dotted.key: value}}`` applied.
+
+    ``name`` may list several profiles, applied in order: ``"real,shared300w"`` or a list (a recipe
+    and a data location are separate profiles, so a recipe never overrides the user's data)."""
     import yaml
 
+    names = [n.strip() for n in name.split(",")] if isinstance(name, str) else [str(n) for n in name]
     profiles = params.get("profiles") or {}
-    if name not in profiles:
-        raise ParamError(f"--profile {name}: unknown profile; params.yaml defines {sorted(profiles) or 'none'}")
-    items = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
-             for key, value in profiles[name].items()]
-    return apply_overrides(params, items)
+    for one in names:
+        if one not in profiles:
+            raise ParamError(f"--profile {one}: unknown profile; params.yaml defines {sorted(profiles) or 'none'}")
+        items = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+                 for key, value in profiles[one].items()]
+        params = apply_overrides(params, items)
+    return params

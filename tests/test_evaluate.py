@@ -93,7 +93,7 @@ def test_load_model_checks_format_and_keys(tmp_path):
     model = load_model(ckpt)
     assert not model.training and model.variant == "scpan" and model.scheme.num_points == 68
     assert model.params["crop"]["input_size"] == 32
-    state = torch.load(ckpt, weights_only=False)
+    state = torch.load(ckpt, weights_only=True)
     for change, message in (({"format_version": 2}, "format_version 2"),
                             ({"format": "other"}, "not a spanlib checkpoint")):
         torch.save({**state, **change}, tmp_path / "bad.pt")
@@ -111,3 +111,39 @@ def test_load_model_checks_format_and_keys(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="junk.pt"):
         load_model(tmp_path / "junk.pt")
+
+
+def test_held_out_evaluates_exactly_the_held_out_split(tmp_path, capsys):
+    """--held-out scores the faces held_out_split holds out (the checkpoint's train.val_fraction /
+    train.val_seed, or the ones given), nothing else."""
+    from spanlib.data.sources import read_source
+    from spanlib.data.split import held_out_split
+    from spanlib.errors import ParamError
+
+    write_pts_folder(tmp_path / "faces", n=10)
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt")
+    state = torch.load(ckpt, weights_only=False)
+    state["params"]["train"].update({"val_fraction": 0.3, "val_seed": 4})
+    state["params"]["data"].update({"source": "pts", "train_split": None})
+    torch.save(state, ckpt)
+    faces = read_source("pts", tmp_path / "faces")
+    for held_out, (fraction, seed) in ((True, (0.3, 4)), ((0.2, 9), (0.2, 9)), ((None, 1), (0.3, 1))):
+        result = evaluate(ckpt, "pts", tmp_path / "faces", None, device="cpu", progress=False,
+                          return_predictions=True, held_out=held_out)
+        expected = [s.path for s in held_out_split(faces, fraction, seed)[1]]
+        assert result["predictions"]["paths"] == expected and len(expected) == round(10 * fraction)
+        assert result["provenance"]["held_out"] == {"fraction": fraction, "seed": seed, "n": len(expected), "of": 10,
+                                                    "training_data": {"source": "pts", "root": "data/synthetic",
+                                                                      "train_split": None}}
+    assert len({tuple(evaluate(ckpt, "pts", tmp_path / "faces", None, device="cpu", progress=False,
+                               return_predictions=True, held_out=(0.3, s))["predictions"]["paths"])
+                for s in (4, 5)}) == 2  # the seed matters
+    code = main(["evaluate", "--checkpoint", str(ckpt), "--source", "pts", "--root", str(tmp_path / "faces"),
+                 "--device", "cpu", "--quiet", "--held-out", "--json", str(tmp_path / "h.json")])
+    assert code == 0 and "held-out validation faces: 3 of 10 (held_out_split fraction 0.3, seed 4)" in capsys.readouterr().out
+    assert [m["n"] for m in json.loads((tmp_path / "h.json").read_text())["subsets"].values()] == [3]
+    with pytest.raises(ParamError, match="val-fraction"):
+        evaluate(ckpt, "pts", tmp_path / "faces", None, device="cpu", progress=False, held_out=(0.0, 0))
+    with pytest.warns(UserWarning, match="not the ones its training validated on"):
+        evaluate(ckpt, "300w", tmp_path / "faces", "train", device="cpu", progress=False, held_out=True,
+                 samples=faces)

@@ -235,3 +235,63 @@ def test_invalid_loss_params():
         LossConfig.from_params(dict(good, heatmap_loss="kl"), {"field_radius": 2}, 64, 32)
     config = LossConfig.from_params(good, {"field_radius": 5}, 64, 32)
     assert (config.lambda2, config.field_radius) == (16.0, 5)
+
+
+def js_pixel_brute(logits: np.ndarray, target: np.ndarray) -> float:
+    """The pixel-wise reading of eq. 15, float64 from the definition: sum over pixels of
+    1/2 KL(p || m) + 1/2 KL(q || m) of the single values p = sigmoid(x), q = target, m = (p + q)/2."""
+    total = 0.0
+    for x, q in zip(logits.astype(np.float64).ravel(), target.astype(np.float64).ravel()):
+        p = 1.0 / (1.0 + math.exp(-x))
+        m = (p + q) / 2
+        total += 0.5 * (p * math.log(p / m) if p > 0 else 0.0) + 0.5 * (q * math.log(q / m) if q > 0 else 0.0)
+    return total
+
+
+def test_heatmap_js_pixel_matches_brute_force_and_is_zero_only_at_the_target():
+    from spanlib.losses import heatmap_js_pixel
+
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(2, 3, 4, 5)) * 3
+    target = rng.random((2, 3, 4, 5)) * (rng.random((2, 3, 4, 5)) > 0.4)
+    got = heatmap_js_pixel(torch.tensor(logits, dtype=torch.float32), torch.tensor(target, dtype=torch.float32))
+    want = np.array([[js_pixel_brute(logits[b, k], target[b, k]) for k in range(3)] for b in range(2)])
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+    q = np.clip(target, 0.05, 0.95)
+    at_target = heatmap_js_pixel(torch.tensor(np.log(q / (1 - q))), torch.tensor(q))
+    assert float(at_target.abs().max()) < 1e-6
+    x = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: heatmap_js_pixel(v, torch.tensor(target)), (x,))
+
+
+def test_js_pixel_sums_over_pixels_so_a_map_twice_as_fine_weighs_four_times():
+    """The paper's reason for lambda1 = 1 (128x128) against eta = 4 (64x64): with sigma scaled to
+    the map, the pixel-wise JS of a 2x map is ~4x that of the 1x map; the softmax JS is not."""
+    from spanlib.data.targets import landmark_heatmaps
+    from spanlib.losses import heatmap_js_pixel
+
+    pts = np.array([[20.3, 30.7]])
+    values = {}
+    for size, sigma in ((64, 1.0), (128, 2.0)):
+        scaled = pts * size / 64
+        target = torch.tensor(landmark_heatmaps(scaled, size, sigma))[None]
+        shifted = torch.tensor(landmark_heatmaps(scaled + size / 64 * 1.5, size, sigma))[None]
+        logits = torch.logit(shifted.clamp(1e-4, 1 - 1e-4))
+        values[size] = (float(heatmap_js_pixel(logits, target)), float(heatmap_js(logits * 6, target)))
+    ratio_pixel = values[128][0] / values[64][0]
+    ratio_softmax = values[128][1] / values[64][1]
+    assert 3.0 < ratio_pixel < 5.0
+    assert 0.5 < ratio_softmax < 2.0
+
+
+def test_scl_js_pixel_is_zero_for_consistent_views():
+    from spanlib.losses import scl_maps_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 68, 16, 16)
+    theta = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]] * 2)
+    flipped = torch.zeros(2, dtype=torch.bool)
+    same = scl_maps_loss(logits, logits, theta, flipped, np.arange(68), 64, kind="js_pixel")
+    assert float(same) < 1e-5
+    other = scl_maps_loss(logits, torch.randn(2, 68, 16, 16), theta, flipped, np.arange(68), 64, kind="js_pixel")
+    assert float(other) > 0.1

@@ -1,11 +1,23 @@
-"""Static checks of the notebook pipeline: notebooks are committed clean and parameterised, and
-dvc.yaml only passes parameters the notebooks declare and only interpolates keys params.yaml has."""
+"""Checks of the notebook pipeline.
+
+Static: notebooks are committed clean (code and prose, the metadata JupyterLab writes) and
+parameterised, dvc.yaml only passes parameters the notebooks declare and only interpolates keys
+params.yaml has, and every path a notebook writes by default is in the scratch folder.
+
+Executed (issue #15): every notebook runs *as opened*, through papermill/nbclient on tiny params,
+once with the kernel's working folder at notebooks/ (as JupyterLab starts it) and once at the
+project root (as DVC does), in a scratch copy of the project; a run by hand changes nothing of
+the study (results/, the notebooks).
+"""
 
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -15,6 +27,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 INTERPOLATION = re.compile(r"\$\{([^}]+)\}")
+# notebook parameters naming a path the notebook writes: scratch by default, the study's from dvc.yaml
+WRITTEN = {"figures_dir", "summary_file", "checkpoint", "live_dir", "metrics_dir", "ced_file", "tables_dir",
+           "models_dir", "runs_dir", "table_file", "metrics_file", "bench_dir", "paper_tables_dir", "report_file"}
 
 
 def load_dvc_stages() -> dict[str, dict]:
@@ -56,6 +71,8 @@ def papermill_calls() -> list[tuple[str, str, dict[str, str]]]:
         argv = argv[4:]
         assert argv[0] == "papermill", f"stage {name}: expected a papermill command"
         assert argv[2].startswith("outputs/notebooks/"), f"stage {name}: executed notebook goes elsewhere"
+        if "&&" in argv:  # what follows papermill (publishing the small executed copy) is not its
+            argv = argv[: argv.index("&&")]
         params, i = {}, 3
         while i < len(argv):
             if argv[i] in ("-p", "--parameters"):
@@ -78,6 +95,15 @@ def test_every_notebook_is_clean_and_parameterised():
                 assert cell.outputs == [] and cell.execution_count is None, \
                     f"{path.name}: committed with outputs (clear them before committing)"
         assert nb.metadata["kernelspec"]["name"] == "python3", path.name
+        # committed as JupyterLab writes them, so opening one does not mark it modified
+        assert nb.nbformat == 4 and nb.nbformat_minor == 5, path.name
+        assert set(nb.metadata) == {"kernelspec", "language_info"}, path.name
+        assert nb.metadata["language_info"].get("pygments_lexer") == "ipython3", \
+            f"{path.name}: language_info as the kernel reports it (JupyterLab fills it in on open)"
+        assert all("id" in cell for cell in nb.cells), path.name
+        text = path.read_text(encoding="utf-8")
+        assert text == nbformat.writes(nb) + "\n", \
+            f"{path.name}: not in the server's JSON layout (python -m spanlib.lab strip {path.name})"
         assert parameters_cell(nb), f"{path.name}: empty parameters cell"
         assert nb.cells[0].cell_type == "markdown", f"{path.name}: should open with prose"
 
@@ -93,7 +119,7 @@ def test_dvc_passes_only_declared_parameters_with_matching_defaults():
         for name, raw in passed.items():
             assert name in declared, f"stage {stage}: -p {name} is not in {notebook}'s parameters cell"
             match = INTERPOLATION.fullmatch(raw)
-            if match and match.group(1) != "item":
+            if match and match.group(1) != "item" and name not in WRITTEN:
                 # opened by hand in JupyterLab, the notebook must run what dvc repro runs: a
                 # hyperparameter defaults to None, which stage_params reads from params.yaml
                 assert declared[name] is None, \
@@ -141,3 +167,165 @@ def test_lookup_reports_missing_keys():
     with pytest.raises(KeyError):
         lookup({"a": {"b": 1}}, "a.c")
     assert lookup({"a": {"b": 1}}, "a.b") == 1
+
+
+def test_outputs_of_a_run_by_hand_default_to_the_scratch_folder():
+    """A notebook parameter that names a written path defaults to outputs/interactive/ (or None,
+    which the notebook maps there); only dvc.yaml passes the study's paths."""
+    written = WRITTEN
+    read_only = {("03_evaluate", "models_dir"), ("07_report", "tables_dir"), ("04_heatmap_distributions", "checkpoint")}
+    for path in NOTEBOOKS:
+        for name, value in parameters_cell(nbformat.read(path, as_version=4)).items():
+            if name in written and (path.stem, name) not in read_only:
+                assert value is None or str(value).startswith("outputs/interactive/"), \
+                    f"{path.name}: {name} = {value!r} would write into the study when run by hand"
+
+
+# ---- every notebook runs as opened (nbclient through papermill) -----------------------------------
+
+def _tree_digest(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _outputs_text(path: Path) -> str:
+    """Everything the executed notebook printed or displayed, as one string (not its code)."""
+    nb = json.loads(path.read_text())
+    return json.dumps([c.get("outputs", []) for c in nb["cells"] if c["cell_type"] == "code"])
+
+
+def _project_copy(work: Path) -> Path:
+    """The files a fresh clone has that the notebooks read: notebooks, dvc.yaml, tiny params,
+    committed results and saved kernel benchmarks (spanlib itself is the installed package)."""
+    from test_pipeline import tiny_params
+
+    ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
+    for name in ("notebooks", "results", "kernels/results"):
+        shutil.copytree(REPO / name, work / name, ignore=ignore)
+    shutil.copy(REPO / "dvc.yaml", work / "dvc.yaml")
+    params = tiny_params()
+    params["pipeline"]["variants"] = ["scpan"]  # 03 evaluates what 02 (variant scpan) trained
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return work
+
+
+# Only what a user exploring would set: 03 reads the checkpoint 02 wrote by hand (the study's
+# models/ is not in a fresh clone), and 04 explores that checkpoint once (the bundled model
+# otherwise, or a clear note when this copy of spanlib has none).
+AS_OPENED = [
+    ("01_prepare_data", {}),
+    ("02_train", {}),
+    ("03_evaluate", {"models_dir": "outputs/interactive/models"}),
+    ("04_heatmap_distributions", {}),
+    ("05_kernel_profiling", {}),
+    ("06_loss_sensitivity", {}),
+    ("07_report", {}),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel_cwd", ["notebooks", "."], ids=["cwd=notebooks", "cwd=root"])
+def test_every_notebook_runs_as_opened_and_leaves_the_study_alone(tmp_path, kernel_cwd):
+    papermill = pytest.importorskip("papermill")
+    work = _project_copy(tmp_path / "project")
+    before = {name: _tree_digest(work / name) for name in ("results", "notebooks")}
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    for name, parameters in AS_OPENED:
+        if name == "04_heatmap_distributions" and kernel_cwd == ".":
+            parameters = {"checkpoint": "outputs/interactive/models/scpan/checkpoint.pt"}
+        papermill.execute_notebook(str(work / "notebooks" / f"{name}.ipynb"), str(executed / f"{name}.ipynb"),
+                                   parameters=parameters, cwd=str(work / kernel_cwd), kernel_name="python3",
+                                   progress_bar=False, log_output=False)
+    # nothing of the study changed; the runs wrote to the scratch folder
+    assert {name: _tree_digest(work / name) for name in ("results", "notebooks")} == before
+    scratch = work / "outputs" / "interactive"
+    assert (scratch / "models" / "scpan" / "checkpoint.pt").is_file()
+    assert (scratch / "03_evaluate" / "tables" / "ablation.md").is_file()
+    assert (scratch / "04_heatmap_distributions" / "figures" / "profiles.png").is_file()
+    assert (scratch / "07_report" / "report.md").is_file()
+    assert not (work / "notebooks" / "results").exists() and not (work / "notebooks" / "outputs").exists()
+    assert {p.name for p in work.iterdir()} <= {"notebooks", "results", "kernels", "dvc.yaml", "params.yaml",
+                                               "outputs", "data"}
+    text = _outputs_text(executed / "04_heatmap_distributions.ipynb")
+    assert "Section 4 skipped" in text  # the short trainings wait for train_runs = True
+    if kernel_cwd == ".":
+        assert (scratch / "04_heatmap_distributions" / "figures" / "model_view.png").is_file()
+    else:  # the bundled model, or a clear note that this copy has none
+        assert "No model to explore" in text or (scratch / "04_heatmap_distributions" / "figures" / "model_view.png").is_file()
+    nb05 = _outputs_text(executed / "05_kernel_profiling.ipynb")
+    assert "Kernel benchmarks loaded" in nb05 and "No saved results" not in nb05  # kernels/results is found from notebooks/ too
+
+
+def test_find_root_looks_upward_for_dvc_yaml(tmp_path, monkeypatch):
+    from spanlib.pipeline import enter_project, find_root
+
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "params.yaml").write_text("seed: 3\n")
+    (tmp_path / "notebooks" / "deep").mkdir(parents=True)
+    assert find_root(tmp_path / "notebooks" / "deep") == tmp_path.resolve()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    from spanlib.pipeline import stage_params
+
+    assert stage_params("params.yaml")["seed"] == 3  # from notebooks/: params.yaml of the root
+    assert enter_project() == tmp_path.resolve() and Path.cwd() == tmp_path.resolve()
+    assert stage_params("../params.yaml")["seed"] == 3  # written for notebooks/: still found
+
+
+def test_lab_hook_saves_tracked_notebooks_stripped_and_keeps_a_full_copy(tmp_path):
+    from types import SimpleNamespace
+
+    from spanlib.lab import LIVE_HINT_MARK, pre_save_hook
+
+    root = tmp_path
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    (root / "notebooks").mkdir()
+    committed = nbformat.read(NOTEBOOKS[0], as_version=4)
+    (root / "notebooks" / "a.ipynb").write_text(nbformat.writes(committed) + "\n")
+    opened = nbformat.from_dict(json.loads(nbformat.writes(committed)))
+    opened.metadata["language_info"]["version"] = "3.99.0"   # another Python fills in another version
+    opened.metadata["widgets"] = {"state": {}}
+    code = next(c for c in opened.cells if c.cell_type == "code")
+    code.execution_count = 3
+    code.metadata["execution"] = {"iopub.status.idle": "now"}
+    code.outputs = [nbformat.v4.new_output("display_data", data={
+        "application/vnd.jupyter.widget-view+json": {"model_id": "x", "version_major": 2, "version_minor": 0},
+        "image/png": "iVBORw0KGgo=", "text/plain": LIVE_HINT_MARK})]
+    model = {"type": "notebook", "content": json.loads(nbformat.writes(opened))}
+    pre_save_hook(model=model, path="notebooks/a.ipynb", contents_manager=SimpleNamespace(root_dir=str(root)))
+    assert nbformat.writes(nbformat.from_dict(model["content"])) == nbformat.writes(committed)
+    full = json.loads((root / "outputs" / "interactive" / "notebooks" / "a.ipynb").read_text())
+    outputs = [o for c in full["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+    assert outputs and "image/png" in outputs[0]["data"]
+    assert "application/vnd.jupyter.widget-view+json" not in outputs[0]["data"]
+
+
+def test_publish_writes_a_small_viewable_copy(tmp_path):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from spanlib.lab import publish
+
+    image = Image.effect_noise((1600, 500), 60).convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("fig")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={
+        "image/png": base64.b64encode(buffer.getvalue()).decode(), "text/plain": "<Figure>"})]
+    nb.cells = [cell]
+    nbformat.write(nb, str(tmp_path / "big.ipynb"))
+    publish(tmp_path / "big.ipynb", tmp_path / "docs" / "small.ipynb")
+    small = nbformat.read(str(tmp_path / "docs" / "small.ipynb"), as_version=4)
+    png = base64.b64decode(small.cells[0].outputs[0]["data"]["image/png"])
+    assert Image.open(io.BytesIO(png)).width <= 720
+    assert (tmp_path / "docs" / "small.ipynb").stat().st_size < (tmp_path / "big.ipynb").stat().st_size / 2
+
+
+def test_makefile_lab_starts_at_the_root_with_the_save_hook():
+    text = (REPO / "Makefile").read_text()
+    recipe = text[text.index("\nlab:"):].split("\n\n")[0]
+    assert "--ServerApp.root_dir=" in recipe and "/lab/tree/notebooks" in recipe
+    assert "--ContentsManager.pre_save_hook=spanlib.lab.pre_save_hook" in recipe

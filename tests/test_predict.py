@@ -41,18 +41,21 @@ def test_window_mass_by_hand():
     assert mass[0, 0] == pytest.approx(1.0) and mass[0, 1] == pytest.approx(4 / 64)
 
 
-def test_predict_on_real_300w_faces(shared_data, model):
+@pytest.mark.parametrize("backend", ["haar", "dlib"])
+def test_predict_on_real_300w_faces(shared_data, model, backend):
     folder = shared_data / "300w" / "afw"
     images = sorted(folder.glob("*.jpg"))[:4]
     if not images:
         pytest.skip(f"no .jpg images under {folder}")
-    detector = FaceDetector()
-    assert detector.kind == "haar", "the pinned OpenCV 4.x ships the Haar cascade"
+    if backend == "dlib":
+        pytest.importorskip("dlib", reason="dlib not installed (pip install dlib-bin)")
+    detector = FaceDetector(backend=backend)
+    assert detector.kind == backend, "the pinned OpenCV 4.x ships the Haar cascade"
     results = predict_paths(model, images, progress=False, detector=detector)
     scale = model.params["crop"]["scale"]
     matched = 0
     for image, result in zip(images, results):
-        assert not result.error
+        assert not result.error and result.detector == detector.describe()
         gt = read_pts(image.with_suffix(".pts"), 68)
         gt_box = [*gt.min(0), *gt.max(0)]
         for face in result.faces:
@@ -86,7 +89,7 @@ class _NoFace(FaceDetector):
         super().__init__()
         self.kind, self._impl = "stub", object()
 
-    def detect(self, image):
+    def detect_raw(self, image):
         return np.zeros((0, 4), np.float32)
 
     def describe(self):
@@ -121,8 +124,8 @@ def test_video_frames_and_command_line(tmp_path, model, capsys):
 
 
 def test_detector_reports_what_it_is():
-    detector = FaceDetector()
-    assert detector.available and detector.kind == "haar"
+    detector = FaceDetector(backend="haar")
+    assert detector.available and detector.kind == "haar" and "Haar" in detector.describe()
     noise = np.random.default_rng(0).integers(0, 255, (100, 100, 3), dtype=np.uint8)
     assert detector.detect(noise).shape == (0, 4)
     with pytest.raises(Exception, match="yunet.onnx"):

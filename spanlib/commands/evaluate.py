@@ -1,4 +1,5 @@
-"""``spanlib evaluate --checkpoint CKPT --source FORMAT --root DIR [--split NAME] [--json FILE]``"""
+"""``spanlib evaluate --checkpoint CKPT --source FORMAT --root DIR [--split NAME] [--json FILE]
+[--held-out [--val-fraction F] [--val-seed S]] [--peer dlib]``"""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="checkpoint written by spanlib train")
+    parser.add_argument("--checkpoint", required=True,
+                        help="checkpoint written by spanlib train, or a .safetensors file of spanlib export")
     parser.add_argument("--source", required=True, help="dataset format: 300w, synthetic, wflw, cofw, ...")
     parser.add_argument("--root", required=True, help="dataset root folder")
     parser.add_argument("--split", default=None, help="split to evaluate (default: the format's first)")
@@ -18,17 +20,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decode-radius", type=int, default=None, help="r of the (2r+1) window (default 3)")
     parser.add_argument("--crop-box", default=None, choices=("detector", "landmarks"),
                         help="crop around the dataset's face box or the landmarks' box")
+    parser.add_argument("--held-out", action="store_true",
+                        help="evaluate only the validation faces held out of this (training) split: "
+                             "held_out_split with the checkpoint's train.val_fraction and train.val_seed")
+    parser.add_argument("--val-fraction", type=float, default=None, help="with --held-out: override train.val_fraction")
+    parser.add_argument("--val-seed", type=int, default=None, help="with --held-out: override train.val_seed")
+    parser.add_argument("--peer", default=None, choices=("dlib",),
+                        help="also score a peer on the same faces: dlib = dlib's 68-point shape predictor "
+                             "(pip install -e '.[peers]')")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import ParamError
     from ..evaluate import evaluate, summary_text
 
     settings = {k: v for k, v in (("batch_size", args.batch_size), ("nme_norm", args.norm),
                                   ("decode_radius", args.decode_radius), ("crop_box", args.crop_box))
                 if v is not None}
+    if not args.held_out and (args.val_fraction is not None or args.val_seed is not None):
+        raise ParamError("--val-fraction / --val-seed: only with --held-out")
+    held_out = (args.val_fraction, args.val_seed) if args.held_out else None
     result = evaluate(args.checkpoint, args.source, args.root, args.split, device=args.device,
-                      settings=settings, json_path=args.json, progress=not args.quiet)
+                      settings=settings, json_path=args.json, progress=not args.quiet,
+                      held_out=held_out, peer=args.peer)
     print(summary_text(result))
     if args.json:
         print(f"wrote {args.json}")

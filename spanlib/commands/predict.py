@@ -18,13 +18,18 @@ def _box(text: str) -> list[float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="images and videos")
-    parser.add_argument("--checkpoint", required=True, help="checkpoint written by spanlib train")
+    parser.add_argument("--checkpoint", default=None,
+                        help="checkpoint written by spanlib train, or a .safetensors file of spanlib export "
+                             "(default: the model bundled with spanlib, checked against its SHA-256)")
     parser.add_argument("--box", type=_box, default=None,
                         help="face box x0,y0,x1,y1 in pixels for every input (skips face detection)")
     parser.add_argument("--json", default=None, metavar="FILE", help="write the landmarks as JSON")
     parser.add_argument("--overlay", default=None, metavar="DIR", help="write overlay images here")
     parser.add_argument("--every", type=int, default=1, help="videos: every N-th frame")
     parser.add_argument("--max-frames", type=int, default=None, help="videos: at most this many frames")
+    parser.add_argument("--detector", default="auto", choices=("auto", "dlib", "haar"),
+                        help="face detector: dlib's HOG detector when dlib is installed (auto), else "
+                             "OpenCV's Haar cascade; boxes are calibrated to the training crop (docs/evaluation.md)")
     parser.add_argument("--detector-model", default=None, metavar="ONNX",
                         help="YuNet face detector weights for cv2.FaceDetectorYN (OpenCV 5 has no bundled "
                              "Haar cascade; without a detector the whole image is the box, refined once)")
@@ -37,9 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from ..predict import FaceDetector, predict_paths
 
     model = load_model(args.checkpoint, device=args.device)
+    detector = FaceDetector(args.detector_model, backend=args.detector)
     results = predict_paths(model, args.paths, box=args.box, overlay_dir=args.overlay,
                             every=max(1, args.every), max_frames=args.max_frames,
-                            detector=FaceDetector(args.detector_model))
+                            detector=detector)
     failed = 0
     for r in results:
         where = r.path + ("" if r.frame is None else f" frame {r.frame}")
@@ -50,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
             confs = ", ".join(f"{f.confidence:.2f}" for f in r.faces)
             print(f"{where}: {r.message}" + (f" (confidence {confs})" if confs else ""))
     if args.json:
-        write_json(args.json, {"checkpoint": args.checkpoint, "variant": model.variant, "scheme": model.scheme.name,
+        write_json(args.json, {"checkpoint": model.checkpoint_path, "variant": model.variant, "scheme": model.scheme.name,
+                               "detector": "given box (--box)" if args.box else detector.describe(),
                                "confidence": "mean over landmarks of the softmax mass in the decoding window",
                                "results": [r.to_json() for r in results]})
         print(f"wrote {args.json}")

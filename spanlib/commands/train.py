@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override a parameter, e.g. --set train.iterations=200 (repeatable)")
     parser.add_argument("--profile", default=None,
-                        help="apply a named profile from params.yaml 'profiles:' (e.g. paper, real300w)")
+                        help="apply a named profile from params.yaml 'profiles:' (e.g. paper, or real,shared300w: several are applied in order)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint at --out")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
 

@@ -34,6 +34,10 @@ from .naive import bali_decode_naive_mask, bali_decode_naive_unfold, js_divergen
 
 JS_SIZES = [(16, 81, 64, 64), (16, 81, 128, 128)]  # batch 16, 68 landmarks + 13 boundaries
 DECODE_SIZES = [(64, 68, 64, 64), (64, 68, 128, 128)]  # batch 64, 68 points
+# what one timed step does, per op (the table header of `spanlib bench` and 05_kernel_profiling)
+WHAT = {"jsd": "forward + backward of the Jensen-Shannon loss summed over (B, K); float32 inputs",
+        "decode": "forward + backward of the BALI decode (eq. 5): the decoded coordinates summed over (B, K), "
+                  "window radius {radius}; float32 inputs"}
 DECODE_RADIUS = 5  # training radius (params.yaml: decode radius 5 in training, 3 at test)
 UNFOLD_CAP_BYTES = 64 << 20  # the unfold baseline runs on channel chunks whose windows fit this
 
@@ -304,7 +308,7 @@ def run_benchmark(op: str, device: str, repeats: int = 7, with_compile: bool = T
         rows.extend(size_rows)
     return {
         "op": op,
-        "what": "forward + backward of the loss summed over (B, K); float32 inputs",
+        "what": WHAT[op].format(radius=DECODE_RADIUS),
         "radius": DECODE_RADIUS if op == "decode" else None,
         "device": info,
         "copy_bandwidth_gbps": bandwidth,
@@ -321,12 +325,21 @@ def run_benchmark(op: str, device: str, repeats: int = 7, with_compile: bool = T
     }
 
 
+def describe(result: dict) -> str:
+    """What was timed. Results saved before the wording was split per op (every op said "the
+    loss") get their op's wording."""
+    op = result.get("op")
+    if op in WHAT and result.get("what", "").startswith("forward + backward of the loss"):
+        return WHAT[op].format(radius=result.get("radius") or DECODE_RADIUS)
+    return result["what"]
+
+
 def markdown_table(result: dict) -> str:
     info = result["device"]
     lines = [
         f"# `{result['op']}` benchmark on {info['name']} ({info['device']})",
         "",
-        f"{result['what']}. torch {info['torch']}, triton {info['triton']}, python {info['python']}."
+        f"{describe(result)}. torch {info['torch']}, triton {info['triton']}, python {info['python']}."
         + (f" {info.get('torch_threads')} torch threads on {info.get('cpu_count')} cores." if info["device"] == "cpu" else ""),
         f"Timing: {result['timing_method']}. Memory: {result['memory_method']}.",
         f"Measured copy bandwidth: {result['copy_bandwidth_gbps']:.1f} GB/s. Load average before/after: "

@@ -1,0 +1,362 @@
+"""Model files, and loading them without running any code they might carry.
+
+Two formats:
+
+- **Training checkpoint** (``spanlib train``, ``.pt``): a ``torch.save`` dict of tensors and plain
+  data only (dicts, lists, tuples, strings, numbers, booleans, None): ``format:
+  "spanlib-checkpoint"``, ``format_version: 1``, ``code_version``, ``variant``, ``scheme`` (name),
+  ``params`` (the full params dict), ``model_state``, ``optimizer_state``, ``iteration``,
+  ``rng_state``, ``data_state``, ``metrics``. It is read with ``torch.load(weights_only=True)``,
+  whose unpickler rebuilds only those types: a file that needs any other Python object (a class, a
+  function such as ``exec``) is refused with a ``DataError`` naming the file, before anything in it
+  runs.
+- **Sharing file** (``spanlib export``, ``.safetensors``): the model's tensors in the safetensors
+  format (a JSON header and raw little-endian arrays, no pickle at all), with a JSON description
+  under the header metadata key ``"spanlib"`` (see :func:`describe_checkpoint`). A copy of the
+  description is written beside it as ``<name>.json`` for people; loading reads only the header.
+
+``load_model(path)`` reads either (told apart by their first bytes, not their names);
+``load_model()`` with no path loads the model bundled in ``spanlib/weights`` after checking its
+SHA-256 (``spanlib.weights``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import DataError, ParamError
+
+CHECKPOINT_FORMAT = "spanlib-checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format", "format_version", "variant", "scheme", "params", "model_state")
+RESUME_KEYS = ("optimizer_state", "iteration", "rng_state", "data_state")
+
+MODEL_FORMAT = "spanlib-model"
+MODEL_FORMAT_VERSION = 1
+METADATA_KEY = "spanlib"
+MODEL_REQUIRED_KEYS = ("format", "format_version", "variant", "scheme", "params")
+
+VAL_PROTOCOL = ("val_nme_io: mean NME_io (fraction of the outer-eye-corner distance) of the model "
+                "during training, on the first train.val_faces faces of the held-out train.val_fraction "
+                "of data.train_split, or else of data.test_splits[0]; crops on the ground-truth "
+                "landmarks' box, decoded with r = evaluate.decode_radius")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------- training checkpoints
+def make_checkpoint(*, variant: str, scheme: str, params: dict, model: torch.nn.Module, optimizer,
+                    iteration: int, data_state: dict, metrics: dict, code_version: str) -> dict:
+    """The training checkpoint dict: everything an exact resume needs, as tensors and plain data."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "code_version": code_version,
+        "variant": variant,
+        "scheme": scheme,
+        "params": params,
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer_state": optimizer.state_dict(),
+        "iteration": int(iteration),
+        "rng_state": {"torch": torch.get_rng_state(),
+                      "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        "data_state": data_state,
+        "metrics": metrics,
+    }
+
+
+def plain_data(obj: Any, where: str = "checkpoint") -> Any:
+    """``obj`` with numpy scalars and arrays turned into Python numbers and tensors; a ParamError
+    naming the key for anything else that ``torch.load(weights_only=True)`` would refuse."""
+    if isinstance(obj, np.generic):  # before float: np.float64 is a float subclass that pickles as numpy
+        return obj.item()
+    if isinstance(obj, (torch.Tensor, str, bytes, bool, int, float, type(None))):
+        return obj
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, torch.Size):
+        return obj
+    if isinstance(obj, dict):
+        return type(obj)((k, plain_data(v, f"{where}[{k!r}]")) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain_data(v, f"{where}[{i}]") for i, v in enumerate(obj))
+    raise ParamError(f"{where}: a {type(obj).__name__} cannot go in a checkpoint (only tensors, numbers, "
+                     f"strings, lists and dicts load without running code)")
+
+
+def write_checkpoint(path: str | Path, state: dict) -> None:
+    """Write a training checkpoint atomically, holding only types a weights-only load accepts."""
+    from .io import save_torch
+
+    save_torch(plain_data(state), path)
+
+
+def _weights_only_reason(exc: Exception) -> str:
+    text = str(exc)
+    match = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if match:
+        return f"it needs the Python object {match.group(1)!r}"
+    match = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|Check the documentation|$)", text, re.S)
+    detail = (match.group(1) if match else text)[:200].strip()
+    return f"it is not a pickle of tensors and plain data only ({detail})"
+
+
+def load_plain(path: str | Path, device: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: only tensors and plain data are rebuilt. A file
+    that needs anything else, or is not a torch file, is a DataError naming it; nothing in it runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "pickle protocol 4 ..." on foreign pickles
+            return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise DataError(
+            f"{path}: refused: {_weights_only_reason(exc)}; nothing in it was run. spanlib reads only "
+            f"checkpoints of tensors and plain data (spanlib train) and .safetensors model files "
+            f"(spanlib export)") from None
+    except Exception as exc:  # a truncated or foreign file: say which and why
+        raise DataError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def read_checkpoint(path: str | Path, device: str | torch.device = "cpu", resume: bool = False) -> dict:
+    """The training checkpoint dict after checking its format, version and keys (DataError
+    otherwise); ``resume=True`` also requires the optimiser, RNG and data states."""
+    path = Path(path)
+    if is_safetensors(path):
+        raise DataError(f"{path}: a .safetensors model file holds weights only, not a training "
+                        f"checkpoint (no optimiser, RNG or data state)")
+    ckpt = load_plain(path, device)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(f"{path}: not a spanlib checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    keys = REQUIRED_KEYS + (RESUME_KEYS if resume else ())
+    missing = [key for key in keys if key not in ckpt]
+    if missing:
+        raise DataError(f"{path}: checkpoint lacks keys {missing} (expected {list(keys)})")
+    if ckpt["format_version"] != CHECKPOINT_FORMAT_VERSION:
+        raise DataError(
+            f"{path}: checkpoint format_version {ckpt['format_version']!r} was written by spanlib "
+            f"{ckpt.get('code_version', '?')}; this spanlib reads format_version {CHECKPOINT_FORMAT_VERSION}"
+        )
+    return ckpt
+
+
+# ---------------------------------------------------------------- sharing files (.safetensors)
+def is_safetensors(path: str | Path) -> bool:
+    """True when the file starts as a safetensors file: an 8-byte little-endian header length
+    that fits the file, then ``{``."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(9)
+        size = path.stat().st_size
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8
+
+
+def describe_checkpoint(ckpt: dict, checkpoint_path: str | Path | None = None,
+                        evaluations: list[dict] | None = None) -> dict:
+    """The JSON description of a model file made from a training checkpoint.
+
+    Keys: ``format``/``format_version`` (of the description), ``variant``, ``scheme``, ``params``
+    (the full params; ``model`` and ``crop.input_size`` build the network), ``build`` (just those),
+    ``code_version`` (that trained it) and ``exported_with``, ``training_data`` (params' data
+    group), ``seed``, ``iteration``, ``source_checkpoint`` (name, sha256), ``metrics``
+    (``training``: the checkpoint's own, with ``training_protocol``; ``evaluations``: summaries of
+    ``spanlib evaluate`` JSON files of this checkpoint, each with its protocol).
+    """
+    from . import __version__
+
+    params = ckpt["params"]
+    data = params.get("data", {}) or {}
+    source = None
+    if checkpoint_path is not None:
+        source = {"name": Path(checkpoint_path).name,
+                  "sha256": sha256_bytes(Path(checkpoint_path).read_bytes())}
+    training = {k: v for k, v in (ckpt.get("metrics") or {}).items()}
+    return {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "variant": ckpt["variant"],
+        "scheme": ckpt["scheme"],
+        "params": params,
+        "build": {"model": {**params.get("model", {}), "variant": ckpt["variant"]},
+                  "input_size": (params.get("crop") or {}).get("input_size")},
+        "code_version": ckpt.get("code_version"),
+        "exported_with": __version__,
+        "training_data": {k: data.get(k) for k in ("source", "root", "train_split", "unlabeled_source",
+                                                    "unlabeled_root") if k in data},
+        "seed": params.get("seed"),
+        "iteration": ckpt.get("iteration"),
+        "source_checkpoint": source,
+        "metrics": {"training": training, "training_protocol": VAL_PROTOCOL,
+                    "evaluations": list(evaluations or [])},
+    }
+
+
+def evaluation_summary(metrics_path: str | Path, checkpoint_sha256: str | None = None) -> dict:
+    """The parts of a ``spanlib evaluate`` JSON worth shipping: where, with which protocol, and
+    NME / FR / AUC per subset (no per-face lists). DataError if it scored another checkpoint."""
+    metrics_path = Path(metrics_path)
+    try:
+        result = json.loads(metrics_path.read_text())
+        prov = result["provenance"]
+        subsets = result["subsets"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{metrics_path}: not a spanlib evaluate metrics JSON ({type(exc).__name__}: {exc})") from None
+    if checkpoint_sha256 and prov.get("checkpoint_sha256") not in (None, checkpoint_sha256):
+        raise DataError(f"{metrics_path}: these metrics scored checkpoint sha256 {prov.get('checkpoint_sha256')}, "
+                        f"not the exported one ({checkpoint_sha256})")
+    return {
+        "file": metrics_path.name,
+        "source": prov.get("source"), "root": prov.get("root"), "split": prov.get("split"),
+        "checkpoint_sha256": prov.get("checkpoint_sha256"), "code_version": prov.get("code_version"),
+        "nme_norms": prov.get("nme_norms"), "protocol": prov.get("protocol"),
+        "subsets": {name: {k: s.get(k) for k in ("n", "nme", "fr", "auc", "norm") if k in s}
+                    for name, s in subsets.items()},
+    }
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def export_safetensors(checkpoint: str | Path, out: str | Path, metrics: list[str | Path] = (),
+                       write_json_copy: bool = True) -> dict:
+    """Turn a training checkpoint into a sharing file ``out`` (.safetensors, atomically) and,
+    unless ``write_json_copy`` is False, ``out`` with suffix ``.json`` beside it. ``metrics``:
+    ``spanlib evaluate`` JSON files of this checkpoint to include. The written file is read back
+    and its tensors compared with the checkpoint's. Returns the description, plus ``sha256``."""
+    from safetensors.torch import save
+
+    from .io import write_bytes, write_text
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    ckpt = read_checkpoint(checkpoint)
+    description = describe_checkpoint(ckpt, checkpoint)
+    ckpt_sha = description["source_checkpoint"]["sha256"]
+    description["metrics"]["evaluations"] = [evaluation_summary(m, ckpt_sha) for m in metrics]
+    text = json.dumps(description, sort_keys=True, default=_json_default)
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in ckpt["model_state"].items()}
+    data = save(state, metadata={"format": MODEL_FORMAT, METADATA_KEY: text})
+    back, _ = read_model_file(out, data)
+    for key, value in state.items():
+        if not torch.equal(back[key], value):
+            raise DataError(f"{out}: tensor {key} does not read back as written")
+    write_bytes(out, data)
+    if write_json_copy:
+        write_text(out.with_suffix(".json"), json.dumps(json.loads(text), indent=2) + "\n")
+    return {**description, "sha256": sha256_bytes(data)}
+
+
+def read_model_file(path: str | Path, data: bytes | None = None) -> tuple[dict, dict]:
+    """(tensors, description) of a .safetensors model file (``data``: its bytes, already read).
+    Only the JSON header and the raw arrays are parsed; DataError for anything else."""
+    from safetensors.torch import load
+
+    path = Path(path)
+    if data is None:
+        if not path.is_file():
+            raise DataError(f"{path}: model file not found")
+        data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    if n <= 0 or n > len(data) - 8 or data[8:9] != b"{":
+        raise DataError(f"{path}: not a safetensors file (no valid header)")
+    try:
+        header = json.loads(data[8:8 + n])
+    except ValueError as exc:
+        raise DataError(f"{path}: safetensors header is not JSON ({exc})") from None
+    meta = header.get("__metadata__") or {}
+    if METADATA_KEY not in meta:
+        raise DataError(f"{path}: a safetensors file without a spanlib description (header metadata "
+                        f"key {METADATA_KEY!r}); export models with `spanlib export`")
+    try:
+        description = json.loads(meta[METADATA_KEY])
+    except ValueError as exc:
+        raise DataError(f"{path}: the spanlib description in the header is not JSON ({exc})") from None
+    if not isinstance(description, dict) or description.get("format") != MODEL_FORMAT:
+        raise DataError(f"{path}: not a spanlib model file (expected format {MODEL_FORMAT!r})")
+    missing = [k for k in MODEL_REQUIRED_KEYS if k not in description]
+    if missing:
+        raise DataError(f"{path}: model description lacks keys {missing} (expected {list(MODEL_REQUIRED_KEYS)})")
+    if description["format_version"] != MODEL_FORMAT_VERSION:
+        raise DataError(f"{path}: model format_version {description['format_version']!r} was written by "
+                        f"spanlib {description.get('exported_with', '?')}; this spanlib reads "
+                        f"format_version {MODEL_FORMAT_VERSION}")
+    try:
+        tensors = load(data)
+    except Exception as exc:  # truncated data section, bad offsets
+        raise DataError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
+    return tensors, description
+
+
+# ---------------------------------------------------------------- building the model
+def _build(path, variant: str, scheme_name: str, params: dict, state: dict, device, what: str):
+    from .model import build_model
+    from .schemes import get_scheme
+
+    if not isinstance(params, dict):
+        raise DataError(f"{path}: {what} params are not a dict")
+    for key in ("model", "crop"):
+        if not isinstance(params.get(key), dict):
+            raise DataError(f"{path}: {what} params lack the {key!r} group")
+    scheme = get_scheme(scheme_name)
+    model_params = {**params["model"], "variant": variant}
+    model = build_model(model_params, scheme.num_points, scheme.num_boundaries, int(params["crop"]["input_size"]))
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise DataError(
+            f"{path}: model_state does not fit variant {variant!r} with params.model "
+            f"{params['model']}: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
+    model.to(device).eval()
+    model.params, model.scheme, model.variant = params, scheme, variant
+    model.checkpoint_path = str(path)
+    return model
+
+
+def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """A ready model (eval mode, on ``device``) with ``.params``, ``.scheme``, ``.variant``,
+    ``.checkpoint_path`` and ``.checkpoint_info`` (code_version, iteration, file format, and for a
+    model file its description).
+
+    ``path``: a training checkpoint or a .safetensors model file; None loads the bundled model
+    (``spanlib.weights.DEFAULT``) after checking its SHA-256. Nothing in the file is executed.
+    """
+    from .predict import resolve_device
+
+    device = resolve_device(device)
+    data = None
+    if path is None:
+        from .weights import verified_bundled
+
+        path, data = verified_bundled()
+    path = Path(path)
+    if data is not None or is_safetensors(path):
+        tensors, desc = read_model_file(path, data)
+        model = _build(path, desc["variant"], desc["scheme"], desc["params"], tensors, device, "model file")
+        model.checkpoint_info = {"code_version": desc.get("code_version"), "iteration": desc.get("iteration"),
+                                 "format": "safetensors", "description": desc}
+        return model
+    ckpt = read_checkpoint(path, device)
+    model = _build(path, ckpt["variant"], ckpt["scheme"], ckpt["params"], ckpt["model_state"], device, "checkpoint")
+    model.checkpoint_info = {"code_version": ckpt.get("code_version"), "iteration": ckpt.get("iteration"),
+                             "format": "checkpoint"}
+    return model

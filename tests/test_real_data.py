@@ -1,0 +1,30 @@
+"""A short training on the real faces of ../shared/data with the real recipe (skips without them)."""
+
+from pathlib import Path
+
+import torch
+
+from spanlib.params import load_params
+from spanlib.train import apply_profile, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_short_real_face_training_validates_on_the_held_out_split(shared_data, tmp_path):
+    from spanlib.data.sources import read_source
+    from spanlib.data.split import held_out_split
+
+    params = apply_profile(load_params(REPO / "params.yaml"), "real,shared300w")
+    params["data"]["root"] = str(shared_data / "300w")
+    params["crop"]["input_size"] = 64
+    params["model"].update(width=16, depth=2)
+    params["targets"]["field_radius"] = 3
+    params["train"].update(iterations=4, val_every=4, val_faces=8, checkpoint_every=4, batch_size=4)
+    out = train(params, "scpan", tmp_path / "real.pt", progress=False)
+    ckpt = torch.load(out, weights_only=True)
+    history = ckpt["metrics"]["val_history"]
+    assert history[-1][0] == 4 and 0 < history[-1][1] < 2.0
+    faces = read_source("300w", shared_data / "300w", "train")
+    train_faces, held = held_out_split(faces, 0.1, 0)
+    assert len(held) == 121 and len(train_faces) == len(faces) - 121
+    assert not {s.path for s in held} & {s.path for s in train_faces}
