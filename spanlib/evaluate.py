@@ -29,9 +29,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from . import __version__
 from .errors import DataError, ParamError
 from .metrics import DEFAULT_THRESHOLDS, NORMS, format_metrics, subset_metrics
+from .provenance import code_version, machine_info  # noqa: F401  (code_version: also spanlib.evaluate's API)
+from .stats import flagged_landmarks
 
 EVALUATE_DEFAULTS = {"decode_radius": 3, "nme_norm": "io", "fr_threshold": 0.1, "auc_threshold": 0.1,
                      "batch_size": 16, "crop_box": "detector", "num_workers": 0,
@@ -44,16 +45,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-from .provenance import machine_info  # noqa: E402  (re-exported for the metrics JSON)
-
-
-def code_version() -> str:
-    """See :func:`spanlib.provenance.code_version` (a hash of the code, not a git "-dirty" flag)."""
-    from .provenance import code_version as _code_version
-
-    return _code_version()
 
 
 def subset_groups(samples: Sequence) -> dict[str, np.ndarray]:
@@ -232,10 +223,8 @@ def summary_text(result: dict) -> str:
         head += (f"\n# held-out validation faces: {held['n']} of {held['of']} (held_out_split fraction "
                  f"{held['fraction']:g}, seed {held['seed']})")
     text = head + "\n" + format_metrics(result["subsets"])
-    from .stats import outlier_landmarks
-
-    for subset, entry in result["subsets"].items():
-        for index, error, median in outlier_landmarks(entry.get("per_landmark_nme_io") or [0.0]):
+    for subset, flagged in flagged_landmarks(result["subsets"]).items():
+        for index, error, median in flagged:
             text += (f"\n# FLAGGED {subset}: landmark {index} has mean NME_io {100 * error:.1f} % against the "
                      f"median landmark's {100 * median:.1f} %: a dead or swapped heatmap channel?")
     if result.get("peers"):

@@ -26,12 +26,12 @@ from .losses import objective_terms
 def term_gradients(params: dict, variant: str, batches: int = 4, checkpoint: str | Path | None = None,
                    seed_batches: int = 0) -> dict:
     """``{term: {value, grad_params, grad_peak, grad_rest}}`` averaged over ``batches`` batches."""
+    from .checkpoint import read_checkpoint
     from .train import build_setup, forward, next_batch
 
     setup = build_setup(params, variant, torch.device("cpu"), progress=False)
     if checkpoint is not None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        setup.model.load_state_dict(state["model_state"])
+        setup.model.load_state_dict(read_checkpoint(checkpoint, "cpu")["model_state"])
     model = setup.model
     model.train()
     for _ in range(seed_batches):

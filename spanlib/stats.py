@@ -78,3 +78,15 @@ def outlier_landmarks(per_landmark, factor: float = 3.0) -> list[tuple[int, floa
     e = np.asarray(per_landmark, dtype=np.float64).ravel()
     median = float(np.median(e))
     return [(int(i), float(e[i]), median) for i in np.flatnonzero(e > factor * median)]
+
+
+def flagged_landmarks(subsets: dict, factor: float = 3.0) -> dict[str, list[tuple[int, float, float]]]:
+    """``outlier_landmarks`` of each subset of a metrics JSON (its ``per_landmark_nme_io``), only
+    the subsets with a flagged landmark."""
+    found = {}
+    for name, entry in subsets.items():
+        per_landmark = entry.get("per_landmark_nme_io")
+        flagged = outlier_landmarks(per_landmark, factor) if per_landmark else []
+        if flagged:
+            found[name] = flagged
+    return found
