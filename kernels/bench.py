@@ -1,7 +1,7 @@
-"""Run the ops benchmark as a script: ``python kernels/bench.py jsd --device cuda``.
+"""Run the ops benchmark as a script: ``python kernels/bench.py jsd --device cpu``.
 
-The same as ``spanlib bench ...`` (the harness lives in ``spanlib/ops/benchmark.py`` so that the
-installed command has it); results go to ``kernels/results/<device>/`` by default."""
+The same as ``spanlib bench ...``; the harness is ``kernels/benchmark.py`` beside this file.
+Results go to ``kernels/results/<device>/`` by default."""
 
 import sys
 

@@ -6,7 +6,9 @@ Two formats:
   data only (dicts, lists, tuples, strings, numbers, booleans, None): ``format:
   "spanlib-checkpoint"``, ``format_version: 1``, ``code_version``, ``variant``, ``scheme`` (name),
   ``params`` (the full params dict), ``model_state``, ``optimizer_state``, ``iteration``,
-  ``rng_state``, ``data_state``, ``metrics``. It is read with ``torch.load(weights_only=True)``,
+  ``rng_state``, ``data_state``, ``metrics``, and optionally ``schedule`` (``{"lr_total": N}``:
+  the iterations the learning-rate staircase is scaled to, kept when a run is extended; absent
+  in older files, where it is ``params.train.iterations``). It is read with ``torch.load(weights_only=True)``,
   whose unpickler rebuilds only those types: a file that needs any other Python object (a class, a
   function such as ``exec``) is refused with a ``DataError`` naming the file, before anything in it
   runs.
@@ -57,7 +59,8 @@ def sha256_bytes(data: bytes) -> str:
 
 # ---------------------------------------------------------------- training checkpoints
 def make_checkpoint(*, variant: str, scheme: str, params: dict, model: torch.nn.Module, optimizer,
-                    iteration: int, data_state: dict, metrics: dict, code_version: str) -> dict:
+                    iteration: int, data_state: dict, metrics: dict, code_version: str,
+                    schedule: dict | None = None) -> dict:
     """The training checkpoint dict: everything an exact resume needs, as tensors and plain data."""
     return {
         "format": CHECKPOINT_FORMAT,
@@ -73,6 +76,7 @@ def make_checkpoint(*, variant: str, scheme: str, params: dict, model: torch.nn.
                       "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
         "data_state": data_state,
         "metrics": metrics,
+        **({"schedule": schedule} if schedule is not None else {}),
     }
 
 

@@ -63,3 +63,69 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# ---- image files ---------------------------------------------------------------------------------
+# OpenCV decodes a JPEG cut short without failing: libjpeg prints "Premature end of JPEG file" to
+# stderr and fills the rest grey, and that image would go into training and metrics. So every
+# image is checked for truncation before use; the check reads the first and last few bytes only.
+
+_TAIL = 4096  # bytes searched for the end marker (trailing padding or metadata after it is common)
+_JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
+
+
+def image_problem(path: str | os.PathLike) -> str | None:
+    """Why the image file ``path`` cannot be used, or None. Catches truncation: a JPEG without its
+    end-of-image marker FFD9, a PNG without its IEND chunk, confirmed by a full Pillow decode (which
+    also accepts files that carry data after the marker). Other formats: None (OpenCV decides)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - _TAIL))
+            tail = handle.read()
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if size == 0:
+        return "empty file"
+    if head.startswith(_JPEG):
+        kind, marker = "JPEG", b"\xff\xd9"
+    elif head.startswith(_PNG):
+        kind, marker = "PNG", b"IEND"
+    else:
+        return None
+    if marker in tail:
+        return None
+    from PIL import Image
+
+    try:  # the slow path, only for files without the marker near the end
+        with Image.open(path) as image:
+            image.load()
+    except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError ...
+        return f"truncated {kind} (no end marker {marker.hex().upper()}; Pillow: {exc})"
+    return None
+
+
+def check_image(path: str | os.PathLike) -> None:
+    """Raise DataError naming ``path`` when ``image_problem`` finds one."""
+    problem = image_problem(path)
+    if problem:
+        from .errors import DataError
+
+        raise DataError(f"{path}: {problem} (expected a complete image file)")
+
+
+def read_image(path: str | os.PathLike):
+    """RGB uint8 (H, W, 3) of an image file; a missing, truncated or undecodable file is a DataError
+    naming it. The one reader for image files (spanlib.data.sample and predict should call it)."""
+    import cv2
+
+    check_image(path)
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        from .errors import DataError
+
+        raise DataError(f"{path}: not a readable image (expected an image OpenCV can decode)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -23,6 +23,8 @@ from .errors import ParamError
 
 FIELD_LOSSES = ("l1", "smooth_l1", "l2", "js")
 HEATMAP_LOSSES = ("js", "ce", "js_pixel")
+COORD_LOSSES = ("distance", "squared_sum")   # eq. 18: ours (mean distance) | as printed (sum of squares)
+SCL_STAGES = ("all", "intermediate")         # L_scl over t = 1..T (ours) | t = 1..T-1 (eqs. 19-20)
 # Logit given to positions outside D's valid region: softmax sends them to exactly 0 in float32.
 _OUTSIDE = -1.0e4
 
@@ -84,6 +86,8 @@ class LossConfig:
     field_loss: str = "l1"       # reading of the field term (README, Deviations)
     heatmap_loss: str = "js"     # js: eq. 15 on softmax distributions; js_pixel: eq. 15 pixel by
                                  # pixel on sigmoid maps; ce: cross-entropy (README, Deviations)
+    coord_loss: str = "distance"  # eq. 18 read as the mean distance, or as printed ("squared_sum")
+    scl_stages: str = "all"      # L_scl on every stage (ours) or on t = 1..T-1 only (eq. 19)
     field_radius: int = 5        # R: (2R+1)^2 training window, also the training decode window
     input_size: int = 128
 
@@ -102,6 +106,12 @@ class LossConfig:
         heat_kind = loss_params.get("heatmap_loss", "js")
         if heat_kind not in HEATMAP_LOSSES:
             raise ParamError(f"loss.heatmap_loss: expected one of {', '.join(HEATMAP_LOSSES)}, got {heat_kind!r}")
+        coord_kind = loss_params.get("coord_loss", "distance")
+        if coord_kind not in COORD_LOSSES:
+            raise ParamError(f"loss.coord_loss: expected one of {', '.join(COORD_LOSSES)}, got {coord_kind!r}")
+        scl_stages = loss_params.get("scl_stages", "all")
+        if scl_stages not in SCL_STAGES:
+            raise ParamError(f"loss.scl_stages: expected one of {', '.join(SCL_STAGES)}, got {scl_stages!r}")
         radius = target_params.get("field_radius")
         if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
             raise ParamError(f"targets.field_radius: expected an integer >= 0, got {radius!r}")
@@ -110,7 +120,8 @@ class LossConfig:
                 f"targets.field_radius: the {2 * radius + 1}x{2 * radius + 1} window is larger than the "
                 f"{field_resolution}x{field_resolution} last-stage map"
             )
-        return cls(field_loss=kind, heatmap_loss=heat_kind, field_radius=radius, input_size=int(input_size), **values)
+        return cls(field_loss=kind, heatmap_loss=heat_kind, coord_loss=coord_kind, scl_stages=scl_stages,
+                   field_radius=radius, input_size=int(input_size), **values)
 
 
 def stage_weights(num_stages: int, lambda1: float, eta: float) -> list[float]:
@@ -159,11 +170,19 @@ def field_loss(pred: torch.Tensor, field: torch.Tensor, mask: torch.Tensor, kind
     return per.sum() / mask.sum().clamp_min(1.0)
 
 
-def coord_loss(pred: torch.Tensor, target: torch.Tensor, input_size: int) -> torch.Tensor:
-    """Eq. 18: mean Euclidean distance between decoded and true landmarks, both normalised to
-    [0, 1] by the crop size."""
+def coord_loss(pred: torch.Tensor, target: torch.Tensor, input_size: int, kind: str = "distance") -> torch.Tensor:
+    """Eq. 18 on decoded and true landmarks (B, K, 2), both normalised to [0, 1] by the crop size.
+
+    - ``distance`` (ours): the Euclidean distance, averaged over points and images;
+    - ``squared_sum`` (as printed): the squared distance summed over the K points, averaged over
+      images. Its gradient grows with the error instead of having a constant size, and its scale
+      is K times a mean, which changes what gamma = 40 means (README, Deviations).
+    """
     d = (pred.float() - target.float()) / float(input_size)
-    return torch.sqrt((d ** 2).sum(dim=-1) + 1e-12).mean()
+    squared = (d ** 2).sum(dim=-1)
+    if kind == "squared_sum":
+        return squared.sum(dim=-1).mean()
+    return torch.sqrt(squared + 1e-12).mean()
 
 
 def scl_maps_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, theta: torch.Tensor,
@@ -233,14 +252,16 @@ def objective_terms(outputs: dict, num_labeled: int, targets: dict | None, pairs
                 labeled_out["offsets"], targets["field"], targets["field_mask"], config.field_loss,
                 config.field_radius)
         decoded = decode_landmarks(labeled_out, config.field_radius, config.input_size)
-        terms["coord"] = config.gamma * coord_loss(decoded, targets["landmarks"], config.input_size)
+        terms["coord"] = config.gamma * coord_loss(decoded, targets["landmarks"], config.input_size, config.coord_loss)
     if spec.self_calibrated:
         scl = heat[-1].new_zeros((), dtype=torch.float32)
-        for w, x in zip(weights, heat):
+        # eqs. 19-20 sum L_scl over t = 1..T-1 with eta; "all" also weighs the last stage by lambda1
+        scl_weights = weights if config.scl_stages == "all" else weights[:-1] + [0.0]
+        for w, x in zip(scl_weights, heat):
             scl = scl + w * scl_maps_loss(x[:num_pairs], x[num_pairs:], pairs["theta"], pairs["flipped"],
                                           pairs["point_perm"], config.input_size, config.heatmap_loss)
         if spec.boundaries:
-            for w, x in zip(weights, bounds):
+            for w, x in zip(scl_weights, bounds):
                 scl = scl + w * scl_maps_loss(x[:num_pairs], x[num_pairs:], pairs["theta"], pairs["flipped"],
                                               pairs["boundary_perm"], config.input_size, config.heatmap_loss)
         terms["scl"] = scl

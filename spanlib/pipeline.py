@@ -19,7 +19,7 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -91,7 +91,7 @@ def stage_params(params_file: str | Path, values: Mapping[str, Any] | None = Non
     params = raw
     profile = (raw.get("pipeline") or {}).get("profile")
     if profile:
-        from .train import apply_profile
+        from .params import apply_profile
 
         params = apply_profile(raw, profile)
     changed = {key: value for key, value in (values or {}).items()
@@ -267,57 +267,43 @@ def spread(faces: list, count: int | None) -> list:
     return [faces[i] for i in np.linspace(0, len(faces) - 1, count).round().astype(int)]
 
 
-def results_table(results: Mapping[str, dict], norm: str, threshold: float, label: str = "variant") -> str:
-    """Markdown table of metrics JSON dicts (one row each): NME per subset, FR and AUC on ``full``
-    (or the last subset when there is no ``full``). NME and FR in %."""
-    first = next(iter(results.values()))["subsets"]
-    subsets = sorted(first, key=lambda name: name == "full")  # the whole test set last
-    last = "full" if "full" in first else subsets[-1]
-    key = f"{threshold:g}"
-    header = [label] + [f"NME_{norm} {s} (%)" for s in subsets] + [f"FR_{key} {last} (%)", f"AUC_{key} {last}"]
-    rows = []
-    for name, result in results.items():
-        s = result["subsets"]
-        rows.append([name] + [f"{100 * s[sub]['nme'][norm]:.2f}" for sub in subsets]
-                    + [f"{100 * s[last]['fr'][key]:.2f}", f"{s[last]['auc'][key]:.4f}"])
-    return markdown_table(header, rows)
-
-
-def headline_metrics(results: Mapping[str, dict]) -> dict:
-    """``{name: {subset: {n, nme, fr, auc}}}``: the numbers ``dvc metrics show`` lists (no per-face
-    or per-landmark arrays)."""
-    return {name: {sub: {k: s[k] for k in ("n", "nme", "fr", "auc")} for sub, s in r["subsets"].items()}
-            for name, r in results.items()}
-
-
 def short_runs(params: dict, variant: str, runs: Mapping[str, Mapping[str, Any]], out_dir: str | Path,
                test_faces: list, metrics_dir: str | Path, table: str, title: str,
-               progress: bool = True) -> dict[str, dict]:
+               seeds: Sequence[int] | None = None, workers: int = 1, progress: bool = True) -> dict[str, list[dict]]:
     """Train ``variant`` once per entry of ``runs`` (setting name -> dotted params to change, e.g.
-    ``{"targets.profile": "ged"}``) from the same seed, and evaluate each on ``test_faces``.
+    ``{"targets.profile": "ged"}``) and per seed of ``seeds`` (default: params' ``seed``),
+    ``workers`` runs at a time (``spanlib.seeds.train_many``), and evaluate each on ``test_faces``.
 
     Used by Tables VII and VIII: short runs (``train.iterations`` as given in ``runs`` or
     ``params``) without periodic validation. Checkpoints and dvclive logs go to ``out_dir``; each
-    run's metrics JSON to ``metrics_dir/run_<i>.json``, and ``metrics_dir/setup.json`` names them
-    for ``spanlib.report`` (docs/architecture.md, "Setup JSON"). Returns name -> metrics JSON dict.
+    run's metrics JSON to ``metrics_dir/run_<i>_s<seed>.json``, and ``metrics_dir/setup.json`` names
+    them for ``spanlib.report`` (docs/architecture.md, "Setup JSON"). Returns name -> the metrics
+    JSON dicts of its seeds, in seed order.
     """
     from .evaluate import evaluate
     from .io import write_json
-    from .train import train
+    from .seeds import check_seeds, train_many
 
     out_dir, metrics_dir = Path(out_dir), Path(metrics_dir)
+    seeds = check_seeds(list(seeds) if seeds is not None else [int(params.get("seed", 0))])
     data = params["data"]
-    results, rows = {}, []
+    jobs, where = [], []
     for index, (name, values) in enumerate(runs.items()):
-        run_params = set_values(params, {**values, "train.val_every": 0,
-                                         "train.live_dir": str(out_dir / f"run_{index}_live")}, origin=f"run {name}")
-        checkpoint = train(run_params, variant, out_dir / f"run_{index}.pt", progress=progress)
-        results[name] = evaluate(checkpoint, data["test_source"], data["test_root"],
-                                 split="+".join(data["test_splits"]), samples=test_faces,
-                                 settings=params["evaluate"], json_path=metrics_dir / f"run_{index}.json",
-                                 progress=progress)
-        rows.append({"setting": name, "metrics": f"run_{index}.json"})
-    write_json(metrics_dir / "setup.json", {"table": table, "title": title,
+        for seed in seeds:
+            stem = f"run_{index}_s{seed}"
+            run_params = set_values(params, {**values, "seed": seed, "train.val_every": 0,
+                                             "train.live_dir": str(out_dir / f"{stem}_live")}, origin=f"run {name}")
+            jobs.append((f"{name} seed {seed}", run_params, variant, out_dir / f"{stem}.pt"))
+            where.append((name, stem))
+    checkpoints = train_many(jobs, workers, progress)
+    results: dict[str, list[dict]] = {}
+    for (name, stem), checkpoint in zip(where, checkpoints):
+        results.setdefault(name, []).append(
+            evaluate(checkpoint, data["test_source"], data["test_root"], split="+".join(data["test_splits"]),
+                     samples=test_faces, settings=params["evaluate"], json_path=metrics_dir / f"{stem}.json",
+                     progress=progress))
+    rows = [{"setting": name, "metrics": [f"{stem}.json" for n, stem in where if n == name]} for name in runs]
+    write_json(metrics_dir / "setup.json", {"table": table, "title": title, "seeds": seeds,
                                             "norm": params["evaluate"]["nme_norm"], "rows": rows})
     return results
 

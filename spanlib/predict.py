@@ -123,11 +123,14 @@ class FrameResult:
 
 
 def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray | None = None,
-                  detector: FaceDetector | None = None, radius: int | None = None) -> tuple[list[FaceResult], str]:
+                  detector: FaceDetector | None = None, radius: int | None = None,
+                  runner=None) -> tuple[list[FaceResult], str]:
     """Faces in one RGB image: (results, message). ``boxes`` (N, 4) skips detection; without boxes
     and without an available detector the whole image is the box, refined once (see FaceDetector).
     A detector's boxes go through its calibration to landmark boxes (``spanlib.detect``) so that the
-    crop matches the training crop; the message names the detector."""
+    crop matches the training crop; the message names the detector. ``runner``: a
+    ``spanlib.backends.Runner`` (a faster back-end, same landmarks within its tolerance); None runs
+    ``predict_crops``."""
     from .data.crop import box_from_landmarks
 
     detector = detector or FaceDetector()
@@ -143,14 +146,14 @@ def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray |
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     if len(boxes) == 0:
         return [], f"no face found; detector: {name}"
-    faces = _predict_boxes(model, image, boxes, source, radius, raw)
+    faces = _predict_boxes(model, image, boxes, source, radius, raw, runner)
     if source == "image":
         refined = np.stack([box_from_landmarks(np.asarray(f.landmarks)) for f in faces])
-        faces = _predict_boxes(model, image, refined, "image+refined", radius)
+        faces = _predict_boxes(model, image, refined, "image+refined", radius, None, runner)
     return faces, f"{len(faces)} face(s); detector: {name}"
 
 
-def _predict_boxes(model, image, boxes, source, radius, raw_boxes=None) -> list[FaceResult]:
+def _predict_boxes(model, image, boxes, source, radius, raw_boxes=None, runner=None) -> list[FaceResult]:
     from .data.crop import crop_face
     from .data.dataset import to_tensor_image
 
@@ -161,7 +164,10 @@ def _predict_boxes(model, image, boxes, source, radius, raw_boxes=None) -> list[
         crop, transform = crop_face(image, box, size, scale)
         crops.append(to_tensor_image(crop))
         transforms.append(transform)
-    points, conf, _ = predict_crops(model, torch.stack(crops), radius)
+    if runner is not None and runner.radius == radius:
+        points, conf = runner(torch.stack(crops))
+    else:  # no runner, or one built for another decoding window
+        points, conf, _ = predict_crops(model, torch.stack(crops), radius)
     points, conf = points.cpu().numpy(), conf.cpu().numpy()
     faces = []
     raws = [None] * len(boxes) if raw_boxes is None else raw_boxes
@@ -175,10 +181,9 @@ def _predict_boxes(model, image, boxes, source, radius, raw_boxes=None) -> list[
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"{path}: not a readable image (OpenCV could not decode it)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    from .io import read_image
+
+    return read_image(path)  # a truncated JPEG is a DataError naming it, not a grey remainder
 
 
 def iter_frames(path: Path, every: int = 1, max_frames: int | None = None) -> Iterator[tuple[int | None, np.ndarray]]:
@@ -209,10 +214,18 @@ def iter_frames(path: Path, every: int = 1, max_frames: int | None = None) -> It
 
 def predict_paths(model: torch.nn.Module, paths: Sequence[str | Path], box: Sequence[float] | None = None,
                   overlay_dir: str | Path | None = None, every: int = 1, max_frames: int | None = None,
-                  progress: bool = True, detector: FaceDetector | None = None) -> list[FrameResult]:
+                  progress: bool = True, detector: FaceDetector | None = None,
+                  runner=None) -> list[FrameResult]:
     """Predict on images and videos. A file that cannot be read, or a frame with no face, gives a
-    FrameResult with ``error`` or ``message`` set and the batch goes on."""
+    FrameResult with ``error`` or ``message`` set and the batch goes on. ``runner``: None (eager
+    ``predict_crops``), a ``spanlib.backends.Runner``, or a back-end name (``"auto"``: the fastest
+    measured one that builds here, see ``spanlib.backends``)."""
     from tqdm import tqdm
+
+    if isinstance(runner, str):
+        from .backends import auto_runner, make_runner
+
+        runner = auto_runner(model)[0] if runner == "auto" else make_runner(model, runner)
 
     detector = detector or FaceDetector()
     boxes = None if box is None else np.asarray([box], dtype=np.float32)
@@ -221,7 +234,7 @@ def predict_paths(model: torch.nn.Module, paths: Sequence[str | Path], box: Sequ
     for path in tqdm([Path(p) for p in paths], desc="predict", unit="file", disable=not progress):
         try:
             for frame, image in iter_frames(path, every, max_frames):
-                faces, message = predict_image(model, image, boxes, detector)
+                faces, message = predict_image(model, image, boxes, detector, runner=runner)
                 results.append(FrameResult(str(path), frame, faces, message, detector=name))
                 if overlay_dir is not None:
                     _write_overlay(image, faces, model.scheme, Path(overlay_dir), path, frame)

@@ -21,9 +21,12 @@ from __future__ import annotations
 import csv
 import io as _io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
+
+import numpy as np
 
 from .errors import DataError
 from .io import write_text
@@ -50,11 +53,24 @@ class Run:
         return self.provenance.get("source", "?")
 
     @property
+    def seed(self) -> int | None:
+        seed = (self.provenance.get("params") or {}).get("seed")
+        return None if seed is None else int(seed)
+
+    @property
     def label(self) -> str:
+        """The row this run belongs to: runs of one setting that differ only in their seed (a
+        checkpoint under a ``s<seed>/`` folder) share it."""
         prov = self.provenance
         ckpt = Path(prov.get("checkpoint", "?"))
         where = "synthetic faces" if self.source == "synthetic" else self.source
+        if re.fullmatch(r"s\d+", ckpt.parent.name):
+            return f"ours: {prov.get('variant', '?')} [{where}] ({ckpt.parent.parent.name}/s*/{ckpt.name})"
         return f"ours: {prov.get('variant', '?')} [{where}] ({ckpt.parent.name}/{ckpt.name})"
+
+    def per_face(self, subset: str, norm: str):
+        errors = self.subsets.get(subset, {}).get("per_face_nme", {}).get(norm)
+        return None if errors is None else np.asarray(errors, dtype=np.float64)
 
 
 def _read_json(path: Path) -> dict:
@@ -190,14 +206,84 @@ class Table:
         writer = csv.writer(buffer)
         writer.writerow(["kind"] + self.header)
         for kind, row in zip(self.kinds, self.rows):
-            writer.writerow([kind] + ["" if v is None else (f"{v:.4f}" if isinstance(v, float) else v) for v in row])
+            writer.writerow([kind] + [_csv_value(v) for v in row])
         return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One of our cells: the mean over seeds (%), its sample sd, the number of seeds, and a mark
+    when the paired difference to the table's reference row is significant (▼ lower, ▲ higher)."""
+
+    mean: float
+    sd: float
+    n: int
+    mark: str = ""
+
+    def __str__(self) -> str:
+        spread = f" ± {self.sd:.2f}" if self.n > 1 else ""
+        return f"{self.mean:.2f}{spread}{self.mark}"
 
 
 def _fmt(value) -> str:
     if value is None:
         return "-"
+    if isinstance(value, Cell):
+        return str(value)
     return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def _csv_value(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Cell):
+        return f"{value.mean:.4f} ± {value.sd:.4f} (n={value.n}){value.mark}"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def seed_cell(values: Sequence[float]) -> Cell:
+    from .stats import over_seeds
+
+    summary = over_seeds(values)
+    return Cell(summary.mean, summary.sd, len(values))
+
+
+SIGNIFICANCE_NOTE = ("our cells: mean ± sample sd over seeds (no ± for one seed); ▼ / ▲ in an NME cell: significantly "
+                     "lower / higher than the row it is compared with (the 95 % paired bootstrap interval of the "
+                     "per-face difference, over faces and seeds, excludes 0; spanlib.stats.paired_bootstrap)")
+
+
+def mark_against(cells: dict, runs_by_row: dict, reference: str, columns: Sequence["Column"],
+                 subset_of) -> list[str]:
+    """Marks NME cells of every row against ``reference`` (in place) and returns one note per
+    comparison: Δ NME (points) with its 95 % interval. ``runs_by_row``: row -> runs in seed order."""
+    from .stats import paired_bootstrap
+
+    notes = []
+    ref_runs = runs_by_row[reference]
+
+    def faces(run):  # rows are compared only on the same test faces
+        return (run.source, run.provenance.get("root"), run.provenance.get("split"))
+
+    for label, runs in runs_by_row.items():
+        if label == reference or faces(runs[0]) != faces(ref_runs[0]):
+            continue
+        for index, col in enumerate(columns):
+            cell = cells[label].get(index)
+            if col.kind != "nme" or not isinstance(cell, Cell):
+                continue
+            subset = subset_of(runs[0], col)
+            n = min(len(runs), len(ref_runs))
+            a = [r.per_face(subset, col.norm) for r in runs[:n]]
+            b = [r.per_face(subset_of(r, col), col.norm) for r in ref_runs[:n]]
+            if any(x is None for x in a + b) or len({len(x) for x in a + b}) != 1:
+                continue  # not the same faces: no paired comparison
+            diff = paired_bootstrap(np.stack(a), np.stack(b))
+            if diff.significant:
+                cells[label][index] = Cell(cell.mean, cell.sd, cell.n, " ▼" if diff.mean < 0 else " ▲")
+            notes.append(f"{label} − {reference}, {col.header}: {diff.format()} points over {diff.n_seeds} seed(s) "
+                         f"x {diff.n_faces} faces ({'significant' if diff.significant else 'within noise'})")
+    return notes
 
 
 def _provenance_note(run: Run) -> str:
@@ -231,12 +317,22 @@ def _paper_part(table: PaperTable, n_columns: int) -> tuple[list[list], list[str
     return rows, ["paper"] * len(rows), notes
 
 
+def _reference_row(labels: Sequence[str], runs_by_row: dict, variant: str = "shn") -> str | None:
+    """The row other rows are compared with: our plain SHN (the ablation's baseline), if present."""
+    for label in labels:
+        if runs_by_row[label][0].provenance.get("variant") == variant:
+            return label
+    return None
+
+
 def build_table(name: str, runs: Sequence[Run]) -> Table | None:
-    """Table I-VI from runs, every column of the paper's table; None when no run has any of them."""
+    """Table I-VI from runs, every column of the paper's table; None when no run has any of them.
+    Runs that differ only in their seed make one row (mean ± sd over seeds); NME cells are marked
+    where the paired difference to our SHN row is significant."""
     title, columns = TABLES[name]
     grouped: dict[str, dict] = {}
     stand_ins = set()
-    for run in runs:
+    for run in sorted(runs, key=lambda r: (r.label, r.seed if r.seed is not None else -1, str(r.path))):
         for col_index, col in enumerate(columns):
             subset = col.subset_of(run.source)
             if run.source not in col.sources or subset not in run.subsets:
@@ -246,19 +342,29 @@ def build_table(name: str, runs: Sequence[Run]) -> Table | None:
                 continue
             if subset != col.subset:
                 stand_ins.add((run.source, col.subset, subset))
-            row = grouped.setdefault(run.label, {"cells": {}, "runs": []})
-            row["cells"][col_index] = value
+            row = grouped.setdefault(run.label, {"values": {}, "runs": []})
+            row["values"].setdefault(col_index, []).append(value)
             if run not in row["runs"]:
                 row["runs"].append(run)
     if not grouped:
         return None
     header = ["method"] + [c.header for c in columns]
-    rows, kinds, notes = [], [], []
+    cells = {label: {i: seed_cell(v) for i, v in row["values"].items()} for label, row in grouped.items()}
+    runs_by_row = {label: row["runs"] for label, row in grouped.items()}
+    notes = []
+    reference = _reference_row(list(grouped), runs_by_row)
+    if reference is not None:
+        notes += mark_against(cells, runs_by_row, reference, columns, lambda run, col: col.subset_of(run.source))
+    rows, kinds = [], []
     for label, row in grouped.items():
-        rows.append([label] + [row["cells"].get(i) for i in range(len(columns))])
+        rows.append([label] + [cells[label].get(i) for i in range(len(columns))])
         kinds.append("ours")
+        seeds = [r.seed for r in row["runs"]]
+        if len(row["runs"]) > 1:
+            notes.append(f"{label}: {len(row['runs'])} runs, seeds {seeds}")
         notes += [_provenance_note(r) for r in row["runs"]]
         notes += [n for r in row["runs"] for n in dead_channel_notes(r)]
+    notes.append(SIGNIFICANCE_NOTE)
     notes += [f"{source} rows: their '{used}' subset stands in for the paper's '{wanted}' columns"
               for source, wanted, used in sorted(stand_ins)]
     paper_rows_, paper_kinds, paper_notes = _paper_part(PAPER_TABLES[name], len(columns))
@@ -269,10 +375,11 @@ def build_table(name: str, runs: Sequence[Run]) -> Table | None:
 
 
 def build_setup_table(setup_path: Path, setup: dict) -> Table:
-    """Table VII or VIII from a setup file: one row per setting, the paper's columns (NME_io on the
-    300W challenging subset; the setup's "norm" may ask for another normalisation), then the
-    paper's rows. When none of the runs has the paper's subset, the "full" subset (or the first)
-    stands in, and a note says so."""
+    """Table VII or VIII from a setup file: one row per setting (its "metrics" one file, or a list
+    of files, one per seed: mean ± sd), the paper's columns (NME_io on the 300W challenging subset;
+    the setup's "norm" may ask for another normalisation), then the paper's rows. When none of the
+    runs has the paper's subset, the "full" subset (or the first) stands in, and a note says so.
+    NME cells are marked where the paired difference to the first setting is significant."""
     name = str(setup["table"])
     if name not in ("VII", "VIII"):
         raise DataError(f"{setup_path}: 'table' must be VII or VIII, got {name!r}")
@@ -281,35 +388,56 @@ def build_setup_table(setup_path: Path, setup: dict) -> Table:
     rows_in = setup.get("rows")
     if not isinstance(rows_in, list) or not rows_in:
         raise DataError(f"{setup_path}: 'rows' must be a non-empty list of {{setting, metrics}}")
-    loaded = []
+    loaded: dict[str, list[Run]] = {}
     for entry in rows_in:
         if not isinstance(entry, dict) or "setting" not in entry or "metrics" not in entry:
             raise DataError(f"{setup_path}: each row needs 'setting' and 'metrics', got {entry!r}")
-        path = Path(entry["metrics"])
-        path = path if path.is_absolute() else setup_path.parent / path
-        obj = _read_json(path)
-        if not is_metrics(obj):
-            raise DataError(f"{path}: expected a metrics JSON (named by {setup_path})")
-        loaded.append((str(entry["setting"]), Run(path, obj["provenance"], obj["subsets"])))
+        files = entry["metrics"] if isinstance(entry["metrics"], list) else [entry["metrics"]]
+        if not files:
+            raise DataError(f"{setup_path}: setting {entry['setting']!r} names no metrics file")
+        for file in files:
+            path = Path(file)
+            path = path if path.is_absolute() else setup_path.parent / path
+            obj = _read_json(path)
+            if not is_metrics(obj):
+                raise DataError(f"{path}: expected a metrics JSON (named by {setup_path})")
+            loaded.setdefault(str(entry["setting"]), []).append(Run(path, obj["provenance"], obj["subsets"]))
     columns = paper_columns(paper, norm)
-    subsets = list(dict.fromkeys(s for _, run in loaded for s in run.subsets))
+    subsets = list(dict.fromkeys(s for runs in loaded.values() for run in runs for s in run.subsets))
     stand_in = {}
     for col in columns:
         if col.subset not in subsets:
             stand_in[col.subset] = "full" if "full" in subsets else subsets[0]
     header = ["setting"] + [c.header for c in columns]
-    rows, kinds, notes = [], [], []
-    for setting, run in loaded:
-        cells = []
-        for col in columns:
+    labels = {}
+    cells: dict[str, dict] = {}
+    notes = []
+    for setting, runs in loaded.items():
+        where = " [synthetic faces]" if runs[0].source == "synthetic" else ""
+        label = labels[setting] = f"ours: {setting}{where}"
+        cells[label] = {}
+        for index, col in enumerate(columns):
             subset = stand_in.get(col.subset, col.subset)
-            cells.append(metric_value(run.subsets[subset], col.kind, col.norm, col.threshold)
-                         if subset in run.subsets else None)
-        where = " [synthetic faces]" if run.source == "synthetic" else ""
-        rows.append([f"ours: {setting}{where}"] + cells)
+            values = [metric_value(r.subsets[subset], col.kind, col.norm, col.threshold)
+                      for r in runs if subset in r.subsets]
+            values = [v for v in values if v is not None]
+            if values:
+                cells[label][index] = seed_cell(values)
+    runs_by_row = {labels[setting]: runs for setting, runs in loaded.items()}
+    reference = next(iter(runs_by_row))
+    if len(runs_by_row) > 1:
+        notes += mark_against(cells, runs_by_row, reference, columns,
+                              lambda run, col: stand_in.get(col.subset, col.subset))
+    rows, kinds = [], []
+    for setting, runs in loaded.items():
+        label = labels[setting]
+        rows.append([label] + [cells[label].get(i) for i in range(len(columns))])
         kinds.append("ours")
-        notes.append(_provenance_note(run))
-        notes += dead_channel_notes(run)
+        if len(runs) > 1:
+            notes.append(f"{label}: {len(runs)} runs, seeds {[r.seed for r in runs]}")
+        notes += [_provenance_note(r) for r in runs]
+        notes += [n for r in runs for n in dead_channel_notes(r)]
+    notes.append(SIGNIFICANCE_NOTE + f"; compared with the first setting, {reference}")
     notes += [f"none of our runs has the paper's '{wanted}' subset: our '{used}' subset stands in"
               for wanted, used in stand_in.items()]
     if norm is not None and any(c.metric.norm != norm for c in paper.columns):

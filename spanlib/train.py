@@ -8,6 +8,10 @@ Exact resume: everything that decides the next step is in the checkpoint (weight
 optimiser moments, iteration, torch RNG state, and the data position (epoch, batch) of the labeled
 and unlabeled streams); items depend only on (seed, epoch, index) (``spanlib.data.dataset``), so
 a run interrupted and resumed on CPU ends with the same weights as an uninterrupted one.
+
+Extending a run: resuming with a larger ``train.iterations`` continues it; the learning-rate
+staircase stays scaled to the iterations the run was started with (checkpoint ``schedule``), so
+the extension runs at the staircase's last rate instead of jumping back up.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from . import distributed
 from .provenance import code_version
 from .decode import decode_landmarks
-from .errors import ParamError
+from .errors import DataError, ParamError
 from .checkpoint import CHECKPOINT_FORMAT, make_checkpoint, read_checkpoint, write_checkpoint  # noqa: F401
-from .losses import LossConfig, span_objective
+from .losses import LossConfig, objective_terms, span_objective
 from .model import build_model, variant_spec
-from .params import apply_overrides, load_params
+from .params import apply_overrides, apply_profile, load_params  # noqa: F401  (apply_profile: also spanlib.train's API)
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 
@@ -75,9 +80,27 @@ def check_train_params(params: dict) -> None:
         value = params["targets"].get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ParamError(f"targets.{key}: expected a number > 0, got {value!r}")
+    if not isinstance(tp.get("compile", False), bool):
+        raise ParamError(f"train.compile: expected true or false, got {tp.get('compile')!r}")
     radius = params["evaluate"].get("decode_radius")
     if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
         raise ParamError(f"evaluate.decode_radius: expected an integer >= 0, got {radius!r}")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``--device``: cpu, cuda or cuda:N (None: cuda when available); anything else, or CUDA on a
+    machine without it, is a ParamError rather than torch's RuntimeError."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    text = str(device)
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not (kind == "cuda" and index.isdigit())):
+        raise ParamError(f"--device {text}: unknown device; expected cpu, cuda or cuda:N "
+                         f"(default: cuda when available)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ParamError(f"--device {text}: CUDA is not available on this machine (torch {torch.__version__}); "
+                         f"use --device cpu")
+    return torch.device(text)
 
 
 def auto_threads() -> int:
@@ -107,29 +130,39 @@ def make_optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
 class BatchStream:
     """Endless batches of a PairedFaceDataset in the epoch's shuffle order, from any position.
 
-    ``epoch`` and ``position`` count consumed batches, so a checkpoint taken between two steps
-    resumes at the next unseen batch whatever the loader had prefetched.
+    ``epoch`` and ``position`` count consumed global batches, so a checkpoint taken between two
+    steps resumes at the next unseen batch whatever the loader had prefetched, on any number of
+    ranks. ``batch_size`` is the global batch; under torchrun each rank loads its contiguous
+    slice of every global batch (``spanlib.distributed``). Batches come through
+    :func:`spanlib.data.dataset.collate_pairs`; ``pin_memory`` (CUDA) lets the copy to the device
+    overlap the step.
     """
 
-    def __init__(self, dataset, batch_size: int, seed: int, num_workers: int, epoch: int = 0, position: int = 0):
+    def __init__(self, dataset, batch_size: int, seed: int, num_workers: int, epoch: int = 0, position: int = 0,
+                 ctx: distributed.DistContext | None = None, pin_memory: bool = False):
         from .data.dataset import EpochShuffleSampler
 
         if batch_size > len(dataset):
             raise ParamError(f"train.batch_size: {batch_size} is larger than the {len(dataset)} faces")
         self.dataset, self.batch_size, self.seed, self.num_workers = dataset, batch_size, seed, num_workers
+        self.ctx = ctx or distributed.DistContext()
+        self.pin_memory = pin_memory
         self.sampler = EpochShuffleSampler(len(dataset), seed)
         self.epoch, self.position = epoch, position
         self.batches_per_epoch = len(dataset) // batch_size
         self._iter = None
 
     def _start(self) -> None:
+        from .data.dataset import collate_pairs
+
         self.sampler.set_epoch(self.epoch)
         self.dataset.set_epoch(self.epoch)
         order = list(iter(self.sampler))
         b = self.batch_size
-        batches = [order[i * b:(i + 1) * b] for i in range(self.position, self.batches_per_epoch)]
+        batches = [distributed.rank_slice(order[i * b:(i + 1) * b], self.ctx)
+                   for i in range(self.position, self.batches_per_epoch)]
         loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
-                            persistent_workers=False)
+                            collate_fn=collate_pairs, pin_memory=self.pin_memory, persistent_workers=False)
         self._iter = iter(loader)
 
     def __next__(self) -> dict:
@@ -147,7 +180,9 @@ class BatchStream:
 
 @dataclass
 class TrainSetup:
-    """Everything built from params before the first step."""
+    """Everything built from params before the first step. ``model`` is the network itself
+    (checkpoints, validation); ``engine`` is what the training step calls: ``model``, or its DDP
+    wrapper under torchrun, compiled when ``train.compile`` is true."""
 
     params: dict
     variant: str
@@ -158,22 +193,27 @@ class TrainSetup:
     unlabeled: BatchStream | None
     val_dataset: object | None
     device: torch.device
+    ctx: distributed.DistContext = distributed.DistContext()
+    engine: torch.nn.Module | None = None
 
 
 def _target_kinds(spec) -> tuple[str, ...]:
     return ("heatmaps",) + (("boundaries",) if spec.boundaries else ()) + (("field",) if spec.bali else ())
 
 
-def build_setup(params: dict, variant: str, device: torch.device, progress: bool = True) -> TrainSetup:
+def build_setup(params: dict, variant: str, device: torch.device, progress: bool = True,
+                ctx: distributed.DistContext | None = None) -> TrainSetup:
     from .data.dataset import EvalFaceDataset, PairedFaceDataset
     from .data.sources import read_source
     from .data.split import held_out_split
     from .schemes import get_scheme
 
+    ctx = ctx or distributed.DistContext()
     params = apply_overrides(params, [f"model.variant={variant}"])
     spec = variant_spec(variant)
     check_train_params(params)
     tp, dp = params["train"], params["data"]
+    distributed.per_rank(tp["batch_size"], ctx, "train.batch_size")
     input_size = params["crop"]["input_size"]
     seed = int(params.get("seed", 0))
     samples = read_source(dp["source"], dp["root"], dp["train_split"])
@@ -191,17 +231,19 @@ def build_setup(params: dict, variant: str, device: torch.device, progress: bool
                                 train=True, labeled=True, seed=seed, targets=_target_kinds(spec),
                                 progress=progress)
     workers = tp["num_workers"]
-    labeled = BatchStream(dataset, tp["batch_size"], seed, workers)
+    pin = device.type == "cuda"
+    labeled = BatchStream(dataset, tp["batch_size"], seed, workers, ctx=ctx, pin_memory=pin)
     unlabeled = None
     n_unlabeled = int(round(tp["batch_size"] * tp.get("unlabeled_ratio", 0)))
     if spec.unlabeled and n_unlabeled > 0:
         if not dp.get("unlabeled_source") or not dp.get("unlabeled_root"):
             raise ParamError("data.unlabeled_source / data.unlabeled_root: semi_scpan needs unlabeled faces")
+        distributed.per_rank(n_unlabeled, ctx, "train.batch_size * train.unlabeled_ratio (unlabeled pairs)")
         faces = read_source(dp["unlabeled_source"], dp["unlabeled_root"])
         udata = PairedFaceDataset(faces, scheme, input_size, resolutions, resolutions[-1], params,
                                   train=True, labeled=False, seed=seed + 1, targets=("heatmaps",),
                                   progress=progress)
-        unlabeled = BatchStream(udata, n_unlabeled, seed + 1, workers)
+        unlabeled = BatchStream(udata, n_unlabeled, seed + 1, workers, ctx=ctx, pin_memory=pin)
     val_dataset = None
     if tp["val_every"] > 0 and (held_out or dp.get("test_splits")):
         val_samples = (held_out or read_source(dp.get("test_source") or dp["source"],
@@ -209,41 +251,48 @@ def build_setup(params: dict, variant: str, device: torch.device, progress: bool
                                                dp["test_splits"][0]))[: tp["val_faces"]]
         val_dataset = EvalFaceDataset(val_samples, input_size, params["crop"]["scale"], prefer="landmarks")
     return TrainSetup(params, variant, scheme, model.to(device), loss_config, labeled, unlabeled,
-                      val_dataset, device)
-
-
-def _cat_views(batch: dict, key: str):
-    a, b = batch["a"][key], batch["b"][key]
-    if isinstance(a, dict):
-        return {r: torch.cat([a[r], b[r]]) for r in a}
-    return torch.cat([a, b])
+                      val_dataset, device, ctx)
 
 
 def next_batch(setup: TrainSetup) -> tuple[torch.Tensor, int, dict, dict]:
     """The next training batch on the device: ``(images, num_labeled, targets, pairs)`` as
-    :func:`spanlib.losses.span_objective` takes them (images are ``cat([alpha views, beta views])``)."""
+    :func:`spanlib.losses.span_objective` takes them (images are ``cat([alpha views, beta views])``,
+    labeled before unlabeled in each half). The views come concatenated from the loader's workers
+    (``collate_pairs``); only the images of an unlabeled stream are joined here, on the device."""
     batch = next(setup.labeled)
     ubatch = next(setup.unlabeled) if setup.unlabeled is not None else None
     dev = setup.device
-    n = batch["a"]["image"].shape[0]
-    parts_a, parts_b = [batch["a"]["image"]], [batch["b"]["image"]]
-    thetas, flips = [batch["theta"]], [batch["flipped"]]
-    if ubatch is not None:
-        parts_a.append(ubatch["a"]["image"]); parts_b.append(ubatch["b"]["image"])
-        thetas.append(ubatch["theta"]); flips.append(ubatch["flipped"])
-    images = torch.cat(parts_a + parts_b).to(dev, non_blocking=True)
+
+    def to_dev(t: torch.Tensor) -> torch.Tensor:
+        return t.to(dev, non_blocking=True)  # asynchronous from pinned memory on CUDA
+
+    views = batch["views"]
+    n = batch["theta"].shape[0]
+    if ubatch is None:
+        images = to_dev(views["image"])
+        theta, flipped = to_dev(batch["theta"]), to_dev(batch["flipped"])
+    else:
+        uimages, u = ubatch["views"]["image"], ubatch["theta"].shape[0]
+        images = torch.cat([to_dev(views["image"][:n]), to_dev(uimages[:u]),
+                            to_dev(views["image"][n:]), to_dev(uimages[u:])])
+        theta = torch.cat([to_dev(batch["theta"]), to_dev(ubatch["theta"])])
+        flipped = torch.cat([to_dev(batch["flipped"]), to_dev(ubatch["flipped"])])
     spec = setup.model.spec
-    targets = {"heatmaps": _cat_views(batch, "heatmaps"), "landmarks": _cat_views(batch, "landmarks")}
-    if spec.boundaries:
-        targets["boundaries"] = _cat_views(batch, "boundaries")
-    if spec.bali:
-        targets["field"] = _cat_views(batch, "field")
-        targets["field_mask"] = _cat_views(batch, "field_mask")
-    targets = {k: ({r: t.to(dev) for r, t in v.items()} if isinstance(v, dict) else v.to(dev))
-               for k, v in targets.items()}
-    pairs = {"theta": torch.cat(thetas).to(dev), "flipped": torch.cat(flips).to(dev),
+    keys = ("heatmaps", "landmarks") + (("boundaries",) if spec.boundaries else ()) + \
+        (("field", "field_mask") if spec.bali else ())
+    targets = {k: ({r: to_dev(t) for r, t in views[k].items()} if isinstance(views[k], dict) else to_dev(views[k]))
+               for k in keys}
+    pairs = {"theta": theta, "flipped": flipped,
              "point_perm": setup.scheme.flip_perm, "boundary_perm": setup.scheme.boundary_flip_perm}
     return images, n, targets, pairs
+
+
+def make_engine(model: torch.nn.Module, ctx: distributed.DistContext, device: torch.device,
+                compile_model: bool = False) -> torch.nn.Module:
+    """What the training step calls: ``model``, wrapped in DDP under torchrun, then compiled when
+    ``train.compile`` (lazily: the first step compiles). Checkpoints keep saving ``model``."""
+    engine = distributed.wrap(model, ctx, device)
+    return torch.compile(engine) if compile_model else engine
 
 
 def forward(model: torch.nn.Module, images: torch.Tensor) -> dict:
@@ -256,17 +305,36 @@ def forward(model: torch.nn.Module, images: torch.Tensor) -> dict:
 
 
 def train_step(setup: TrainSetup, optimizer, lr: float) -> dict:
-    """One optimisation step on the next labeled (and unlabeled) batch; returns the loss terms."""
+    """One optimisation step on the next labeled (and unlabeled) batch; returns the loss terms
+    (under torchrun: the global batch's, averaged over the ranks)."""
     images, n, targets, pairs = next_batch(setup)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    outputs = forward(setup.model, images)
-    total, terms = span_objective(outputs, n, targets, pairs, setup.model.spec, setup.loss_config)
+    engine = setup.engine if setup.engine is not None else setup.model
+    outputs = forward(engine, images)
+    if setup.ctx.enabled:
+        total, terms = _rank_objective(setup, outputs, n, targets, pairs)
+    else:
+        total, terms = span_objective(outputs, n, targets, pairs, setup.model.spec, setup.loss_config)
     optimizer.zero_grad(set_to_none=True)
-    total.backward()
+    total.backward()  # DDP averages the rank gradients here
     optimizer.step()
     terms["total"] = float(total.detach())
-    return terms
+    return distributed.mean_over_ranks(terms, setup.ctx, setup.device)
+
+
+def _rank_objective(setup: TrainSetup, outputs: dict, n: int, targets: dict, pairs: dict):
+    """This rank's share of the objective, such that the mean over the ranks (DDP's gradient
+    average) is the single-process objective of the global batch. Every term is a mean over
+    equally many items per rank, except the l1 / smooth_l1 / l2 field loss, a ratio
+    sum / mask.sum() over the batch: it is rescaled by this rank's mask sum over the ranks' mean."""
+    terms = objective_terms(outputs, n, targets, pairs, setup.model.spec, setup.loss_config)
+    if "field" in terms and setup.loss_config.field_loss != "js":
+        local = targets["field_mask"].float().sum().clamp_min(1.0).reshape(1).double()
+        mean = distributed.sum_over_ranks(local, setup.ctx) / setup.ctx.world_size
+        terms["field"] = terms["field"] * (local / mean).float().squeeze(0)
+    total = sum(terms.values())
+    return total, {name: float(value.detach()) for name, value in terms.items()}
 
 
 @torch.no_grad()
@@ -298,19 +366,90 @@ def validation_nme(model, dataset, scheme, radius: int, device, batch_size: int 
     return float(np.mean(nme_per_face(np.concatenate(preds), np.concatenate(gts), "io", scheme)))
 
 
+# What may differ between a checkpoint's params and the params that resume it: the iteration
+# count (extending a run), and settings that change how the run executes, not what it learns.
+RESUME_MAY_DIFFER = ("train.iterations", "train.num_workers", "train.checkpoint_every", "train.val_every",
+                     "train.compile")
+
+
+def differing_params(old, new, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two params dicts (a key on one side only counts)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in list(old) + [k for k in new if k not in old]:
+            name = f"{prefix}{key}"
+            if key not in old or key not in new:
+                found.append(name)
+            else:
+                found += differing_params(old[key], new[key], name + ".")
+        return found
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def _lookup(params: dict, dotted: str):
+    value = params
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return "(absent)"
+        value = value[part]
+    return value
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, with what a user needs to go on: the iteration reached and the
+    last checkpoint written (``checkpoint_iteration``; None when none was written by this run)."""
+
+    def __init__(self, out: Path, iteration: int, checkpoint_iteration: int | None, total: int, is_main: bool):
+        super().__init__(f"interrupted at iteration {iteration}")
+        self.out, self.iteration, self.total = out, iteration, total
+        self.checkpoint_iteration, self.is_main = checkpoint_iteration, is_main
+
+    def message(self, resume_command: str) -> str:
+        head = f"interrupted at iteration {self.iteration} of {self.total}"
+        if self.checkpoint_iteration is None:
+            return (f"{head}; no checkpoint was written yet (train.checkpoint_every), so there is nothing to "
+                    f"resume: run the command again without --resume")
+        return (f"{head}; the last checkpoint {self.out} (iteration {self.checkpoint_iteration}) is intact. "
+                f"Resume with: {resume_command}")
+
+
 def _live_dir(params: dict, out: Path) -> Path:
     configured = params["train"].get("live_dir")
     return Path(configured) if configured else out.with_name(out.stem + "_live")
 
 
-def save_checkpoint(path: Path, setup: TrainSetup, optimizer, iteration: int, metrics: dict) -> None:
+def truncate_live(live_dir: Path, step: int) -> int:
+    """Drop the rows past ``step`` from dvclive's metric files (``plots/metrics/**.tsv``: columns
+    timestamp, step, value), so a resumed run's curves continue from its checkpoint instead of
+    zigzagging back over the killed run's last steps. Returns the number of rows removed."""
+    removed = 0
+    for path in sorted(Path(live_dir).glob("plots/metrics/**/*.tsv")):
+        lines = path.read_text().splitlines(keepends=True)
+        if not lines:
+            continue
+        header = lines[0].rstrip("\n").split("\t")
+        if "step" not in header:
+            continue
+        column = header.index("step")
+        kept = [lines[0]] + [row for row in lines[1:] if row.strip() and int(row.split("\t")[column]) <= step]
+        if len(kept) != len(lines):
+            removed += len(lines) - len(kept)
+            from .io import write_text
+
+            write_text(path, "".join(kept))
+    return removed
+
+
+def save_checkpoint(path: Path, setup: TrainSetup, optimizer, iteration: int, metrics: dict,
+                    lr_total: int | None = None) -> None:
     """Write the training checkpoint (format: ``spanlib.checkpoint``) atomically."""
     data_state = {"labeled": setup.labeled.state(),
                   "unlabeled": setup.unlabeled.state() if setup.unlabeled else None}
+    lr_total = setup.params["train"]["iterations"] if lr_total is None else lr_total
     write_checkpoint(path, make_checkpoint(
         variant=setup.variant, scheme=setup.scheme.name, params=setup.params, model=setup.model,
         optimizer=optimizer, iteration=iteration, data_state=data_state, metrics=metrics,
-        code_version=code_version()))
+        code_version=code_version(), schedule={"lr_total": int(lr_total)}))
 
 
 def train(params: dict | str | Path, variant: str, out: str | Path, resume: bool = False,
@@ -319,9 +458,12 @@ def train(params: dict | str | Path, variant: str, out: str | Path, resume: bool
     """Train ``variant`` and write its checkpoint to ``out``; returns ``out``.
 
     ``params``: the params dict or a params.yaml path; ``overrides``: ``key=value`` strings as for
-    ``--set``. ``resume=True`` continues from ``out`` (same params required). ``stop_after``
-    ends the run early after that many iterations in total (a checkpoint is written), which is
-    how the resume test interrupts a run.
+    ``--set``. ``resume=True`` continues from ``out``: same params, except a larger
+    ``train.iterations`` (extending the run) and the execution settings of ``RESUME_MAY_DIFFER``.
+    ``stop_after`` ends the run early after that many iterations in total (a checkpoint is
+    written), which is how the resume test interrupts a run. Under ``torchrun`` (RANK /
+    WORLD_SIZE in the environment) this process is one rank of a data-parallel run
+    (``spanlib.distributed``); rank 0 writes the checkpoint and the logs.
     """
     out = Path(out)
     if not isinstance(params, dict):
@@ -331,35 +473,68 @@ def train(params: dict | str | Path, variant: str, out: str | Path, resume: bool
     params["train"].setdefault("threads", 0)
     variant_spec(variant)
     check_train_params(params)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     tp = params["train"]
     threads_before = torch.get_num_threads()
+    ctx, dev = distributed.setup(dev)
     if dev.type == "cpu":
         torch.set_num_threads(tp["threads"] if tp["threads"] > 0 else auto_threads())
     try:
-        return _train(params, variant, out, resume, dev, progress, stop_after)
+        return _train(params, variant, out, resume, dev, progress, stop_after, ctx)
     finally:
         torch.set_num_threads(threads_before)
+        distributed.teardown(ctx)
+
+
+def _read_resume(out: Path, variant: str) -> dict:
+    """The checkpoint to resume from (weights only: nothing in the file runs), read and checked
+    before any data is read; a damaged file is a DataError saying what to do."""
+    if not out.is_file():
+        raise ParamError(f"--resume: no checkpoint at {out} to resume from")
+    try:
+        ckpt = read_checkpoint(out, "cpu", resume=True)
+    except DataError as exc:  # the reader's reason (naming the file) first, then what to do
+        raise DataError(f"{exc}. --resume cannot continue from it: restore an intact copy of {out}, or move it "
+                        f"away and train without --resume to start over (checkpoints are written atomically, so "
+                        f"it was damaged or replaced afterwards)") from None
+    if ckpt["variant"] != variant:
+        raise ParamError(f"--resume: {out} is a {ckpt['variant']} checkpoint, not {variant}")
+    return ckpt
+
+
+def _resume_schedule(out: Path, ckpt: dict, params: dict) -> int:
+    """Check that ``params`` may resume ``ckpt`` and return the iterations its learning-rate
+    staircase is scaled to: those the run was started with, also when it is extended."""
+    refused = [k for k in differing_params(ckpt["params"], params) if k not in RESUME_MAY_DIFFER]
+    if refused:
+        shown = "; ".join(f"{k}: {_lookup(ckpt['params'], k)!r} in the checkpoint, {_lookup(params, k)!r} now"
+                          for k in refused[:6]) + ("; ..." if len(refused) > 6 else "")
+        raise ParamError(f"--resume: {out} was trained with different {', '.join(refused)} ({shown}). Only "
+                         f"train.iterations (to extend the run) and {', '.join(RESUME_MAY_DIFFER[1:])} may "
+                         f"change on resume: set the checkpoint's values back, or start a new run without --resume")
+    iteration, total = int(ckpt["iteration"]), int(params["train"]["iterations"])
+    if total < iteration:
+        raise ParamError(f"train.iterations: {total}, but {out} is already at iteration {iteration}; a resumed "
+                         f"run can only be extended")
+    schedule = ckpt.get("schedule") or {}
+    return int(schedule.get("lr_total", ckpt["params"]["train"]["iterations"]))
 
 
 def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.device, progress: bool,
-           stop_after: int | None) -> Path:
+           stop_after: int | None, ctx: distributed.DistContext) -> Path:
     tp = params["train"]
-    ckpt = None
-    if resume:  # read (weights only: nothing in the file runs) and check it before any data is read
-        if not out.is_file():
-            raise ParamError(f"--resume: no checkpoint at {out} to resume from")
-        ckpt = read_checkpoint(out, "cpu", resume=True)
-        if ckpt["variant"] != variant:
-            raise ParamError(f"--resume: {out} is a {ckpt['variant']} checkpoint, not {variant}")
-    setup = build_setup(params, variant, dev, progress=progress)
+    main = ctx.is_main
+    ckpt = _read_resume(out, variant) if resume else None
+    setup = build_setup(params, variant, dev, progress=progress and main, ctx=ctx)
+    if ctx.enabled:
+        setup.model = distributed.sync_batchnorm(setup.model, dev)
     if dev.type == "cuda":
         setup.model = setup.model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(tp["optimizer"], setup.model.parameters(), tp["lr"])
-    start, metrics = 0, {}
+    total = tp["iterations"]
+    start, metrics, lr_total = 0, {}, total
     if ckpt is not None:
-        if ckpt["params"] != setup.params:
-            raise ParamError(f"--resume: {out} was trained with different params; resume needs the same")
+        lr_total = _resume_schedule(out, ckpt, setup.params)
         setup.model.load_state_dict(ckpt["model_state"])
         optimizer.load_state_dict(ckpt["optimizer_state"])
         start, metrics = int(ckpt["iteration"]), dict(ckpt.get("metrics", {}))
@@ -371,67 +546,69 @@ def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.devic
         if setup.unlabeled is not None and data.get("unlabeled"):
             setup.unlabeled.epoch = data["unlabeled"]["epoch"]
             setup.unlabeled.position = data["unlabeled"]["position"]
-    total = tp["iterations"]
+        if main:
+            planned = int(ckpt["params"]["train"]["iterations"])
+            note = ""
+            if total != planned:
+                lr = lr_at(start, lr_total, tp["lr"], tp["lr_milestones"], tp["lr_divisors"])
+                note = (f", extending the run to {total} iterations (the learning-rate staircase stays "
+                        f"scaled to {lr_total} iterations: {lr:.3g} from here)")
+            print(f"resumed from iteration {start} of {planned}{note}", flush=True)
+    setup.engine = make_engine(setup.model, ctx, dev, tp.get("compile", False))
     end = total if stop_after is None else min(total, stop_after)
     live = None
-    if tp["val_every"] > 0 or progress:
-        from dvclive import Live
-
-        live = Live(str(_live_dir(params, out)), resume=resume, save_dvc_exp=False, dvcyaml=False)
+    if main and (tp["val_every"] > 0 or progress):
+        try:
+            from dvclive import Live
+        except ImportError:  # an environment without the pins (a cluster's image): train, log nothing
+            print("dvclive is not installed: training without the metrics log (pip install dvclive)")
+        else:
+            if resume:
+                truncate_live(_live_dir(params, out), start)
+            live = Live(str(_live_dir(params, out)), resume=resume, save_dvc_exp=False, dvcyaml=False)
     setup.model.train()
     bar = tqdm(range(start, end), initial=start, total=total, desc=f"train {variant}", unit="it",
-               disable=not progress, dynamic_ncols=True)
+               disable=not (progress and main), dynamic_ncols=True)
     images_per_step = 2 * tp["batch_size"] + (2 * setup.unlabeled.batch_size if setup.unlabeled else 0)
     t0, done = time.perf_counter(), 0
-    for iteration in bar:
-        lr = lr_at(iteration, total, tp["lr"], tp["lr_milestones"], tp["lr_divisors"])
-        terms = train_step(setup, optimizer, lr)
-        done += 1
-        step = iteration + 1
-        bar.set_postfix({k: f"{v:.3f}" for k, v in terms.items()})
-        metrics["train"] = terms
-        metrics["images_per_s"] = images_per_step * done / (time.perf_counter() - t0)
-        metrics["threads"] = torch.get_num_threads() if dev.type == "cpu" else None
-        if live is not None:
-            live.step = step
-            for name, value in terms.items():
-                live.log_metric(f"train/{name}", value)
-            live.log_metric("train/lr", lr)
-        val_due = tp["val_every"] > 0 and (step % tp["val_every"] == 0 or step == total)
-        if setup.val_dataset is not None and val_due:
-            nme = validation_nme(setup.model, setup.val_dataset, setup.scheme,
-                                 params["evaluate"]["decode_radius"], dev)
-            metrics["val_nme_io"] = nme
-            metrics.setdefault("val_history", []).append([step, nme])
+    saved = start if ckpt is not None else None  # the iteration of the intact checkpoint at ``out``
+    try:
+        for iteration in bar:
+            lr = lr_at(iteration, lr_total, tp["lr"], tp["lr_milestones"], tp["lr_divisors"])
+            terms = train_step(setup, optimizer, lr)
+            done += 1
+            step = iteration + 1
+            bar.set_postfix({k: f"{v:.3f}" for k, v in terms.items()})
+            metrics["train"] = terms
+            metrics["images_per_s"] = images_per_step * done / (time.perf_counter() - t0)
+            metrics["threads"] = torch.get_num_threads() if dev.type == "cpu" else None
             if live is not None:
-                live.log_metric("val/nme_io", nme)
-            where = (f"held-out {tp['val_fraction']:.0%} of {params['data']['train_split']}"
-                     if tp.get("val_fraction") else params["data"]["test_splits"][0])
-            bar.write(f"iteration {step}: validation NME_io {100 * nme:.2f}% "
-                      f"({len(setup.val_dataset)} faces of {where})")
-        if step % tp["checkpoint_every"] == 0 or step == end:
-            save_checkpoint(out, setup, optimizer, step, metrics)
+                live.step = step
+                for name, value in terms.items():
+                    live.log_metric(f"train/{name}", value)
+                live.log_metric("train/lr", lr)
+            val_due = tp["val_every"] > 0 and (step % tp["val_every"] == 0 or step == total)
+            if main and setup.val_dataset is not None and val_due:
+                nme = validation_nme(setup.model, setup.val_dataset, setup.scheme,
+                                     params["evaluate"]["decode_radius"], dev)
+                metrics["val_nme_io"] = nme
+                metrics.setdefault("val_history", []).append([step, nme])
+                if live is not None:
+                    live.log_metric("val/nme_io", nme)
+                where = (f"held-out {tp['val_fraction']:.0%} of {params['data']['train_split']}"
+                         if tp.get("val_fraction") else params["data"]["test_splits"][0])
+                bar.write(f"iteration {step}: validation NME_io {100 * nme:.2f}% "
+                          f"({len(setup.val_dataset)} faces of {where})")
+            if step % tp["checkpoint_every"] == 0 or step == end:
+                if main:
+                    save_checkpoint(out, setup, optimizer, step, metrics, lr_total)
+                saved = step
+    except KeyboardInterrupt:
+        bar.close()
+        raise TrainingInterrupted(out, start + done, saved, total, main) from None
     bar.close()
     if live is not None:
         live.end()
-    if start >= end:
-        save_checkpoint(out, setup, optimizer, start, metrics)
+    if start >= end and main:
+        save_checkpoint(out, setup, optimizer, start, metrics, lr_total)
     return out
-
-
-def apply_profile(params: dict, name) -> dict:
-    """params with the overrides of ``profiles: {name: {dotted.key: value}}`` applied.
-
-    ``name`` may list several profiles, applied in order: ``"real,shared300w"`` or a list (a recipe
-    and a data location are separate profiles, so a recipe never overrides the user's data)."""
-    import yaml
-
-    names = [n.strip() for n in name.split(",")] if isinstance(name, str) else [str(n) for n in name]
-    profiles = params.get("profiles") or {}
-    for one in names:
-        if one not in profiles:
-            raise ParamError(f"--profile {one}: unknown profile; params.yaml defines {sorted(profiles) or 'none'}")
-        items = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
-                 for key, value in profiles[one].items()]
-        params = apply_overrides(params, items)
-    return params

@@ -1,5 +1,6 @@
 """The objective (eqs. 15-20) against float64 brute force, and the decoding it relies on."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from spanlib.decode import decode_landmarks
 from spanlib.errors import ParamError
 from spanlib.losses import (LossConfig, coord_loss, field_loss, heatmap_ce, heatmap_js, scl_maps_loss,
-                            span_objective, stage_heatmap_loss, stage_weights)
+                            objective_terms, span_objective, stage_heatmap_loss, stage_weights)
 from spanlib.model import VARIANTS, build_model
 from spanlib.data.warp import apply_warp
 
@@ -105,6 +106,28 @@ def test_coord_loss_is_mean_normalised_distance():
     pred = torch.tensor([[[10.0, 10.0], [0.0, 0.0]]])
     target = torch.tensor([[[13.0, 14.0], [0.0, 0.0]]])
     assert float(coord_loss(pred, target, 100)) == pytest.approx((5.0 / 100 + 0.0) / 2, abs=1e-6)
+
+
+def test_coord_loss_as_printed_sums_squares_over_points():
+    """Eq. 18 as printed: sum over points of the squared distance (normalised), mean over images."""
+    pred = torch.tensor([[[10.0, 10.0], [0.0, 0.0]], [[1.0, 2.0], [3.0, 4.0]]])
+    target = torch.tensor([[[13.0, 14.0], [0.0, 0.0]], [[1.0, 2.0], [3.0, 5.0]]])
+    want = ((25.0 + 0.0) / 100**2 + (0.0 + 1.0) / 100**2) / 2
+    assert float(coord_loss(pred, target, 100, "squared_sum")) == pytest.approx(want, rel=1e-6)
+
+
+def test_scl_on_intermediate_stages_only_drops_the_last_stage():
+    """Eq. 19 sums L_scl over t = 1..T-1 (eta); ours also adds the last stage with lambda1."""
+    model, out, targets, pairs, config = make_batch("scpan", pairs=2, labeled=2)
+    all_stages = objective_terms(out, 2, targets, pairs, model.spec, config)["scl"]
+    paper = objective_terms(out, 2, targets, pairs, model.spec,
+                            dataclasses.replace(config, scl_stages="intermediate"))["scl"]
+    no_last = objective_terms(out, 2, targets, pairs, model.spec,
+                              dataclasses.replace(config, lambda1=0.0))["scl"]
+    assert float(paper) == pytest.approx(float(no_last), rel=1e-6) and float(paper) < float(all_stages)
+    with pytest.raises(ParamError, match="loss.scl_stages"):
+        LossConfig.from_params({"lambda1": 1.0, "lambda2": 16.0, "gamma": 40.0, "eta": 4.0, "scl_stages": "last"},
+                               {"field_radius": 3}, 64, 32)
 
 
 def gaussian_logits(points_map: np.ndarray, size: int, sigma: float) -> torch.Tensor:

@@ -160,7 +160,7 @@ def test_foreach_variants_are_the_models_evaluate_reads():
     variants = params["pipeline"]["variants"]
     assert variants == ["shn", "shn_bali", "shn_scpa", "scpan", "semi_scpan"]
     deps = set(stages["evaluate"]["deps"])
-    assert {f"models/{v}/checkpoint.pt" for v in variants} <= deps
+    assert {f"models/{v}" for v in variants} <= deps  # one folder per variant: s<seed>/checkpoint.pt
 
 
 def test_lookup_reports_missing_keys():
@@ -233,14 +233,14 @@ def test_every_notebook_runs_as_opened_and_leaves_the_study_alone(tmp_path, kern
     executed.mkdir()
     for name, parameters in AS_OPENED:
         if name == "04_heatmap_distributions" and kernel_cwd == ".":
-            parameters = {"checkpoint": "outputs/interactive/models/scpan/checkpoint.pt"}
+            parameters = {"checkpoint": "outputs/interactive/models/scpan/s0/checkpoint.pt"}
         papermill.execute_notebook(str(work / "notebooks" / f"{name}.ipynb"), str(executed / f"{name}.ipynb"),
                                    parameters=parameters, cwd=str(work / kernel_cwd), kernel_name="python3",
                                    progress_bar=False, log_output=False)
     # nothing of the study changed; the runs wrote to the scratch folder
     assert {name: _tree_digest(work / name) for name in ("results", "notebooks")} == before
     scratch = work / "outputs" / "interactive"
-    assert (scratch / "models" / "scpan" / "checkpoint.pt").is_file()
+    assert all((scratch / "models" / "scpan" / f"s{seed}" / "checkpoint.pt").is_file() for seed in (0, 1))
     assert (scratch / "03_evaluate" / "tables" / "ablation.md").is_file()
     assert (scratch / "04_heatmap_distributions" / "figures" / "profiles.png").is_file()
     assert (scratch / "07_report" / "report.md").is_file()

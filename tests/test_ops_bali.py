@@ -1,6 +1,7 @@
-"""spanlib.ops.bali_decode (eq. 5): the Triton kernels (interpreted here) and the PyTorch
-reference against a float64 brute force (explicit window slices, autograd for the gradient) and
-hand-computed values.
+"""spanlib.ops.bali_decode (eq. 5): the Triton kernels (interpreted here) and the CPU path against
+float64 references (the textbook masked formula, ``spanlib.ops.textbook.bali_reference64``,
+with autograd; and explicit window slices with numpy's argmax, written here independently of
+both) and hand-computed values.
 
 Tolerances (absolute, in map pixels for coordinates): float32 inputs 2e-5 for coordinates,
 1e-5 for gradients; bfloat16 / float16 inputs are compared with the brute force on the same
@@ -18,10 +19,11 @@ from ops_helpers import poisoned, use_backend  # noqa: F401  (fixture)
 from spanlib.errors import ParamError
 from spanlib.ops import bali_decode
 from spanlib.ops.bali_triton import bali_forward_triton
+from spanlib.ops.textbook import bali_reference64
 
 GRAD_RTOL = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 2e-3}
 COORD_ATOL = {torch.float32: 2e-5, torch.bfloat16: 1e-4, torch.float16: 1e-4}
-BACKENDS = ["triton", "reference"]
+BACKENDS = ["triton", "cpu"]
 
 
 def brute_force(heatmap, offset_x, offset_y, radius):
@@ -49,10 +51,12 @@ def brute_force(heatmap, offset_x, offset_y, radius):
 
 
 def brute_force_with_grads(heatmap, offset_x, offset_y, radius, grad_output):
-    leaves = [t.double().detach().requires_grad_(True) for t in (heatmap, offset_x, offset_y)]
-    out = brute_force(*leaves, radius)
-    grads = torch.autograd.grad(out, leaves, grad_output.double(), allow_unused=True)
-    return out.detach(), [torch.zeros_like(leaf) if g is None else g for leaf, g in zip(leaves, grads)]
+    """Values from the window slices above, gradients from the shared textbook reference; the two
+    references must agree on the values too."""
+    out = brute_force(*(t.double() for t in (heatmap, offset_x, offset_y)), radius)
+    ref, *grads = bali_reference64(heatmap, offset_x, offset_y, radius, grad_output)
+    torch.testing.assert_close(ref, out, rtol=0, atol=1e-9)
+    return out, grads
 
 
 def random_maps(shape, dtype, seed, peaks=()):
@@ -189,8 +193,8 @@ def test_round_trip_with_exact_bali_fields(monkeypatch, backend):
     torch.testing.assert_close(out[0], points, atol=1e-5, rtol=0)
 
 
-def test_reference_gradcheck_float64(monkeypatch):
-    use_backend(monkeypatch, "reference")
+def test_cpu_gradcheck_float64(monkeypatch):
+    use_backend(monkeypatch, "cpu")
     maps = random_maps((2, 3, 7, 8), torch.float64, seed=5, peaks=[(0, 0, 0, 0), (1, 2, 6, 7), (0, 1, 3, 4)])
     leaves = [m.requires_grad_(True) for m in maps]
     assert torch.autograd.gradcheck(lambda h, a, b: bali_decode(h, a, b, 2), leaves, eps=1e-6, atol=1e-7)

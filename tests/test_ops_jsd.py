@@ -1,6 +1,8 @@
-"""spanlib.ops.js_divergence (eq. 15): the Triton kernel (interpreted here) and the PyTorch
-reference against a float64 brute force (scipy's Jensen-Shannon distance, squared) and
-hand-computed values.
+"""spanlib.ops.js_divergence (eq. 15): the Triton kernel (interpreted here) and the CPU path
+against float64 references (the loss: scipy's Jensen-Shannon distance, squared; the gradient:
+autograd through the textbook formula, ``spanlib.ops.textbook.js_reference64``) and
+hand-computed values. The CPU path's C kernel and its PyTorch fallback are compared one by one in
+tests/test_ops_cpu_paths.py.
 
 Tolerances (absolute): float32 inputs: loss 2e-6, gradient 1e-7 relative to the largest entry
 (x 1e-5); bfloat16 / float16 inputs are compared with the brute force on the same rounded inputs,
@@ -20,8 +22,9 @@ from scipy.spatial.distance import jensenshannon
 from ops_helpers import poisoned, use_backend  # noqa: F401  (fixture)
 from spanlib.errors import ParamError
 from spanlib.ops import js_divergence
-from spanlib.ops.jsd_reference import js_forward_reference
+from spanlib.ops.jsd_cpu import js_forward_cpu
 from spanlib.ops.jsd_triton import js_forward_triton
+from spanlib.ops.textbook import js_reference64
 
 GRAD_RTOL = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 2e-3}
 LOSS_ATOL = {torch.float32: 2e-6, torch.bfloat16: 2e-5, torch.float16: 2e-5}
@@ -42,15 +45,8 @@ def brute_force_js(logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
 
 
 def brute_force_grad(logits: torch.Tensor, target: torch.Tensor, grad_output: torch.Tensor):
-    """float64 autograd through the paper's formula written term by term (0 log 0 = 0 by xlogy)."""
-    x = logits.double().detach().requires_grad_(True)
-    p = torch.softmax(x.flatten(2), dim=-1)
-    t = target.double().flatten(2)
-    q = t / t.sum(-1, keepdim=True)
-    m = 0.5 * (p + q)
-    js = 0.5 * torch.xlogy(p, p / m).sum(-1) + 0.5 * torch.xlogy(q, q / m).sum(-1)
-    (js * grad_output.double()).sum().backward()
-    return x.grad
+    """float64 autograd through the textbook formula (the reference shared with kernels/)."""
+    return js_reference64(logits, target, grad_output)[1]
 
 
 def random_inputs(shape, dtype, seed):
@@ -72,7 +68,7 @@ def check_against_brute_force(loss, grad, logits, target, grad_output, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("size", [(64, 64), (128, 128), (37, 53)])
-@pytest.mark.parametrize("backend", ["triton", "reference"])
+@pytest.mark.parametrize("backend", ["triton", "cpu"])
 def test_public_op_matches_brute_force(monkeypatch, poisoned, backend, size, dtype):  # noqa: F811
     use_backend(monkeypatch, backend)
     logits, target = random_inputs((2, 2, *size), dtype, seed=size[0] * 7 + size[1])
@@ -92,7 +88,7 @@ def test_triton_looped_path_matches_brute_force(poisoned, dtype):  # noqa: F811
     check_against_brute_force(loss, grad.to(dtype), logits, target, torch.ones(2, 3), dtype)
 
 
-def test_reference_gradcheck_float64():
+def test_cpu_gradcheck_float64():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 5, 7, generator=g, dtype=torch.float64, requires_grad=True)
     t = torch.rand(2, 3, 5, 7, generator=g, dtype=torch.float64)
@@ -102,7 +98,7 @@ def test_reference_gradcheck_float64():
     assert torch.autograd.gradcheck(use, (x,), eps=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("backend", ["triton", "reference"])
+@pytest.mark.parametrize("backend", ["triton", "cpu"])
 def test_hand_computed_values(monkeypatch, backend):
     """Identical distributions give 0; disjoint ones give log 2 (the maximum, in nats); a
     half-overlap p = (1/2, 1/2, 0), q = (1, 0, 0) gives 1/2 (1/2 log(2/3) + 1/2 log 2) + 1/2 log(4/3)."""
@@ -119,7 +115,7 @@ def test_hand_computed_values(monkeypatch, backend):
     assert half.item() == pytest.approx(expected, abs=1e-6)
 
 
-@pytest.mark.parametrize("backend", ["triton", "reference"])
+@pytest.mark.parametrize("backend", ["triton", "cpu"])
 def test_zero_target_channel_gives_zero_loss_and_gradient(monkeypatch, poisoned, backend):  # noqa: F811
     use_backend(monkeypatch, backend)
     logits, target = random_inputs((2, 3, 6, 7), torch.float32, seed=5)
@@ -131,7 +127,7 @@ def test_zero_target_channel_gives_zero_loss_and_gradient(monkeypatch, poisoned,
     assert (loss[0] > 0).all() and (x.grad[0].abs().sum() > 0)
 
 
-@pytest.mark.parametrize("backend", ["triton", "reference"])
+@pytest.mark.parametrize("backend", ["triton", "cpu"])
 def test_extreme_logits_stay_finite(monkeypatch, backend):
     """p underflows to exactly 0 where the logits are far below the maximum: terms vanish."""
     use_backend(monkeypatch, backend)
@@ -146,7 +142,7 @@ def test_extreme_logits_stay_finite(monkeypatch, backend):
     np.testing.assert_allclose(loss.detach().numpy(), brute_force_js(logits, target), atol=2e-6, rtol=0)
 
 
-@pytest.mark.parametrize("backend", ["triton", "reference"])
+@pytest.mark.parametrize("backend", ["triton", "cpu"])
 def test_weight_scales_loss_and_gradient_and_target_gets_none(monkeypatch, backend):
     use_backend(monkeypatch, backend)
     logits, target = random_inputs((2, 3, 8, 8), torch.float32, seed=7)
@@ -161,10 +157,10 @@ def test_weight_scales_loss_and_gradient_and_target_gets_none(monkeypatch, backe
     assert (x.grad[0, 1] == 0).all() and t.grad is None
 
 
-def test_triton_and_reference_agree_forward_only(poisoned):  # noqa: F811
+def test_triton_and_cpu_agree_forward_only(poisoned):  # noqa: F811
     logits, target = random_inputs((3, 2, 13, 17), torch.float32, seed=8)
     loss_t, grad_t = js_forward_triton(logits, target, need_grad=False)
-    loss_r, grad_r = js_forward_reference(logits, target, need_grad=False)
+    loss_r, grad_r = js_forward_cpu(logits, target, need_grad=False)
     assert grad_t is None and grad_r is None
     torch.testing.assert_close(loss_t, loss_r, atol=1e-6, rtol=0)
 
@@ -186,7 +182,9 @@ def test_dispatch(monkeypatch):
 
     cpu = torch.zeros(1)
     monkeypatch.delenv("SPANLIB_OPS", raising=False)
-    assert backend_for(cpu) == "reference"
+    assert backend_for(cpu) == "cpu"
+    monkeypatch.setenv("SPANLIB_OPS", "reference")  # the CPU path's former name
+    assert backend_for(cpu) == "cpu"
     monkeypatch.setenv("SPANLIB_OPS", "triton")
     assert backend_for(cpu) == "triton"  # TRITON_INTERPRET=1 in the tests (conftest)
     monkeypatch.setenv("TRITON_INTERPRET", "0")

@@ -117,6 +117,7 @@ def test_video_frames_and_command_line(tmp_path, model, capsys):
     assert code == 0
     out = json.loads((tmp_path / "out.json").read_text())
     assert [r["frame"] for r in out["results"]] == [0, 1, 2]
+    assert out["backend"] in ("onnxruntime", "jit")  # --backend auto builds a faster one for a video
     assert all(len(r["faces"]) == 1 and len(r["faces"][0]["landmarks"]) == 68 for r in out["results"])
     overlays = sorted(p.name for p in (tmp_path / "overlays").iterdir())
     assert overlays == ["clip_f000000.png", "clip_f000001.png", "clip_f000002.png"]
@@ -130,3 +131,48 @@ def test_detector_reports_what_it_is():
     assert detector.detect(noise).shape == (0, 4)
     with pytest.raises(Exception, match="yunet.onnx"):
         FaceDetector("missing/yunet.onnx")
+
+
+def test_exit_status_counts_failed_inputs(tmp_path, model, capsys):
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), np.full((80, 90, 3), 100, np.uint8))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    common = ["--checkpoint", model.checkpoint_path, "--box", "10,10,60,60", "--device", "cpu", "--backend", "eager"]
+    assert main(["predict", str(good), *common]) == 0
+    capsys.readouterr()
+    auto = [c for c in common if c not in ("--backend", "eager")]
+    assert main(["predict", str(good), *auto, "--json", str(tmp_path / "one.json")]) == 0
+    assert json.loads((tmp_path / "one.json").read_text())["backend"] == "eager"  # one image: no export
+    capsys.readouterr()
+    # one bad input among good ones: still every good one is predicted, and the status says it
+    assert main(["predict", str(good), str(broken), str(tmp_path / "absent.png"), str(good), *common]) == 1
+    out, err = capsys.readouterr()
+    assert out.count("good.png: 1 face(s)") == 2
+    assert "2 of 4 input(s) failed" in err and "broken.jpg" in err and "absent.png" in err
+    assert main(["predict", str(broken), *common]) == 1
+    assert "1 of 1 input(s) failed" in capsys.readouterr().err
+
+
+def test_faster_backend_gives_the_same_landmarks_in_predict(tmp_path, model):
+    image = tmp_path / "noise.png"
+    cv2.imwrite(str(image), np.random.default_rng(1).integers(0, 255, (90, 100, 3), dtype=np.uint8))
+    eager = predict_paths(model, [image], box=[15, 10, 75, 70], progress=False)[0].faces[0]
+    fast = predict_paths(model, [image], box=[15, 10, 75, 70], progress=False, runner="jit")[0].faces[0]
+    np.testing.assert_allclose(fast.landmarks, eager.landmarks, atol=1e-2)
+    assert fast.confidence == pytest.approx(eager.confidence, abs=1e-4)
+
+
+def test_help_and_code_agree_on_the_haar_fallback(monkeypatch, capsys):
+    """docs/evaluation.md and README: dlib's HOG detector when dlib is installed, otherwise OpenCV's
+    bundled Haar cascade (the pinned OpenCV 4.x ships it). --help must say the same, and it must be true."""
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "dlib's HOG frontal face detector when dlib is installed" in text
+    assert "otherwise OpenCV's bundled frontal-face Haar cascade" in text
+    assert "no bundled Haar cascade" not in text  # the old, contradicting help
+    import spanlib.detect
+
+    monkeypatch.setattr(spanlib.detect, "import_dlib", lambda: None)  # as without dlib-bin
+    assert FaceDetector(backend="auto").kind == "haar"

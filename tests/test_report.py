@@ -55,15 +55,15 @@ def test_tables_hold_the_json_values(metrics_dir, tmp_path):
     assert t1.header[1:] == [f"{s} NME_{n} (%)" for n in ("io", "ip") for s in ("common", "challenging", "full")]
     synth = json.loads((metrics_dir / "scpan_synth.json").read_text())["subsets"]
     row = next(r for r in t1.rows if "synthetic faces" in r[0])
-    assert row[1] == pytest.approx(100 * synth["common"]["nme"]["io"])
-    assert row[6] == pytest.approx(100 * synth["full"]["nme"]["ip"])
+    assert row[1].mean == pytest.approx(100 * synth["common"]["nme"]["io"])
+    assert row[6].mean == pytest.approx(100 * synth["full"]["nme"]["ip"])
     assert any(r[0].startswith("ours: shn [300w]") for r in t1.rows)
     assert "not transcribed" not in t1.markdown()
     # 300-VW: three files of one checkpoint make one row with three scenarios, NME_ip as Table VI's caption
     t6 = tables["VI"]
     assert t6.kinds.count("ours") == 1 and t6.header[1:] == [f"scenario{i} NME_ip (%)" for i in (1, 2, 3)]
     vw2 = json.loads((metrics_dir / "vw2.json").read_text())["subsets"]["scenario2"]
-    assert t6.rows[0][2] == pytest.approx(100 * vw2["nme"]["ip"])
+    assert t6.rows[0][2].mean == pytest.approx(100 * vw2["nme"]["ip"])
     # WFLW: every column of the paper's Table V, in its order; ours empty where no subset was tested
     t5 = tables["V"]
     assert t5.header[1:] == [f"{s} NME_io (%)" for s in ("full", "pose", "expression", "illumination",
@@ -72,7 +72,7 @@ def test_tables_hold_the_json_values(metrics_dir, tmp_path):
     # Table II: AUC_box^7 is the AUC up to 0.07, computed from the per-face NME_box (the JSON stores 0.08
     # and 0.1); synthetic faces stand in for the 300W test set, and the table says so
     t2 = tables["II"]
-    value = t2.rows[0][t2.header.index("300W test AUC_box@0.07 (%)")]
+    value = t2.rows[0][t2.header.index("300W test AUC_box@0.07 (%)")].mean
     assert value == pytest.approx(100 * auc(synth["full"]["per_face_nme"]["box"], 0.07))
     assert "0.07" not in synth["full"]["auc_by_norm"]["box"]
     assert any("'full' subset stands in for the paper's 'test'" in n for n in t2.notes)
@@ -95,7 +95,7 @@ def test_setup_table_vii(metrics_dir, tmp_path):
     assert [r[0] for r in t7.rows[:2]] == ["ours: gaussian [synthetic faces]", "ours: ged"]
     assert t7.header == ["setting", "challenging NME_io (%)"]  # Table VII: NME_io on the challenging subset
     shn = json.loads((metrics_dir / "shn_300w.json").read_text())["subsets"]
-    assert t7.rows[1][1] == pytest.approx(100 * shn["challenging"]["nme"]["io"])
+    assert t7.rows[1][1].mean == pytest.approx(100 * shn["challenging"]["nme"]["io"])
     assert t7.kinds == ["ours"] * 2 + ["paper"] * len(PAPER_TABLES["VII"].rows)
     assert t7.rows[2] == ["paper: Gaussian", 4.43]
 
@@ -137,8 +137,8 @@ def test_paper_rows_are_labelled_and_apart_from_ours(tmp_path):
     ours, theirs = table.rows[0], table.rows[1:]
     assert ours[0].startswith("ours: scpan [cofw]")
     errors = obj["subsets"]["full"]["per_face_nme"]["ip"]
-    assert ours[1] == pytest.approx(100 * np.mean(errors))
-    assert ours[2] == pytest.approx(100 * failure_rate(errors, 0.1))
+    assert ours[1].mean == pytest.approx(100 * np.mean(errors))
+    assert ours[2].mean == pytest.approx(100 * failure_rate(errors, 0.1))
     assert [r[0] for r in theirs] == [f"paper: {r.label}" for r in paper.rows]
     assert all(not r[0].startswith("paper") for r in table.rows[:1])
     assert ["paper: SCPAN", 4.93, 1.78] in theirs and ["paper: ODN (CVPR19) [29]", 5.30, None] in theirs

@@ -13,7 +13,7 @@ from spanlib.errors import ParamError
 from spanlib.schemes import get_scheme
 
 SCHEME = get_scheme("68")
-TARGET_PARAMS = {"profile": "gaussian", "sigma": 1.0, "ged_shape": 2.0, "student_df": 3.0,
+TARGET_PARAMS = {"profile": "gaussian", "sigma": 1.0, "ged_shape": 0.0, "student_df": 3.0,
                  "boundary_sigma": 1.0, "boundary_xi": 0.0, "field_radius": 5}
 
 
@@ -51,8 +51,10 @@ def test_profiles_against_formulas():
     ys, xs = np.mgrid[:20, :20] + 0.5
     r2 = (xs - 7.3) ** 2 + (ys - 9.8) ** 2
     sigma = 1.7
-    ged2 = landmark_heatmaps(point, 20, sigma, "ged", ged_shape=2.0)
-    np.testing.assert_allclose(ged2, landmark_heatmaps(point, 20, sigma), atol=1e-6)
+    ged0 = landmark_heatmaps(point, 20, sigma, "ged", ged_shape=0.0)  # the paper: d = 0 is the Gaussian
+    np.testing.assert_allclose(ged0, landmark_heatmaps(point, 20, sigma), atol=1e-6)
+    ged_neg = landmark_heatmaps(point, 20, sigma, "ged", ged_shape=-0.1)  # exponent 2 / 0.9
+    np.testing.assert_allclose(ged_neg[0], np.exp(-0.5 * (r2 / sigma**2) ** (1 / 0.9)), rtol=1e-4, atol=1e-9)
     ged1 = landmark_heatmaps(point, 20, sigma, "ged", ged_shape=1.0)
     np.testing.assert_allclose(ged1[0], np.exp(-0.5 * np.sqrt(r2) / sigma), rtol=1e-5)
     student = landmark_heatmaps(point, 20, sigma, "student_t", student_df=3.0)
@@ -131,6 +133,16 @@ def test_boundary_eq3_hand_values():
     assert maps[0, 10, 31] == pytest.approx(np.exp(-np.sqrt(2.5) / 2), rel=1e-5)
     # every other boundary has no points: xi everywhere
     assert np.all(maps[1:] == np.float32(0.1))
+    # Table VII's profiles replace the exponential, with q = Dist / sigma^2 (sigma 1 here), same cut-off
+    student = boundary_heatmaps(points, scheme, 40, sigma=1.0, xi=0.1, profile="student_t", student_df=1.0)
+    assert student[0, 11, 15] == pytest.approx((1 + 1.5 / 1.0) ** -1.5)
+    assert student[0, 12, 15] == pytest.approx(0.1)
+    ged = boundary_heatmaps(points, scheme, 40, sigma=1.0, xi=0.1, profile="ged", ged_shape=0.2)
+    assert ged[0, 11, 15] == pytest.approx(np.exp(-0.5 * 1.5 ** (1 / 1.2)))
+    np.testing.assert_allclose(boundary_heatmaps(points, scheme, 40, sigma=1.0, xi=0.1, profile="ged", ged_shape=0.0),
+                               maps, atol=1e-6)  # d = 0 is the Gaussian of eq. 3
+    with pytest.raises(ParamError, match="ged_shape"):
+        boundary_heatmaps(points, scheme, 40, sigma=1.0, profile="ged", ged_shape=-1.0)
 
 
 def test_boundary_matches_dense_line_distance_transform():

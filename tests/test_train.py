@@ -203,3 +203,155 @@ def test_profiles_apply_in_order_and_unknown_names_are_refused():
     assert apply_profile(params, ["real"])["data"] == params["data"]  # the recipe leaves the data alone
     with pytest.raises(ParamError, match="--profile nope"):
         apply_profile(params, "real,nope")
+
+
+# ---------------------------------------------------------------- resume, extend, interrupt
+def _cli(tmp_path, params, variant, out, *extra):
+    import yaml
+
+    from spanlib.cli import main
+
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    return main(["train", "--params", str(params_path), "--variant", variant, "--out", str(out), *extra])
+
+
+def _live_rows(out: Path, name: str) -> list[tuple[int, float]]:
+    rows = (out.parent / f"{out.stem}_live" / "plots" / "metrics" / "train" / f"{name}.tsv").read_text().splitlines()
+    return [(int(r.split("\t")[0]), float(r.split("\t")[1])) for r in rows[1:]]
+
+
+def _same_weights(a: Path, b: Path) -> None:
+    x, y = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    assert x["iteration"] == y["iteration"] and x["data_state"] == y["data_state"]
+    for key, value in x["model_state"].items():
+        assert torch.equal(value, y["model_state"][key]), key
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_resume_from_a_damaged_checkpoint_says_what_to_do(faces, tmp_path, capsys, damage):
+    params = small_params(faces, iterations=2)
+    out = tmp_path / "shn.pt"
+    train(params, "shn", out, progress=False)
+    data = out.read_bytes()
+    out.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00not a checkpoint" * 64)
+    capsys.readouterr()
+    assert _cli(tmp_path, params, "shn", out, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    reason = "not a readable torch checkpoint" if damage == "truncated" else "refused: it is not a pickle"
+    assert err.startswith(f"spanlib train: error: {out}: {reason}")
+    assert f"restore an intact copy of {out}" in err and "train without --resume to start over" in err
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "tpu:0"])
+def test_unknown_device_is_a_param_error(faces, tmp_path, capsys, device):
+    with pytest.raises(ParamError, match=f"--device {device}: unknown device; expected cpu, cuda or cuda:N"):
+        train(small_params(faces), "shn", tmp_path / "x.pt", progress=False, device=device)
+    assert _cli(tmp_path, small_params(faces), "shn", tmp_path / "x.pt", "--device", device) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_ctrl_c_then_extend(faces, tmp_path, capsys, monkeypatch):
+    """Ctrl-C on step 6 of 6 (checkpoint of step 4 on disk): one line naming the checkpoint and
+    iteration and the resume command, exit 130. Resuming with train.iterations=8 extends the run:
+    it says so, the dvclive curves hold each step once, the staircase stays scaled to the 6
+    iterations the run started with (the extension runs at its last rate), and the weights equal
+    an uninterrupted 6-iteration run extended to 8."""
+    import spanlib.train as T
+
+    params = small_params(faces, iterations=6, checkpoint_every=2, lr_milestones=[0.5], lr_divisors=[4],
+                          unlabeled_ratio=0.5)
+    out = tmp_path / "cut" / "scpan.pt"
+    real_step, calls = T.train_step, [0]
+
+    def interrupted_step(*args):
+        calls[0] += 1
+        if calls[0] == 6:
+            raise KeyboardInterrupt
+        return real_step(*args)
+
+    monkeypatch.setattr(T, "train_step", interrupted_step)
+    assert _cli(tmp_path, params, "scpan", out) == 130
+    err = capsys.readouterr().err  # the progress bars, then one line
+    said = [line for line in err.splitlines() if line.startswith("spanlib train:")]
+    assert "Traceback" not in err and len(said) == 1 and err.rstrip().endswith(said[0]), err
+    assert f"interrupted at iteration 5 of 6; the last checkpoint {out} (iteration 4) is intact" in err
+    assert f"--out {out} --resume" in err
+    assert [s for s, _ in _live_rows(out, "total")] == [1, 2, 3, 4, 5]  # the killed run logged step 5
+    monkeypatch.setattr(T, "train_step", real_step)
+
+    assert _cli(tmp_path, params, "scpan", out, "--resume", "--set", "train.iterations=8") == 0
+    stdout = capsys.readouterr().out
+    assert "resumed from iteration 4 of 6, extending the run to 8 iterations" in stdout
+    assert [s for s, _ in _live_rows(out, "total")] == list(range(1, 9))  # step 5 once: no zigzag
+    base = params["train"]["lr"]
+    expected_lr = [base] * 3 + [base / 4] * 5  # the 6-iteration staircase (/4 from iteration 3), kept
+    assert [v for _, v in _live_rows(out, "lr")] == pytest.approx(expected_lr)
+
+    straight = tmp_path / "straight" / "scpan.pt"
+    train(params, "scpan", straight, progress=False)
+    train(params, "scpan", straight, progress=False, resume=True, overrides=["train.iterations=8"])
+    _same_weights(out, straight)
+    assert torch.load(out, weights_only=True)["schedule"] == {"lr_total": 6}
+
+
+def test_extension_without_staircase_equals_a_longer_run(faces, tmp_path):
+    """With a constant learning rate, a 4-iteration run stopped at 3 and extended to 6 is the
+    uninterrupted 6-iteration run, bit for bit."""
+    params = small_params(faces, iterations=4, lr_milestones=[], lr_divisors=[])
+    part = tmp_path / "part.pt"
+    train(params, "shn_bali", part, progress=False, stop_after=3)
+    train(params, "shn_bali", part, progress=False, resume=True, overrides=["train.iterations=6"])
+    longer = dict(params, train=dict(params["train"], iterations=6))
+    full = train(longer, "shn_bali", tmp_path / "full.pt", progress=False)
+    _same_weights(part, full)
+
+
+def test_resume_names_the_params_that_differ(faces, tmp_path):
+    params = small_params(faces, iterations=2)
+    out = tmp_path / "shn.pt"
+    train(params, "shn", out, progress=False)
+    changed = ["train.lr=0.001", "seed=3", "train.num_workers=1", "train.iterations=3"]
+    with pytest.raises(ParamError) as info:
+        train(params, "shn", out, progress=False, resume=True, overrides=changed)
+    message = str(info.value)
+    import re
+
+    named = re.search(r"trained with different (.*?) \(", message).group(1).split(", ")
+    assert sorted(named) == ["seed", "train.lr"]  # the two that change what is learned, and only those
+    assert "train.lr: 0.004 in the checkpoint, 0.001 now" in message and "seed: 0 in the checkpoint, 3 now" in message
+    assert "num_workers:" not in message and "iterations:" not in message
+    with pytest.raises(ParamError, match="train.iterations: 1, but .* is already at iteration 2"):
+        train(params, "shn", out, progress=False, resume=True, overrides=["train.iterations=1"])
+    # execution settings may change: more workers and a later extension resume fine
+    train(params, "shn", out, progress=False, resume=True, overrides=["train.num_workers=1", "train.iterations=3"])
+    assert torch.load(out, weights_only=True)["iteration"] == 3
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_from_the_collate_workers_equal_the_items_concatenated(faces, workers):
+    """next_batch (views joined by collate_pairs in the loader's workers) gives exactly what the
+    dataset's items give when stacked by hand in the order the objective takes: [alpha of the
+    labeled, alpha of the unlabeled, beta of the labeled, beta of the unlabeled]."""
+    from spanlib.data.dataset import EpochShuffleSampler
+    from spanlib.train import build_setup, next_batch
+
+    params = small_params(faces, batch_size=4, unlabeled_ratio=0.5, num_workers=workers)
+    setup = build_setup(params, "semi_scpan", torch.device("cpu"), progress=False)
+    for _ in range(2):  # the second batch too: the stream's position moves on
+        position = setup.labeled.position
+        images, n, targets, pairs = next_batch(setup)
+        lab = list(EpochShuffleSampler(len(setup.labeled.dataset), setup.labeled.seed))[4 * position:4 * position + 4]
+        unl = list(EpochShuffleSampler(len(setup.unlabeled.dataset), setup.unlabeled.seed))[2 * position:2 * position + 2]
+        li = [setup.labeled.dataset[i] for i in lab]
+        ui = [setup.unlabeled.dataset[i] for i in unl]
+        expected = torch.stack([it["a"]["image"] for it in li + ui] + [it["b"]["image"] for it in li + ui])
+        assert n == 4 and torch.equal(images, expected)
+        for key in ("landmarks", "field", "field_mask"):
+            assert torch.equal(targets[key], torch.stack([it[v][key] for v in "ab" for it in li])), key
+        for key in ("heatmaps", "boundaries"):
+            for r, value in targets[key].items():
+                assert torch.equal(value, torch.stack([it[v][key][r] for v in "ab" for it in li])), (key, r)
+        assert torch.equal(pairs["theta"], torch.stack([it["theta"] for it in li + ui]))
+        assert pairs["flipped"].tolist() == [it["flipped"] for it in li + ui]

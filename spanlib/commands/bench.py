@@ -1,6 +1,7 @@
-"""``spanlib bench jsd|decode --device cpu|cuda [--json FILE]``: time the fused ops against naive
-PyTorch at training sizes; writes JSON, a markdown table and a plot under
-``<out>/<device>/`` (see kernels/README.md for the method)."""
+"""``spanlib bench jsd|decode --device cpu|cuda [--json FILE]``: time the fused ops against the
+textbook formulas (autograd and torch.compile) at training sizes; writes JSON, a markdown table
+and a plot under ``<out>/<device>/``. The harness is ``kernels/benchmark.py`` (loaded through
+``spanlib.ops.benchmark``); method in kernels/README.md."""
 
 from __future__ import annotations
 

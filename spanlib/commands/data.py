@@ -1,5 +1,8 @@
-"""``spanlib data inspect``: per split and subset, the faces, points per face, image size range
-and missing official parts of a dataset."""
+"""``spanlib data inspect``: per split and subset, the faces, points per face, image size range,
+missing official parts and broken (truncated or unreadable) image files of a dataset.
+
+Exit status: 0 when every image file is usable, 1 when some are broken (listed), 2 on an error
+(e.g. a root where no split has any face)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    inspect = sub.add_parser("inspect", help="summarise a dataset root")
+    inspect = sub.add_parser("inspect", help="summarise a dataset root; exit 1 when image files are broken",
+                             description=__doc__)
     from ..data.sources import SOURCES
 
     inspect.add_argument("--source", required=True, choices=SOURCES, help="dataset format")
@@ -26,6 +30,9 @@ def format_report(report: dict) -> str:
         lines.append(f"  {split}: {_line(entry)}")
         if entry["missing"]:
             lines.append(f"    missing parts: {', '.join(entry['missing'])}")
+        if entry.get("broken"):
+            lines.append(f"    broken images: {len(entry['broken'])}")
+            lines += [f"      {b['path']}: {b['problem']}" for b in entry["broken"]]
         for tag, sub in entry["subsets"].items():
             lines.append(f"    {tag}: {_line(sub)}")
     return "\n".join(lines)
@@ -49,4 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, report)
         print(f"wrote {args.json}")
+    if report.get("broken"):
+        print(f"{report['broken']} broken image files: replace or remove them before training or evaluating")
+        return 1
     return 0

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default: evaluate.batch_size")
     parser.add_argument("--norm", default=None, choices=("io", "ip", "box", "diag"),
                         help="NME that FR and AUC use (default: evaluate.nme_norm of the checkpoint)")
-    parser.add_argument("--decode-radius", type=int, default=None, help="r of the (2r+1) window (default 3)")
+    parser.add_argument("--decode-radius", type=int, default=None, help="r of the (2r+1) window (default: evaluate.decode_radius of the checkpoint, else 3)")
     parser.add_argument("--crop-box", default=None, choices=("detector", "landmarks"),
                         help="crop around the dataset's face box or the landmarks' box")
     parser.add_argument("--held-out", action="store_true",

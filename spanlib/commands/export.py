@@ -1,33 +1,71 @@
 """``spanlib export --format safetensors CHECKPOINT --out FILE [--metrics M.json ...] [--register NAME]``
+``spanlib export onnx [--checkpoint FILE] --out model.onnx``
 
-A model file to share: the weights as safetensors (no pickle, so no code) and a JSON description
-in its header (variant, scheme, params, code version, training data, seed, metrics and their
-protocol), with a readable copy at FILE's name with ``.json``."""
+safetensors: a model file to share: the weights as safetensors (no pickle, so no code) and a JSON
+description in its header (variant, scheme, params, code version, training data, seed, metrics and
+their protocol), with a readable copy at FILE's name with ``.json``.
+
+onnx: the network and the BALI decoding as one ONNX graph (crops -> points, confidence), checked
+in ONNX Runtime against PyTorch before it is written (``spanlib.onnx_export``); needs the ``onnx``
+extra. Default model: the bundled one."""
 
 from __future__ import annotations
 
 import argparse
 
+FORMATS = ("safetensors", "onnx")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="training checkpoint written by spanlib train")
-    parser.add_argument("--format", default="safetensors", choices=("safetensors",),
-                        help="file format (default and only: safetensors)")
-    parser.add_argument("--out", required=True, metavar="FILE", help="model file to write, e.g. scpan.safetensors")
+    parser.add_argument("items", nargs="*", metavar="[FORMAT] CHECKPOINT",
+                        help="optional format word (safetensors | onnx, same as --format), then the training "
+                             "checkpoint written by spanlib train (onnx: also a .safetensors model file; "
+                             "default the bundled model)")
+    parser.add_argument("--format", default=None, choices=FORMATS, help="file format (default: safetensors)")
+    parser.add_argument("--checkpoint", default=None, metavar="FILE",
+                        help="the model to export (same as the positional CHECKPOINT)")
+    parser.add_argument("--out", required=True, metavar="FILE", help="file to write, e.g. scpan.safetensors or model.onnx")
     parser.add_argument("--metrics", nargs="+", default=[], metavar="JSON",
-                        help="spanlib evaluate JSON files of this checkpoint to include in the description")
-    parser.add_argument("--no-json", action="store_true", help="do not write the readable FILE.json copy")
+                        help="safetensors: spanlib evaluate JSON files of this checkpoint to include in the description")
+    parser.add_argument("--no-json", action="store_true", help="safetensors: do not write the readable FILE.json copy")
     parser.add_argument("--register", default=None, metavar="NAME",
-                        help="also ship FILE as bundled model NAME: copy it into spanlib/weights/ and record "
-                             "its SHA-256 in spanlib.weights.BUNDLED (e.g. real_scpan)")
+                        help="safetensors: also ship FILE as bundled model NAME: copy it into spanlib/weights/ and "
+                             "record its SHA-256 in spanlib.weights.BUNDLED (e.g. real_scpan)")
+    parser.add_argument("--real-root", default="../shared/data/300w", metavar="DIR",
+                        help="onnx: 300W-style folder whose faces the ONNX Runtime check also runs on, when it "
+                             "exists (default ../shared/data/300w)")
+
+
+def _resolve(args: argparse.Namespace) -> tuple[str, str | None]:
+    """(format, checkpoint or None) from the positional words and the options."""
+    from ..errors import ParamError
+
+    items = list(args.items)
+    fmt = args.format
+    if items and items[0] in FORMATS:
+        if fmt is not None and fmt != items[0]:
+            raise ParamError(f"export: format {items[0]!r} given twice, differently (--format {fmt})")
+        fmt = items.pop(0)
+    fmt = fmt or "safetensors"
+    if len(items) > 1 or (items and args.checkpoint):
+        raise ParamError(f"export: expected one CHECKPOINT, got {items + ([args.checkpoint] if args.checkpoint else [])}")
+    checkpoint = items[0] if items else args.checkpoint
+    if fmt == "safetensors" and checkpoint is None:
+        raise ParamError("export --format safetensors: CHECKPOINT is required (the training checkpoint to share)")
+    if fmt == "onnx" and (args.metrics or args.register or args.no_json):
+        raise ParamError("export onnx: --metrics, --register and --no-json apply to safetensors only")
+    return fmt, checkpoint
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    fmt, checkpoint = _resolve(args)
+    if fmt == "onnx":
+        return _run_onnx(args, checkpoint)
     from ..checkpoint import export_safetensors
 
-    desc = export_safetensors(args.checkpoint, args.out, metrics=args.metrics, write_json_copy=not args.no_json)
+    desc = export_safetensors(checkpoint, args.out, metrics=args.metrics, write_json_copy=not args.no_json)
     out = Path(args.out)
     print(f"wrote {out} ({out.stat().st_size} bytes, sha256 {desc['sha256']}): {desc['variant']}, scheme "
           f"{desc['scheme']}, iteration {desc['iteration']}, seed {desc['seed']}, code {desc['code_version']}, "
@@ -40,4 +78,24 @@ def run(args: argparse.Namespace) -> int:
         digest = register_bundled(out, args.register)
         print(f"bundled as {args.register!r}: {bundled_path(args.register)} (sha256 {digest} recorded in "
               f"spanlib/weights/__init__.py)")
+    return 0
+
+
+def _run_onnx(args: argparse.Namespace, checkpoint: str | None) -> int:
+    from pathlib import Path
+
+    from .. import load_model
+    from ..onnx_export import export_onnx, require
+
+    require("onnx"), require("onnxruntime")  # a clear message before the model is loaded
+    model = load_model(checkpoint, device="cpu")
+    desc = export_onnx(model, args.out, real_root=args.real_root)
+    out = Path(args.out)
+    print(f"wrote {out} ({out.stat().st_size} bytes): {desc['variant']}, scheme {desc['scheme']}, input "
+          f"{desc['input']['shape']}, opset {desc['opset']}")
+    for name, check in desc["check"].items():
+        print(f"  ONNX Runtime {desc['onnxruntime']} vs PyTorch on {check['faces']} {name} crops: max |points| "
+              f"difference {check['max_abs_points_px']:.2e} px (tolerance {desc['tolerance_px']} px), max "
+              f"|confidence| difference {check['max_abs_confidence']:.2e}")
+    print(f"wrote {out.with_suffix('.json')}")
     return 0

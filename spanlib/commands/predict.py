@@ -1,8 +1,13 @@
-"""``spanlib predict PATH... --checkpoint CKPT [--box x0,y0,x1,y1] [--json FILE] [--overlay DIR]``"""
+"""``spanlib predict PATH... [--checkpoint CKPT] [--box x0,y0,x1,y1] [--json FILE] [--overlay DIR]``
+
+Exit status: 0 when every input was read (a frame without a face is not a failure), 1 when any
+input failed (unreadable or missing file; the count is printed), 2 on a usage or model error."""
 
 from __future__ import annotations
 
 import argparse
+
+from ..backends import BACKENDS
 
 
 def _box(text: str) -> list[float]:
@@ -28,37 +33,73 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", type=int, default=1, help="videos: every N-th frame")
     parser.add_argument("--max-frames", type=int, default=None, help="videos: at most this many frames")
     parser.add_argument("--detector", default="auto", choices=("auto", "dlib", "haar"),
-                        help="face detector: dlib's HOG detector when dlib is installed (auto), else "
-                             "OpenCV's Haar cascade; boxes are calibrated to the training crop (docs/evaluation.md)")
+                        help="face detector. auto (default): dlib's HOG frontal face detector when dlib is "
+                             "installed (pip install -e '.[peers]'), otherwise OpenCV's bundled frontal-face "
+                             "Haar cascade (shipped by the pinned OpenCV 4.x; OpenCV 5 removed it). dlib or "
+                             "haar forces one. Boxes are calibrated to the training crop (docs/evaluation.md)")
     parser.add_argument("--detector-model", default=None, metavar="ONNX",
-                        help="YuNet face detector weights for cv2.FaceDetectorYN (OpenCV 5 has no bundled "
-                             "Haar cascade; without a detector the whole image is the box, refined once)")
+                        help="use OpenCV's YuNet detector (cv2.FaceDetectorYN) with these weights instead of "
+                             "dlib or Haar (OpenCV ships the class, not the weights; boxes uncalibrated). Only "
+                             "when no detector at all is available is the whole image the box, refined once")
+    parser.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
+                        help="inference back-end (docs/inference.md). auto (default): for a video or at "
+                             "least 50 images, ONNX Runtime when onnxruntime is installed (pip install -e "
+                             "'.[onnx]'), else the frozen TorchScript model; for fewer images eager PyTorch "
+                             "(building the others takes about a second). All give the eager landmarks within "
+                             "0.01 px")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
 
 
+def _many_faces(paths) -> bool:
+    """A video, or at least AUTO_MIN_IMAGES images: worth building a faster back-end."""
+    from pathlib import Path
+
+    from ..backends import AUTO_MIN_IMAGES
+    from ..predict import VIDEO_SUFFIXES
+
+    return len(paths) >= AUTO_MIN_IMAGES or any(Path(p).suffix.lower() in VIDEO_SUFFIXES for p in paths)
+
+
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from .. import load_model
+    from ..backends import auto_runner, make_runner
     from ..io import write_json
     from ..predict import FaceDetector, predict_paths
 
     model = load_model(args.checkpoint, device=args.device)
     detector = FaceDetector(args.detector_model, backend=args.detector)
+    if args.backend == "auto" and not _many_faces(args.paths):
+        runner = make_runner(model, "eager")  # a second of export would not be repaid on a few images
+    elif args.backend == "auto":
+        runner, skipped = auto_runner(model)
+        for reason in skipped:
+            print(f"spanlib predict: backend {reason}; trying the next one", file=sys.stderr)
+    else:
+        runner = make_runner(model, args.backend)
+    print(f"inference: {runner.backend} ({runner.note})", file=sys.stderr)
     results = predict_paths(model, args.paths, box=args.box, overlay_dir=args.overlay,
                             every=max(1, args.every), max_frames=args.max_frames,
-                            detector=detector)
-    failed = 0
+                            detector=detector, runner=runner)
+    failed = []
     for r in results:
         where = r.path + ("" if r.frame is None else f" frame {r.frame}")
         if r.error:
-            failed += 1
+            failed.append(r.path)
             print(f"{where}: error: {r.error}")
         else:
             confs = ", ".join(f"{f.confidence:.2f}" for f in r.faces)
             print(f"{where}: {r.message}" + (f" (confidence {confs})" if confs else ""))
     if args.json:
         write_json(args.json, {"checkpoint": model.checkpoint_path, "variant": model.variant, "scheme": model.scheme.name,
+                               "backend": runner.backend,
                                "detector": "given box (--box)" if args.box else detector.describe(),
                                "confidence": "mean over landmarks of the softmax mass in the decoding window",
                                "results": [r.to_json() for r in results]})
         print(f"wrote {args.json}")
-    return 1 if failed and failed == len(results) else 0
+    if failed:  # every input is tried; the status says that some failed
+        print(f"spanlib predict: {len(failed)} of {len(args.paths)} input(s) failed: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
+    return 0

@@ -1,8 +1,15 @@
-"""``spanlib train --params params.yaml --variant NAME --out models/NAME.pt [--set k=v ...] [--resume]``"""
+"""``spanlib train --params params.yaml --variant NAME --out models/NAME.pt [--set k=v ...] [--resume]``
+
+Under ``torchrun --nproc-per-node N -m spanlib train ...`` each process is one rank of a
+data-parallel run (docs/distributed.md). Ctrl-C ends with one line naming the intact checkpoint
+and the command that resumes it, exit status 130 (128 + SIGINT), as shells report an interrupt.
+"""
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,18 +21,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a parameter, e.g. --set train.iterations=200 (repeatable)")
     parser.add_argument("--profile", default=None,
                         help="apply a named profile from params.yaml 'profiles:' (e.g. paper, or real,shared300w: several are applied in order)")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint at --out")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the checkpoint at --out; with a larger train.iterations, extend it")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda or cuda:N (default: cuda when available; under torchrun: cuda:LOCAL_RANK)")
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command line that resumes this run (the same options, plus --resume)."""
+    words = ["spanlib", "train", "--params", args.params]
+    if args.profile:
+        words += ["--profile", args.profile]
+    if args.variant:
+        words += ["--variant", args.variant]
+    words += ["--out", args.out]
+    if args.overrides:
+        words += ["--set", *args.overrides]
+    if args.device:
+        words += ["--device", args.device]
+    return " ".join(shlex.quote(w) for w in words + ["--resume"])
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..distributed import env_context
     from ..params import load_params
-    from ..train import apply_profile, train
+    from ..params import apply_profile
+    from ..train import TrainingInterrupted, train
 
     params = load_params(args.params)
     if args.profile:
         params = apply_profile(params, args.profile)
     variant = args.variant or params["model"]["variant"]
-    out = train(params, variant, args.out, resume=args.resume, overrides=args.overrides, device=args.device)
-    print(f"wrote {out}")
+    try:
+        out = train(params, variant, args.out, resume=args.resume, overrides=args.overrides, device=args.device)
+    except TrainingInterrupted as stop:  # one line, not a traceback: the checkpoint is what matters
+        if stop.is_main:
+            print(f"spanlib train: {stop.message(resume_command(args))}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        if env_context().is_main:
+            print("spanlib train: interrupted before the first iteration; nothing was written", file=sys.stderr)
+        return 130
+    if env_context().is_main:
+        print(f"wrote {out}")
     return 0

@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm import tqdm
 
 from ..errors import DataError, ParamError
@@ -173,6 +173,30 @@ class PairedFaceDataset(Dataset):
         return {"a": view_a, "b": view_b,
                 "theta": torch.from_numpy(np.asarray(D.theta, dtype=np.float32)),
                 "flipped": bool(D.flipped), "labeled": self.labeled, "index": int(index)}
+
+
+def collate_pairs(items: list[dict]) -> dict:
+    """PairedFaceDataset items -> one batch whose two views are already concatenated, as the
+    objective takes them: ``views[key]`` is (2n, ...) ordered [a_1..a_n, b_1..b_n] (per
+    resolution for dict-valued targets); ``theta`` (n, 2, 3), ``flipped`` (n,), ``index`` (n,).
+
+    Why here: as a ``collate_fn`` it runs in the DataLoader workers, so the (a, b) concatenation of
+    the targets (110 ms of a 206 ms step on an H200, done in the training process before) is off
+    the critical path. Values and order equal ``torch.cat([default_collate(a), default_collate(b)])``;
+    ``default_collate`` stacks straight into shared memory inside a worker (no extra copy).
+    """
+    views = [item["a"] for item in items] + [item["b"] for item in items]
+    stacked = {}
+    for key, value in views[0].items():
+        if isinstance(value, dict):
+            stacked[key] = {r: default_collate([v[key][r] for v in views]) for r in value}
+        else:
+            stacked[key] = default_collate([v[key] for v in views])
+    return {"views": stacked,
+            "theta": default_collate([item["theta"] for item in items]),
+            "flipped": torch.tensor([item["flipped"] for item in items], dtype=torch.bool),
+            "index": torch.tensor([item["index"] for item in items], dtype=torch.int64),
+            "labeled": bool(items[0]["labeled"])}
 
 
 class EvalFaceDataset(Dataset):

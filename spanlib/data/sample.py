@@ -88,16 +88,11 @@ def as_rgb_uint8(image: np.ndarray, name: str) -> np.ndarray:
 
 
 def read_image(path: str) -> np.ndarray:
-    """RGB uint8 (H, W, 3); grey images are repeated to three channels."""
-    import cv2
+    """RGB uint8 (H, W, 3); grey images are repeated to three channels. A missing, truncated or
+    undecodable file is a DataError naming it (``spanlib.io.read_image``)."""
+    from ..io import read_image as read_checked
 
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        import os
-
-        reason = "file not found" if not os.path.exists(path) else "not a readable image"
-        raise DataError(f"{path}: {reason} (expected an image OpenCV can decode)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return read_checked(path)
 
 
 def image_file_size(path: str) -> tuple[int, int]:

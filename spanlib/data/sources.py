@@ -2,6 +2,11 @@
 
 A source is a format name; a root is the folder it lives in; a split is one of the format's
 official splits. Readers live in ``spanlib/data/readers/`` and are imported only when used.
+
+Every image file a split names is checked for truncation when it is read (``spanlib.io.
+image_problem``: the first and last bytes of each file), because OpenCV decodes a JPEG cut short
+into a grey remainder without failing; ``read_source`` stops at a broken file and
+``inspect_source`` lists them.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, ParamError
+from ..io import image_problem
 from .readers import ReadResult
 from .sample import Sample
 
@@ -64,7 +70,7 @@ def _read(source: str, root: str | Path, split: str | None, allow_empty: bool = 
     module, read, _ = _entry(source)
     root = Path(root)
     if not root.exists():
-        raise DataError(f"{root}: data root not found (source {source!r})")
+        raise DataError(f"{root}: data root not found (source {source!r}){_root_hint(source, root)}")
     split = split or default_split(source, root)
     splits = list_splits(source, root)
     if source != "pts" and split not in splits:
@@ -84,10 +90,38 @@ def _read(source: str, root: str | Path, split: str | None, allow_empty: bool = 
     return result
 
 
+def _root_hint(source: str, root: Path) -> str:
+    """What to do about a missing root: the synthetic faces are generated, the others downloaded."""
+    if source == "synthetic":
+        return f"; run `spanlib synth --out {root}` first (or `make repro`, which does it)"
+    return "; give the folder that holds the dataset (--root, or data.root / data.test_root in params.yaml)"
+
+
+def broken_images(samples: list[Sample]) -> list[dict]:
+    """``[{"path", "problem"}]`` for each image file of ``samples`` that is truncated or unreadable
+    (each file checked once; video frames and images held in memory are not files to check)."""
+    seen, broken = set(), []
+    for s in samples:
+        if s._image is not None or s.frame is not None or s.path in seen:
+            continue
+        seen.add(s.path)
+        problem = image_problem(s.path)
+        if problem:
+            broken.append({"path": s.path, "problem": problem})
+    return broken
+
+
 def read_source(source: str, root: str | Path, split: str | None = None) -> list[Sample]:
     """The faces of one split of a dataset. Official parts of the split that are missing under
-    ``root`` are reported as a warning; nothing found at all is a DataError."""
+    ``root`` are reported as a warning; nothing found at all, or a truncated or unreadable image
+    file, is a DataError naming the file."""
     result = _read(source, root, split)
+    broken = broken_images(result.samples)
+    if broken:
+        first = broken[0]
+        more = f" ({len(broken)} broken images in all; `spanlib data inspect` lists them)" if len(broken) > 1 else ""
+        raise DataError(f"{first['path']}: {first['problem']}: an image of source {source!r} split "
+                        f"{split!r} under {root}{more}; replace or remove it")
     if result.missing:
         warnings.warn(
             f"{root}: {source} split {split!r} lacks official parts: {', '.join(result.missing)}",
@@ -129,18 +163,27 @@ def _summary(samples: list[Sample]) -> dict:
     }
 
 
+_EMPTY_SUMMARY = {"faces": 0, "labeled": 0, "points_per_face": [], "image_size": {"width": [0, 0], "height": [0, 0]}}
+
+
 def inspect_source(source: str, root: str | Path, split: str | None = None) -> dict:
-    """Per split and subset: faces, points per face, image size range, missing parts.
+    """Per split and subset: faces, points per face, image size range, missing parts, broken
+    (truncated or unreadable) image files.
 
     ``{"source", "root", "splits": {SPLIT: {"faces", "labeled", "points_per_face",
     "image_size": {"width": [min, max], "height": [min, max]}, "missing": [...],
-    "subsets": {SUBSET: {same without "missing"/"subsets"}}}}}``. A split with no faces at all is
-    reported with ``faces: 0`` and its error instead of stopping the other splits.
+    "broken": [{"path", "problem"}], "subsets": {SUBSET: {same without "missing"/"broken"/"subsets"}}}},
+    "broken": N}``; ``faces`` counts the usable faces. A split with no faces at all is reported
+    with ``faces: 0`` and its error instead of stopping the other splits; no faces in any split is
+    a DataError that says which folders the format expects and which the root has (typically a
+    root one level too deep).
     """
     splits = [split] if split else list(list_splits(source, root))
-    report = {"source": source, "root": str(root), "splits": {}}
+    report = {"source": source, "root": str(root), "splits": {}, "broken": 0}
+    expected: list[str] = []
     for name in splits:
         result = _read(source, root, name, allow_empty=not split)
+        expected += [m for m in result.missing if m not in expected]
         if not result.samples:
             report["splits"][name] = {
                 "faces": 0,
@@ -148,12 +191,34 @@ def inspect_source(source: str, root: str | Path, split: str | None = None) -> d
                 "error": f"no faces found (missing: {', '.join(result.missing) or 'nothing listed'})",
             }
             continue
-        entry = _summary(result.samples)
-        entry["missing"] = list(result.missing)
+        # broken files are listed, not counted: a header cut short has no size to summarise
+        broken = broken_images(result.samples)
+        report["broken"] += len(broken)
+        bad = {b["path"] for b in broken}
+        good = [s for s in result.samples if s.path not in bad]
+        entry = _summary(good) if good else _EMPTY_SUMMARY
+        entry = {**entry, "missing": list(result.missing), "broken": broken}
         groups: dict[str, list[Sample]] = defaultdict(list)
-        for s in result.samples:
+        for s in good:
             for tag in s.subsets:
                 groups[tag].append(s)
         entry["subsets"] = {tag: _summary(group) for tag, group in groups.items()}
         report["splits"][name] = entry
+    if report["splits"] and all(e["faces"] == 0 and not e.get("broken") for e in report["splits"].values()):
+        raise DataError(_layout_message(source, Path(root), expected))
     return report
+
+
+def _layout_message(source: str, root: Path, expected: list[str]) -> str:
+    """No faces in any split: the folders the format expects against the ones the root holds."""
+    found = sorted(e.name + "/" for e in root.iterdir() if e.is_dir()) if root.is_dir() else []
+    files = sorted({e.suffix.lower() for e in root.iterdir() if e.is_file()}) if root.is_dir() else []
+    lines = [f"{root}: no faces in any split of source {source!r}."]
+    if expected:
+        lines.append(f"  expected under the root: {', '.join(e + '/' for e in expected)}")
+    lines.append(f"  found: {', '.join(found) or 'no folders'}"
+                 + (f" and files {', '.join(files)}" if files else ""))
+    if ".pts" in files:
+        lines.append("  this folder holds .pts files itself: give the dataset's top folder as --root, "
+                     "or read it as one folder with --source pts")
+    return "\n".join(lines)

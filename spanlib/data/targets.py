@@ -20,15 +20,36 @@ def _centres(size: int) -> np.ndarray:
     return np.arange(size, dtype=np.float32) + np.float32(0.5)
 
 
-def landmark_heatmaps(points_map: np.ndarray, size: int, sigma: float, profile: str = "gaussian",
-                      ged_shape: float = 2.0, student_df: float = 3.0) -> np.ndarray:
-    """(K, size, size) float32 heatmaps with peak 1 at each point (Table VII profiles).
+def profile_values(q: np.ndarray, profile: str, ged_shape: float = 0.0, student_df: float = 3.0) -> np.ndarray:
+    """Table VII's heatmap profiles as functions of q, the squared normalised distance (q = r^2 /
+    sigma^2 for a landmark, q = Dist / sigma^2 for a boundary, eq. 3), all with value 1 at q = 0:
 
-    With r the distance from a pixel centre to the point:
-    - gaussian:  exp(-r^2 / (2 sigma^2))                    (separable: an outer product)
-    - ged:       exp(-(r / sigma)^d / 2), d = ``ged_shape``  (d = 2 is the Gaussian)
-    - student_t: (1 + r^2 / (df sigma^2))^(-(df + 2) / 2)   (the 2-D Student-t density shape)
+    - gaussian:  exp(-q / 2)
+    - ged:       exp(-q^(1 / (1 + d)) / 2), d = ``ged_shape`` > -1: the generalised error (exponential
+      power) distribution in Box and Tiao's parameterisation, exp(-|r / sigma|^(2 / (1 + d)) / 2), so
+      that d = 0 is the Gaussian as the paper says (its runs: d = 0.2, 0.1, -0.1; d > 0 heavier
+      tails, d < 0 flatter top). Our reading: the paper gives no formula (README, Deviations).
+    - student_t: (1 + q / df)^(-(df + 2) / 2), the 2-D Student-t density's shape (df -> inf: Gaussian)
     """
+    q = np.asarray(q, dtype=np.float32)
+    if profile == "gaussian":
+        return np.exp(np.float32(-0.5) * q)
+    if profile == "ged":
+        if not ged_shape > -1:
+            raise ParamError(f"targets.ged_shape: expected d > -1 (d = 0: Gaussian), got {ged_shape}")
+        return np.exp(np.float32(-0.5) * q ** np.float32(1.0 / (1.0 + ged_shape)))
+    if profile == "student_t":
+        if student_df <= 0:
+            raise ParamError(f"targets.student_df: expected > 0, got {student_df}")
+        return (1 + q / np.float32(student_df)) ** np.float32(-(student_df + 2) / 2)
+    raise ParamError(f"targets.profile: expected one of {PROFILES}, got {profile!r}")
+
+
+def landmark_heatmaps(points_map: np.ndarray, size: int, sigma: float, profile: str = "gaussian",
+                      ged_shape: float = 0.0, student_df: float = 3.0) -> np.ndarray:
+    """(K, size, size) float32 heatmaps with peak 1 at each point (Table VII profiles,
+    ``profile_values`` of q = r^2 / sigma^2, r the distance from a pixel centre to the point; the
+    Gaussian is computed separably, as an outer product)."""
     if sigma <= 0:
         raise ParamError(f"targets.sigma: expected > 0, got {sigma}")
     points = np.asarray(points_map, dtype=np.float32).reshape(-1, 2)
@@ -44,14 +65,7 @@ def landmark_heatmaps(points_map: np.ndarray, size: int, sigma: float, profile: 
         maps = gy[:, :, None] * gx[:, None, :]
     elif profile in ("ged", "student_t"):
         r2 = (dy * dy)[:, :, None] + (dx * dx)[:, None, :]
-        if profile == "ged":
-            if ged_shape <= 0:
-                raise ParamError(f"targets.ged_shape: expected > 0, got {ged_shape}")
-            maps = np.exp(np.float32(-0.5) * (r2 / np.float32(sigma**2)) ** np.float32(ged_shape / 2))
-        else:
-            if student_df <= 0:
-                raise ParamError(f"targets.student_df: expected > 0, got {student_df}")
-            maps = (1 + r2 / np.float32(student_df * sigma**2)) ** np.float32(-(student_df + 2) / 2)
+        maps = profile_values(r2 / np.float32(sigma**2), profile, ged_shape, student_df)
     else:
         raise ParamError(f"targets.profile: expected one of {PROFILES}, got {profile!r}")
     maps = maps.astype(np.float32, copy=False)
@@ -159,10 +173,13 @@ def boundary_segments(points_map: np.ndarray, scheme) -> tuple[np.ndarray, np.nd
 
 
 def boundary_heatmaps(points_map: np.ndarray, scheme, size: int, sigma: float,
-                      xi: float = 0.0) -> np.ndarray:
+                      xi: float = 0.0, profile: str = "gaussian", ged_shape: float = 0.0,
+                      student_df: float = 3.0) -> np.ndarray:
     """(C, size, size) float32 boundary heatmaps, eq. 3.
 
-    B_c = exp(-Dist / (2 sigma^2)) where Dist < 2 sigma, else xi; Dist is the distance from a pixel
+    B_c = exp(-Dist / (2 sigma^2)) where Dist < 2 sigma, else xi (the Gaussian profile; Table VII's
+    other profiles replace the exponential by ``profile_values`` of q = Dist / sigma^2, as the paper
+    applies them to the landmark and the boundary heatmaps); Dist is the distance from a pixel
     centre to boundary c. Eq. 3 asks for the distance transform of the boundary line made dense by
     interpolation between its points; the distance to a line that is dense in the limit is the
     exact point-to-segment distance, which is computed here directly (vectorised over all segments
@@ -176,7 +193,10 @@ def boundary_heatmaps(points_map: np.ndarray, scheme, size: int, sigma: float,
     dist = banded_boundary_distance(segments, owner, num, size, cutoff=2 * sigma)
     inside = dist < 2 * sigma
     out = np.full((num, size, size), xi, dtype=np.float32)
-    out[inside] = np.exp(dist[inside] * np.float32(-0.5 / sigma**2))
+    if profile == "gaussian":
+        out[inside] = np.exp(dist[inside] * np.float32(-0.5 / sigma**2))
+    else:
+        out[inside] = profile_values(dist[inside] / np.float32(sigma**2), profile, ged_shape, student_df)
     return out
 
 
@@ -235,11 +255,12 @@ def build_targets(points_crop: np.ndarray, scheme, crop_size: int, resolutions, 
         if "heatmaps" in kinds:
             heatmaps[res] = landmark_heatmaps(
                 pm, res, sigma_at(tp["sigma"], res, resolutions), tp.get("profile", "gaussian"),
-                tp.get("ged_shape", 2.0), tp.get("student_df", 3.0))
+                tp.get("ged_shape", 0.0), tp.get("student_df", 3.0))
         if "boundaries" in kinds:
             boundaries[res] = boundary_heatmaps(
                 pm, scheme, res, sigma_at(tp["boundary_sigma"], res, resolutions),
-                tp.get("boundary_xi", 0.0))
+                tp.get("boundary_xi", 0.0), tp.get("profile", "gaussian"),
+                tp.get("ged_shape", 0.0), tp.get("student_df", 3.0))
     if "heatmaps" in kinds:
         out["heatmaps"] = heatmaps
     if "boundaries" in kinds:

@@ -1,10 +1,12 @@
 """Fused ops for SPAN's two hot spots: the JS-divergence heatmap loss (eq. 15) and the windowed
 BALI soft-argmax decoding (eq. 5).
 
-Each op has a PyTorch reference (``*_reference.py``, the CPU path) and a Triton kernel
-(``*_triton.py``, the CUDA path) computing the same function; ``dispatch.backend_for`` picks one
-(CUDA -> Triton, CPU -> reference, ``SPANLIB_OPS=reference|triton`` overrides). Triton is imported
-only when a kernel is used.
+Each op has a CPU path (``*_cpu.py``: a C kernel built once, with a PyTorch fallback in
+``*_cpu_torch.py``) and a Triton kernel (``*_triton.py``, the CUDA path) computing the same
+function; ``dispatch.backend_for`` picks one (CUDA -> Triton, CPU -> cpu,
+``SPANLIB_OPS=cpu|triton`` overrides). ``textbook.py`` writes both formulas directly with torch
+ops: the benchmark's baselines and, in float64, the tests' reference. Triton is imported only when
+a kernel is used.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def js_divergence(
     if backend_for(logits) == "triton":
         from .jsd_triton import js_divergence_triton as impl
     else:
-        from .jsd_reference import js_divergence_reference as impl
+        from .jsd_cpu import js_divergence_cpu as impl
     js = impl(logits, target.detach())
     if weight is not None:
         if not isinstance(weight, torch.Tensor) or tuple(weight.shape) != tuple(logits.shape[:2]):
@@ -66,5 +68,5 @@ def bali_decode(
     if backend_for(heatmap) == "triton":
         from .bali_triton import bali_decode_triton as impl
     else:
-        from .bali_reference import bali_decode_reference as impl
+        from .bali_cpu import bali_decode_cpu as impl
     return impl(heatmap, offset_x, offset_y, radius)

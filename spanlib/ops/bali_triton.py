@@ -1,6 +1,6 @@
 """Windowed BALI soft-argmax (eq. 5): the fused Triton kernels, the CUDA path.
 
-Maths (see bali_reference.py for the derivation and the edge cases). Per channel:
+Maths (see bali_cpu.py for the derivation and the edge cases). Per channel:
     (i0, j0) = argmax w (first in row-major order),  Win = (2r+1)^2 window clipped at the borders
     S = sum_Win w,  x = sum_Win w (o_x + j + 0.5) / S,  y = sum_Win w (o_y + i + 0.5) / S
     S = 0 -> (x, y) = (j0 + 0.5, i0 + 0.5) and zero gradient

@@ -1,6 +1,6 @@
 """Jensen-Shannon divergence (eq. 15): the fused Triton kernel, the CUDA path.
 
-Maths (see jsd_reference.py for the derivation). Per channel, n = H*W:
+Maths (see jsd_cpu.py for the derivation). Per channel, n = H*W:
     p = softmax(x), q = t / sum(t), s = p + q
     a_i = 1/2 p_i log(2 p_i / s_i)   (0 where p_i = 0)     A = sum_i a_i = 1/2 KL(p || m)
     b_i = 1/2 q_i log(2 q_i / s_i)   (0 where q_i = 0)

@@ -3,7 +3,8 @@
 ``write_synthetic_dataset`` writes a 300-W-style folder (train/, common/, challenging/, unlabeled/);
 ``sample_face`` + ``render_face`` make one face in memory; ``make_grid`` draws the README's grid.
 Modules: ``shape`` (3D face model, pose, projection, jaw outline), ``face`` (random specification
-and drawing of one face), ``writer`` (files, manifest), ``grid`` (sample grid image).
+and drawing of one face), ``writer`` (files, manifest), ``grid`` (sample grid image), ``portable``
+(float math that gives the same bits on every CPU: docs/reproducibility.md).
 """
 
 from .face import FaceSpec, render_face, sample_face, style_of

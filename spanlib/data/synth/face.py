@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from . import portable
 from .shape import (
     LOWER_LID, UPPER_LID, Expression, Projection, build_head, catmull_rom, face_outline, rotation_matrix,
     jaw_on_outline, keep_inside, sample_identity,
@@ -160,7 +161,7 @@ def sample_face(seed: int, split: str, index: int, size: int = 256) -> FaceSpec:
                        "eye_closure": [round(c, 3) for c in expr.eye_closure]},
         "occluders": [op["kind"] for op in occluders],
         "occluded_points": _occluded_points(occluders, pts, size),
-        "interocular_px": round(float(np.linalg.norm(pts[36] - pts[45])), 2),
+        "interocular_px": round(portable.length(pts[36] - pts[45]), 2),
         "blur_sigma": round(blur, 3), "noise_std": round(noise, 3),
         "light": {"gradient": round(light["gradient"], 3), "angle": round(light["angle"], 3),
                   "ambient": round(light["ambient"], 3)},
@@ -238,7 +239,7 @@ def _geometry(head, ident, expr, proj, pts, outline, rng, pose) -> dict:
     # teeth: a band under the upper inner lip
     teeth_h = min(0.07 * proj.scale, 0.45 * gap)
     down = proj(np.array([[0, 1.0, 0]])) - proj(np.array([[0, 0.0, 0]]))
-    down = down[0] / np.linalg.norm(down[0])
+    down = down[0] / portable.length(down[0])
     g["teeth"] = np.concatenate([inner_up, inner_up[::-1] + down * teeth_h]) if gap > 2 else None
     # head: back hair, neck and clothes, ears, front hair (all 3D, projected)
     w0 = float(head.half_width(0.0))
@@ -257,15 +258,16 @@ def _geometry(head, ident, expr, proj, pts, outline, rng, pose) -> dict:
     ears = []
     for sx in (-1.0, 1.0):
         c = proj(np.array([[sx * (w0 - 0.03), 0.27, -0.85 * d]]))[0]
-        facing = max(0.0, np.sin(np.deg2rad(-sx * pose["yaw"])))
+        facing = max(0.0, portable.sin(-sx * pose["yaw"] * portable.DEG))
         ears.append((c, (proj.scale * (0.07 + 0.13 * facing), proj.scale * 0.27), pose["roll"]))
     g["ears"] = ears
     h0, h1 = rng.uniform(-1.15, -0.8), rng.uniform(0.0, 0.35)
     phi = np.linspace(-np.pi / 2 - 0.4, np.pi / 2 + 0.4, 17)
-    yh = h0 + h1 * np.sin(phi) ** 2
+    sin_phi, cos_phi = portable.sincos(phi)
+    yh = h0 + h1 * (sin_phi * sin_phi)
     wh = head.half_width(yh)
     dh = d * np.maximum(wh, 0.35)
-    line = np.stack([wh * np.sin(phi), yh, -dh * (1 - np.cos(phi))], axis=1)
+    line = np.stack([wh * sin_phi, yh, -dh * (1 - cos_phi)], axis=1)
     band = np.stack([line[:, 0] * 1.03, yh - 0.7, line[:, 2] * 1.03 + 0.02], axis=1)
     crown = head.shell[head.shell[:, 1] < h0 - 0.1] * (1.04, 1.0, 1.04) + (0, -0.04, 0.02)
     g["hair_front"] = None
@@ -285,7 +287,7 @@ def _sample_occluders(rng, pts, scale, colours) -> list:
             ang = rng.uniform(0, 2 * np.pi)
             tone = np.clip(_pick(rng, _SKIN) * rng.uniform(0.9, 1.05), 0, 255)
             prims = [("ellipse", centre, (0.3 * scale, 0.36 * scale), np.rad2deg(ang))]
-            direction = np.array([np.cos(ang), np.sin(ang)])
+            direction = np.array(portable.sincos(ang)[::-1])
             across = np.array([-direction[1], direction[0]])
             for f, length in zip(np.linspace(-0.22, 0.22, 4), rng.uniform(0.5, 0.7, 4)):
                 base = centre + across * f * scale + direction * 0.25 * scale
@@ -296,16 +298,16 @@ def _sample_occluders(rng, pts, scale, colours) -> list:
         elif kind == "bar":
             through = pts[rng.integers(17, 68)]
             ang = rng.uniform(0, np.pi)
-            direction = np.array([np.cos(ang), np.sin(ang)]) * 3 * scale
+            direction = np.array(portable.sincos(ang)[::-1]) * 3 * scale
             ops.append({"kind": kind, "colour": rng.uniform(0, 255, 3),
                         "prims": [("line", through - direction, through + direction, rng.uniform(0.12, 0.35) * scale)]})
         elif kind == "sunglasses":
             er, el = pts[36:42].mean(0), pts[42:48].mean(0)
             v = el - er
-            ang = np.rad2deg(np.arctan2(v[1], v[0]))
+            # the lenses as polygons along the eye line (no atan2: libm's differs between CPUs)
             ax = (0.24 * scale, 0.17 * scale)
             frame = rng.uniform(0, 80, 3)
-            prims = [("ellipse", er, ax, ang), ("ellipse", el, ax, ang),
+            prims = [("poly", _ellipse_poly(er, ax, v)), ("poly", _ellipse_poly(el, ax, v)),
                      ("line", er + 0.3 * v, el - 0.3 * v, 0.04 * scale),
                      ("line", er - 0.45 * v, pts[0], 0.03 * scale), ("line", el + 0.45 * v, pts[16], 0.03 * scale)]
             ops.append({"kind": kind, "colour": frame * 0.5, "prims": prims})
@@ -321,6 +323,18 @@ def _sample_occluders(rng, pts, scale, colours) -> list:
             ops.append({"kind": kind, "colour": rng.uniform(0, 255, 3),
                         "prims": [("ellipse", centre, (r, r * rng.uniform(0.6, 1.4)), rng.uniform(0, 180))]})
     return ops
+
+
+# unit circle in 64 steps for _ellipse_poly (cv2.ellipse draws a polygon of similar resolution)
+_CIRCLE = np.stack(portable.sincos(np.arange(64) * (2 * np.pi / 64))[::-1], axis=1)
+
+
+def _ellipse_poly(centre, axes, direction) -> np.ndarray:
+    """(64, 2) polygon of the ellipse with half-axes ``axes``, the first along ``direction``."""
+    u = np.asarray(direction, dtype=np.float64) / portable.length(direction)
+    a = _CIRCLE[:, :1] * axes[0]
+    b = _CIRCLE[:, 1:] * axes[1]
+    return np.asarray(centre, dtype=np.float64) + a * u + b * np.array([-u[1], u[0]])
 
 
 def _fix(p) -> np.ndarray:
@@ -482,7 +496,7 @@ def _draw_eyes(img, g, c) -> None:
 def _draw_nose(img, n, c, spec) -> None:
     for side in n["sides"]:
         polyline(img, side, c["nose_shadow"], 2)
-    scale = np.linalg.norm(spec.landmarks[27] - spec.landmarks[30]) / 0.52
+    scale = portable.length(spec.landmarks[27] - spec.landmarks[30]) / 0.52
     yaw = spec.meta["pose"]["yaw"] if spec.meta else 0.0
     for k, nostril in enumerate(n["nostrils"]):
         # the far nostril hides behind the tip when the head turns
@@ -508,13 +522,18 @@ def _draw_mouth(img, g, c) -> None:
 def _finish(img, light, blur, noise, rng, size) -> np.ndarray:
     """Lighting (a shading gradient across the image and a colour tint), blur, sensor noise.
 
-    OpenCV saturating arithmetic on uint8 keeps this step under a millisecond."""
-    a = light["angle"]
-    grid = (np.arange(4) + 0.5) / 4 - 0.5
-    ramp = np.cos(a) * grid[None, :] + np.sin(a) * grid[:, None]
-    shade = (light["ambient"] + light["gradient"] * ramp)[..., None] * light["tint"][None, None]
-    # bilinear up-sampling of a 4x4 grid of a linear function: linear inside, flat at the borders
-    shade = cv2.resize(shade.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+    OpenCV saturating arithmetic on uint8 keeps this step under a millisecond. The shading field
+    is computed with NumPy (float64 per row and column, float32 per pixel), not cv2.resize: a
+    float resize goes to Intel IPP, whose SSE4.2, AVX2 and AVX-512 code round differently (the
+    bytes then depended on the CPU, docs/reproducibility.md)."""
+    sa, ca = portable.sincos(light["angle"])
+    # what bilinear up-sampling of a 4x4 grid of a linear function gives (OpenCV's pixel-centre
+    # mapping): linear inside, flat at the borders; grid cell i sits at (i + 0.5) / 4 - 0.5
+    u = np.clip((np.arange(size) + 0.5) * (4.0 / size) - 0.5, 0.0, 3.0)
+    g = (u + 0.5) / 4 - 0.5
+    gy = (light["ambient"] + light["gradient"] * (sa * g)).astype(np.float32)
+    gx = (light["gradient"] * (ca * g)).astype(np.float32)
+    shade = (gy[:, None] + gx[None, :])[..., None] * np.asarray(light["tint"], dtype=np.float32)
     out = cv2.multiply(img, shade, dtype=cv2.CV_8U)
     if blur > 0.3:
         out = cv2.GaussianBlur(out, (0, 0), blur)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from . import portable
+
 NUM_POINTS = 68
 
 # Frontal right half (image left) of the template; the left half is its mirror.
@@ -242,12 +244,13 @@ def build_head(ident: Identity, expr: Expression) -> Head:
     levels = np.concatenate([np.linspace(-1.72, y_top_jaw, 11)[:-1],
                              y_top_jaw + (y_chin - y_top_jaw) * (1 - (1 - s) ** 2)])
     phi = np.linspace(-np.pi / 2 - 0.45, np.pi / 2 + 0.45, 27)
+    sin_phi, cos_phi = portable.sincos(phi)
     w = half_width(levels)[:, None]
     d = depth * np.maximum(w, 0.35)
     cx = centre_x(levels)[:, None]
     shell = np.stack(
-        [cx + w * np.sin(phi)[None], np.broadcast_to(levels[:, None], (len(levels), len(phi))),
-         -d * (1 - np.cos(phi))[None]], axis=-1).reshape(-1, 3)
+        [cx + w * sin_phi[None], np.broadcast_to(levels[:, None], (len(levels), len(phi))),
+         -d * (1 - cos_phi)[None]], axis=-1).reshape(-1, 3)
     shell = np.concatenate([shell, [[jaw[chin, 0], y_chin, 0.0]]])
     # 3D points: features on the surface plus their protrusion; jaw points on the frontal outline
     hw = half_width(p2[:, 1])
@@ -271,11 +274,12 @@ def _monotone(curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
     """R = Rz(roll) Rx(pitch) Ry(yaw), angles in degrees. Positive yaw turns the nose to the image
     right, positive pitch tips the chin down, positive roll turns the face clockwise on screen."""
-    a, b, c = np.deg2rad([yaw, pitch, roll])
-    ry = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(b), np.sin(b)], [0, -np.sin(b), np.cos(b)]])
-    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
-    return rz @ rx @ ry
+    # portable sin/cos and a BLAS-free product: the same bits on every CPU (portable.py)
+    (sa, ca), (sb, cb), (sc, cc) = (portable.sincos(float(v) * portable.DEG) for v in (yaw, pitch, roll))
+    ry = [[ca, 0.0, sa], [0.0, 1.0, 0.0], [-sa, 0.0, ca]]
+    rx = [[1.0, 0.0, 0.0], [0.0, cb, sb], [0.0, -sb, cb]]
+    rz = [[cc, -sc, 0.0], [sc, cc, 0.0], [0.0, 0.0, 1.0]]
+    return portable.matmul3(portable.matmul3(rz, rx), ry)
 
 
 @dataclass
@@ -287,10 +291,12 @@ class Projection:
     offset: np.ndarray
 
     def __call__(self, pts: np.ndarray) -> np.ndarray:
-        return (pts @ self.rotation[:2].T) * self.scale + self.offset
+        # three products summed in a fixed order, not ``pts @ R[:2].T`` (BLAS differs per CPU)
+        xy = np.stack([portable.rows_dot(pts, self.rotation[0]), portable.rows_dot(pts, self.rotation[1])], axis=1)
+        return xy * self.scale + self.offset
 
     def depth(self, pts: np.ndarray) -> np.ndarray:
-        return pts @ self.rotation[2]
+        return portable.rows_dot(pts, self.rotation[2])
 
 
 def face_outline(head: Head, proj: Projection) -> np.ndarray:
@@ -400,7 +406,14 @@ def catmull_rom(points: np.ndarray, samples: int = 8, closed: bool = False) -> n
         ext[n + 1] = 2 * p[-1] - p[-2]
     n_seg = n if closed else n - 1
     out = np.empty((n_seg * samples + (0 if closed else 1), 2))
-    np.matmul(_basis(samples)[None], ext[_segment_index(n_seg)], out=out[: n_seg * samples].reshape(n_seg, samples, 2))
+    # the weighted sum of the four control points, term by term in a fixed order: np.matmul would
+    # go to BLAS, whose kernels (with or without FMA) differ in the last bit between CPUs
+    b = _basis(samples)[None, :, :, None]                        # (1, samples, 4, 1)
+    c = ext[_segment_index(n_seg)][:, None]                      # (n_seg, 1, 4, 2)
+    seg = out[: n_seg * samples].reshape(n_seg, samples, 2)
+    np.multiply(b[:, :, 0], c[:, :, 0], out=seg)
+    for k in (1, 2, 3):
+        seg += b[:, :, k] * c[:, :, k]
     if not closed:
         out[-1] = p[-1]
     return out

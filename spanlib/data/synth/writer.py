@@ -16,7 +16,8 @@ from ...io import write_bytes, write_json
 from ..pts import format_pts
 from .face import SPLIT_CODES, TRAIN_CHALLENGING_EVERY, face_name, render_face, sample_face
 
-GENERATOR_VERSION = "1"
+# 2: CPU-independent float math (portable.py) and lighting; the bytes differ from version 1
+GENERATOR_VERSION = "2"
 SPLITS = ("train", "common", "challenging", "unlabeled")
 # --n N splits N in the proportions of params.yaml's defaults (2000 : 300 : 150 : 1000)
 SPLIT_RATIO = {"train": 2000, "common": 300, "challenging": 150, "unlabeled": 1000}

@@ -1,27 +1,6 @@
-"""Windowed BALI soft-argmax (eq. 5): the PyTorch reference, which is also the CPU path.
-
-For one channel with non-negative weights w (H x W), offsets o_x, o_y (same size) and radius r:
-
-    (i0, j0) = argmax w            (row-major first index on ties, as torch.argmax)
-    Win      = rows max(0, i0-r) .. min(H-1, i0+r)  x  cols max(0, j0-r) .. min(W-1, j0+r)
-    S        = sum_Win w
-    x        = sum_Win w_ij (o_x,ij + j + 0.5) / S
-    y        = sum_Win w_ij (o_y,ij + i + 0.5) / S
-
-in map pixels with the corner origin (pixel (i, j) has its centre at (j + 0.5, i + 0.5)).
-
-Gradient (the argmax position is piecewise constant, so it is treated as a constant):
-    dx/dw_ij   = (o_x,ij + j + 0.5 - x) / S      dy/dw_ij   = (o_y,ij + i + 0.5 - y) / S
-    dx/do_x,ij = w_ij / S                        dy/do_y,ij = w_ij / S
-inside the window, 0 outside.
-
-Edge cases (the Triton kernel does the same):
-- all-zero map: argmax is pixel (0, 0) and S = 0; the result is that pixel's centre (0.5, 0.5)
-  (in general, S = 0 returns the argmax pixel centre (j0 + 0.5, i0 + 0.5)) and every gradient is 0;
-- flat map (all weights equal and positive): argmax is pixel (0, 0), the window is clipped to the
-  top-left (r+1) x (r+1) corner and the result is the mean of o + pixel centre over that corner;
-- ties: the first maximum in row-major order wins.
-Weights must be non-negative (a softmax or sigmoid output); this is not checked on the hot path.
+"""Windowed BALI soft-argmax (eq. 5), CPU path in PyTorch ops: the fallback that ``bali_cpu.py``
+runs where its C kernel cannot be built (no compiler) or for bfloat16/float16 or mixed-dtype
+inputs. The maths and edge cases are in ``bali_cpu.py``.
 
 The window is read with one gather of (2r+1)^2 values per channel; out-of-map window positions
 are clamped to a valid index and given weight 0, so nothing of full map size is built in forward.
@@ -47,7 +26,7 @@ def _window(heatmap: torch.Tensor, radius: int):
     return idx, i0, j0, rows, cols, inside.reshape(b * k, -1), index
 
 
-class BaliDecodeReference(torch.autograd.Function):
+class BaliDecodeTorch(torch.autograd.Function):
     """Eq. 5 forward and its closed-form gradient (see module docstring)."""
 
     @staticmethod
@@ -98,5 +77,5 @@ def _scatter(values, index, shape, dtype):
     return out.view(b, k, h, w).to(dtype)
 
 
-def bali_decode_reference(heatmap, offset_x, offset_y, radius: int) -> torch.Tensor:
-    return BaliDecodeReference.apply(heatmap, offset_x, offset_y, radius)
+def bali_decode_torch(heatmap, offset_x, offset_y, radius: int) -> torch.Tensor:
+    return BaliDecodeTorch.apply(heatmap, offset_x, offset_y, radius)

@@ -1,28 +1,6 @@
-"""Jensen-Shannon divergence between heatmaps read as distributions (eq. 15): the PyTorch
-reference, which is also the CPU training path.
-
-For one channel with logits x (n = H*W values) and a non-negative target t:
-
-    p = softmax(x),  q = t / sum(t),  m = (p + q) / 2
-    JS(p, q) = 1/2 KL(p || m) + 1/2 KL(q || m)
-             = 1/2 sum_i p_i log(2 p_i / (p_i + q_i)) + 1/2 sum_i q_i log(2 q_i / (p_i + q_i))
-
-natural log, with 0 log 0 = 0 (a zero p_i or q_i adds nothing).
-
-Gradient. Write s_i = p_i + q_i. With respect to p (q is fixed: the target gets no gradient),
-    d/dp_i [1/2 p_i log(2 p_i / s_i)] = 1/2 log(2 p_i / s_i) + 1/2 - 1/2 p_i / s_i
-    d/dp_i [1/2 q_i log(2 q_i / s_i)] = -1/2 q_i / s_i
-so g_i = dJS/dp_i = 1/2 log(2 p_i / s_i) + 1/2 - 1/2 (p_i + q_i) / s_i = 1/2 log(2 p_i / s_i).
-Through the softmax Jacobian dp_i/dx_j = p_i (delta_ij - p_j):
-    dJS/dx_j = p_j (g_j - sum_i p_i g_i) = a_j - p_j A,
-with a_j = p_j g_j = 1/2 p_j log(2 p_j / s_j) (0 where p_j = 0) and A = sum_i a_i, which is exactly
-the first half of JS. So the loss and the gradient come out of the same terms: nothing needs to be
-saved for backward but the gradient itself, which backward scales by grad_output.
-
-Edge cases (the Triton kernel does the same):
-- a channel whose target sums to zero (or less) has no distribution q: its loss is 0 and its
-  gradient 0, as if the point were masked out;
-- p_i underflowing to 0 (a logit far below the channel's maximum) contributes 0, as the limit says.
+"""Jensen-Shannon divergence (eq. 15), CPU path in PyTorch ops: the fallback that
+``jsd_cpu.py`` runs where its C kernel cannot be built (no compiler) or for bfloat16/float16
+inputs. The maths (loss and closed-form gradient from the same terms) is in ``jsd_cpu.py``.
 
 Memory: rows are processed in chunks that fit in cache, so the temporaries are a few chunk-sized
 buffers; the only full-size allocation is the gradient kept for backward (in the logits' dtype).
@@ -39,7 +17,7 @@ import torch
 # on the calling thread without an OpenMP parallel region; the chunks themselves are spread over
 # torch.get_num_threads() Python threads (ATen releases the GIL inside ops). Thousands of small
 # OpenMP regions, each ending in a barrier, are what made a first chunked version slower than the
-# naive one on a loaded 2-core machine; independent chunks have no barrier to wait at.
+# textbook autograd one on a loaded 2-core machine; independent chunks have no barrier to wait at.
 _CHUNK_ELEMENTS = 1 << 15
 _POOL: ThreadPoolExecutor | None = None
 
@@ -84,7 +62,7 @@ def _js_rows(x: torch.Tensor, t: torch.Tensor, grad_out: torch.Tensor | None) ->
     return js.squeeze(1)
 
 
-def js_forward_reference(
+def js_forward_torch(
     logits: torch.Tensor, target: torch.Tensor, need_grad: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(JS (B, K), dJS/dlogits (B, K, H, W) in logits' dtype or None), chunked over rows.
@@ -112,25 +90,3 @@ def js_forward_reference(
         list(_pool().map(chunk, starts))
     return js.view(b, k), None if grad is None else grad.view(b, k, h, w)
 
-
-class JSDivergenceReference(torch.autograd.Function):
-    """Eq. 15 with the closed-form gradient computed in the forward pass (see module docstring)."""
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        js, grad = js_forward_reference(logits, target, need_grad=logits.requires_grad)
-        ctx.save_for_backward(grad if grad is not None else logits.new_empty(0))
-        return js
-
-    @staticmethod
-    def backward(ctx, grad_output: torch.Tensor):
-        (grad,) = ctx.saved_tensors
-        if grad.dtype in (torch.float32, torch.float64):
-            grad_logits = grad * grad_output.to(grad.dtype)[:, :, None, None]
-        else:  # scale in fp32, round once
-            grad_logits = (grad.float() * grad_output.float()[:, :, None, None]).to(grad.dtype)
-        return grad_logits, None
-
-
-def js_divergence_reference(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return JSDivergenceReference.apply(logits, target)

@@ -1,0 +1,131 @@
+"""Run a list of ``spanlib train`` jobs side by side on one machine, within a wall-clock budget.
+
+    python experiments/device_sweep.py --jobs experiments/real_faces_gpu.jobs --slots 4 \
+        --budget-s 330 --out runs/ --var LONG=9000 -- --set data.root=...
+
+Each line of the jobs file is ``LABEL  ARGS...`` (``spanlib train`` arguments without ``--out``;
+``{NAME}`` is replaced by ``--var NAME=VALUE``; ``#`` starts a comment). Jobs start in file order
+while a slot is free and at least ``--min-left-s`` of the budget remains; at the end of the budget
+a running job gets SIGINT and keeps its last checkpoint (every ``train.checkpoint_every``). The
+summary (``OUT/summary.json``) lists per job: the command, status (done / cut / failed / not
+started), wall time, the last iteration, the validation history and images/s from the checkpoint.
+Arguments after ``--`` are appended to every job (the data location of the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def read_jobs(path: Path, variables: dict[str, str]) -> list[tuple[str, list[str]]]:
+    jobs = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        for name, value in variables.items():
+            line = line.replace("{" + name + "}", value)
+        if "{" in line:
+            raise SystemExit(f"{path}:{number}: unreplaced variable in {line!r} (pass --var NAME=VALUE)")
+        label, *args = shlex.split(line)
+        jobs.append((label, args))
+    labels = [label for label, _ in jobs]
+    if len(set(labels)) != len(labels):
+        raise SystemExit(f"{path}: duplicate labels")
+    return jobs
+
+
+def summarise(label: str, out_dir: Path, record: dict) -> dict:
+    from spanlib.checkpoint import read_checkpoint
+
+    ckpt_path = out_dir / label / "checkpoint.pt"
+    entry = dict(record)
+    if ckpt_path.is_file():
+        try:
+            ckpt = read_checkpoint(ckpt_path)
+            metrics = ckpt.get("metrics") or {}
+            entry.update(iteration=int(ckpt["iteration"]), total=int(ckpt["params"]["train"]["iterations"]),
+                         val_history=metrics.get("val_history", []), images_per_s=metrics.get("images_per_s"),
+                         variant=ckpt["variant"], seed=ckpt["params"].get("seed"),
+                         code_version=ckpt.get("code_version"))
+        except Exception as exc:  # a checkpoint cut mid-write is reported, not fatal
+            entry["checkpoint_error"] = f"{type(exc).__name__}: {exc}"
+    return entry
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    common = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, common = argv[:cut], argv[cut + 1:]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--slots", type=int, default=2)
+    parser.add_argument("--budget-s", type=float, required=True)
+    parser.add_argument("--min-left-s", type=float, default=60.0, help="start no job with less budget left")
+    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--threads", type=int, default=2, help="OMP/torch threads of each job's main process")
+    args = parser.parse_args(argv)
+    variables = dict(v.split("=", 1) for v in args.var)
+    jobs = read_jobs(args.jobs, variables)
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    pending = list(jobs)
+    running: dict[str, tuple[subprocess.Popen, float, list[str]]] = {}
+    records: dict[str, dict] = {label: {"label": label, "status": "not started", "args": a} for label, a in jobs}
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONUNBUFFERED="1")
+    while pending or running:
+        elapsed = time.monotonic() - start
+        for label, (proc, t0, _) in list(running.items()):
+            if proc.poll() is not None:
+                records[label].update(status="done" if proc.returncode == 0 else f"failed (exit {proc.returncode})",
+                                      wall_s=round(time.monotonic() - t0, 1))
+                del running[label]
+                print(f"[{elapsed:6.0f} s] {label}: {records[label]['status']} in {records[label]['wall_s']} s", flush=True)
+        if elapsed >= args.budget_s:
+            for label, (proc, t0, _) in running.items():
+                proc.send_signal(signal.SIGINT)
+            for label, (proc, t0, _) in running.items():
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                records[label].update(status="cut at budget", wall_s=round(time.monotonic() - t0, 1))
+                print(f"[{elapsed:6.0f} s] {label}: cut at the budget", flush=True)
+            running.clear()
+            break
+        while pending and len(running) < args.slots and args.budget_s - elapsed >= args.min_left_s:
+            label, job_args = pending.pop(0)
+            (args.out / label).mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, "-m", "spanlib", "train", "--out", str(args.out / label / "checkpoint.pt"),
+                   *job_args, *common]
+            log = open(args.out / label / "log.txt", "w")
+            running[label] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
+                              time.monotonic(), cmd)
+            records[label].update(status="running", command=shlex.join(cmd[1:]))
+            print(f"[{elapsed:6.0f} s] start {label}", flush=True)
+        time.sleep(2)
+    summary = {"budget_s": args.budget_s, "slots": args.slots, "elapsed_s": round(time.monotonic() - start, 1),
+               "variables": variables, "common_args": common,
+               "jobs": [summarise(label, args.out, records[label]) for label, _ in jobs]}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    for job in summary["jobs"]:
+        last = job.get("val_history") or [[None, None]]
+        nme = f"{100 * last[-1][1]:.2f} %" if last[-1][1] is not None else "-"
+        print(f"{job['label']:24s} {job['status']:18s} it {job.get('iteration', '-')!s:>6}/{job.get('total', '-')!s:<6} "
+              f"val NME_io {nme:>8s}  {job.get('images_per_s') or 0:7.1f} img/s  {job.get('wall_s', '-')} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

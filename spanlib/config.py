@@ -1,0 +1,464 @@
+"""The schema of params.yaml: one frozen dataclass per group, with types, ranges and defaults.
+
+``check_params`` validates a loaded params mapping as a whole (unknown groups and keys, with the
+nearest valid name; types; ranges; the ``profiles:`` overrides); ``check_override`` does the same
+for one ``--set`` key. ``Config.from_params`` builds the typed view, filling the defaults.
+
+A field without a default is required: the code reads it as ``params[group][key]``. A field with a
+default is optional: the code reads it with ``.get(key, default)`` today, and the default here is
+that fallback (the same value, so a file without the key behaves as before). Modules still take
+the plain dict; moving them to these objects is the next step of the migration (issue 12).
+
+Kept free of torch and the model code so that loading params stays fast; the choices that mirror
+constants elsewhere (variants, optimizers, losses, norms, profiles) are checked against those
+constants by tests/test_params.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import MISSING, dataclass, field
+from typing import Any, Mapping
+
+from .errors import ParamError
+
+VARIANTS = ("shn", "shn_bali", "shn_scpa", "scpan", "semi_scpan")
+SOURCES = ("300w", "synthetic", "pts", "menpo", "wflw", "cofw", "cofw68", "aflw", "300vw", "unlabeled",
+           "celeba", "csv")
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+FIELD_LOSSES = ("l1", "smooth_l1", "l2", "js")
+HEATMAP_LOSSES = ("js", "ce", "js_pixel")
+COORD_LOSSES = ("distance", "squared_sum")
+SCL_STAGES = ("all", "intermediate")
+HEATMAP_PROFILES = ("gaussian", "ged", "student_t")
+NORMS = ("io", "ip", "box", "diag")
+
+
+def param(default: Any = MISSING, *, low: float | None = None, high: float | None = None,
+          gt: float | None = None, lt: float | None = None, choices: tuple | None = None,
+          length: int | None = None) -> Any:
+    """A field: its default (none: required) and the range or choices each value (or each item of
+    a list) must satisfy. Lists are stored as tuples in defaults (the dataclasses are frozen)."""
+    meta = {k: v for k, v in dict(low=low, high=high, gt=gt, lt=lt, choices=choices, length=length).items()
+            if v is not None}
+    return field(default=default, metadata=meta)
+
+
+_FROZEN = dict(frozen=True, kw_only=True)
+
+
+@dataclass(**_FROZEN)
+class DataConfig:
+    source: str = param(choices=SOURCES)
+    root: str = param()
+    train_split: str = param()
+    test_source: str = param(choices=SOURCES)
+    test_root: str = param()
+    test_splits: list[str] = param()
+    unlabeled_source: str | None = param(None, choices=SOURCES)
+    unlabeled_root: str | None = param(None)
+
+
+@dataclass(**_FROZEN)
+class SynthConfig:
+    out_dir: str = param()
+    seed: int = param(low=0)
+    size: int = param(low=16)
+    n_train: int = param(low=0)
+    n_common: int = param(low=0)
+    n_challenging: int = param(low=0)
+    n_unlabeled: int = param(low=0)
+
+
+@dataclass(**_FROZEN)
+class CropConfig:
+    input_size: int = param(low=8)
+    scale: float = param(gt=0)
+    context: float = param(1.5, low=1)
+
+
+@dataclass(**_FROZEN)
+class TargetsConfig:
+    sigma: float = param(gt=0)
+    boundary_sigma: float = param(gt=0)
+    field_radius: int = param(low=0)
+    profile: str = param("gaussian", choices=HEATMAP_PROFILES)
+    ged_shape: float = param(0.0, gt=-1)   # d: exponent 2 / (1 + d), d = 0 the Gaussian
+    student_df: float = param(3.0, gt=0)
+    boundary_xi: float = param(0.0)
+
+
+@dataclass(**_FROZEN)
+class DisturbConfig:
+    # defaults: the fallbacks of spanlib.data.disturb (a group without the key draws no such disturbance)
+    p_gaussian_noise: float = param(0.0, low=0, high=1)
+    noise_std: float = param(10.0, low=0)
+    p_salt_noise: float = param(0.0, low=0, high=1)
+    salt_fraction: float = param(0.02, low=0, high=1)
+    p_blur: float = param(0.0, low=0, high=1)
+    blur_sizes: list[int] = param((64,), low=1)
+    blur_reference_size: int = param(256, low=1)
+    p_occlusion_box: float = param(0.0, low=0, high=1)
+    p_occlusion_patch: float = param(0.0, low=0, high=1)
+    occlusion_max_fraction: float = param(0.4, low=0, high=1)
+    p_flip: float = param(0.0, low=0, high=1)
+    p_rotate: float = param(0.0, low=0, high=1)
+    max_rotation: float = param(0.0, low=0, high=180)
+    p_scale: float = param(0.0, low=0, high=1)
+    scale_range: list[float] = param((1.0, 1.0), gt=0, length=2)
+
+
+@dataclass(**_FROZEN)
+class ModelConfig:
+    variant: str = param(choices=VARIANTS)
+    stages: int = param(low=1)
+    width: int = param(low=2)
+    depth: int = param(low=1)
+
+
+@dataclass(**_FROZEN)
+class LossConfigParams:
+    lambda1: float = param(low=0)
+    lambda2: float = param(low=0)
+    gamma: float = param(low=0)
+    eta: float = param(low=0)
+    field_loss: str = param("l1", choices=FIELD_LOSSES)
+    coord_loss: str = param("distance", choices=COORD_LOSSES)
+    scl_stages: str = param("all", choices=SCL_STAGES)
+    heatmap_loss: str = param("js", choices=HEATMAP_LOSSES)
+
+
+@dataclass(**_FROZEN)
+class TrainConfig:
+    iterations: int = param(low=1)
+    batch_size: int = param(low=1)
+    lr: float = param(gt=0)
+    lr_milestones: list[float] = param(low=0, high=1)
+    lr_divisors: list[float] = param(gt=0)
+    optimizer: str = param(choices=OPTIMIZERS)
+    checkpoint_every: int = param(low=1)
+    val_every: int = param(low=0)
+    num_workers: int = param(low=0)
+    unlabeled_ratio: float = param(0.0, low=0)
+    val_faces: int = param(100, low=1)
+    val_fraction: float = param(0.0, low=0, lt=1)
+    val_seed: int = param(0, low=0)
+    threads: int = param(0, low=0)        # 0: auto (spanlib.train.auto_threads)
+    live_dir: str | None = param(None)    # None: <checkpoint stem>_live beside the checkpoint
+    compile: bool = param(False)          # torch.compile the model (GPU runs)
+
+
+@dataclass(**_FROZEN)
+class EvaluateConfig:
+    decode_radius: int = param(low=0)
+    # defaults: spanlib.evaluate.EVALUATE_DEFAULTS
+    nme_norm: str = param("io", choices=NORMS)
+    fr_threshold: float = param(0.1, gt=0)
+    auc_threshold: float = param(0.1, gt=0)
+    batch_size: int = param(16, low=1)
+    crop_box: str = param("detector", choices=("detector", "landmarks"))
+    flip_test: bool = param(False)
+    num_workers: int = param(0, low=0)
+    profile_seconds: float = param(2.0, gt=0)
+    profile_batch: int = param(16, low=1)
+
+
+@dataclass(**_FROZEN)
+class PipelineConfig:
+    kernel: str = param()
+    variants: list[str] = param(choices=VARIANTS)
+    preview_faces: int = param(low=1)
+    profile: str | None = param(None)     # names in `profiles:`, comma-separated; checked against them
+    seeds: list[int] = param((0,), low=0)  # one run per seed in every table row (spanlib.seeds)
+    workers: int = param(1, low=1)        # training runs side by side
+
+
+@dataclass(**_FROZEN)
+class DistributionsConfig:
+    variant: str = param(choices=VARIANTS)
+    settings: list[dict] = param()        # each {profile, ged_shape?, student_df?} (checked against `targets`)
+    iterations: int = param(low=1)
+    batch_size: int = param(low=1)
+    test_faces: int = param(low=1)
+
+
+@dataclass(**_FROZEN)
+class SensitivityConfig:
+    variant: str = param(choices=VARIANTS)
+    iterations: int = param(low=1)
+    batch_size: int = param(low=1)
+    test_faces: int = param(low=1)
+    settings: list[dict] = param()        # each a mapping of loss weights (checked against `loss`)
+
+
+@dataclass(**_FROZEN)
+class KernelProfilingConfig:
+    run: str = param(choices=("auto", "always", "never"))
+    results_dir: str = param()
+
+
+# group -> dataclass; "seed" is the one top-level scalar, "profiles" the named override sets.
+GROUPS: dict[str, type] = {
+    "data": DataConfig, "synth": SynthConfig, "crop": CropConfig, "targets": TargetsConfig,
+    "disturb": DisturbConfig, "model": ModelConfig, "loss": LossConfigParams, "train": TrainConfig,
+    "evaluate": EvaluateConfig, "pipeline": PipelineConfig, "distributions": DistributionsConfig,
+    "sensitivity": SensitivityConfig, "kernel_profiling": KernelProfilingConfig,
+}
+TOP_LEVEL = ("seed", *GROUPS, "profiles")
+# what training, evaluation and the commands read without a fallback; the pipeline groups
+# (synth, pipeline, distributions, sensitivity, kernel_profiling) only the notebooks need
+REQUIRED_GROUPS = ("data", "crop", "targets", "disturb", "model", "loss", "train", "evaluate")
+SEED_DEFAULT = 0
+
+
+@dataclass(**_FROZEN)
+class Config:
+    """The typed params: ``Config.from_params(load_params(...))``."""
+
+    seed: int
+    data: DataConfig
+    crop: CropConfig
+    targets: TargetsConfig
+    disturb: DisturbConfig
+    model: ModelConfig
+    loss: LossConfigParams
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    synth: SynthConfig | None = None
+    pipeline: PipelineConfig | None = None
+    distributions: DistributionsConfig | None = None
+    sensitivity: SensitivityConfig | None = None
+    kernel_profiling: KernelProfilingConfig | None = None
+    profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, params: Mapping, origin: str = "params") -> "Config":
+        check_params(params, origin, complete=True)
+        groups = {name: _build(GROUPS[name], params[name]) for name in GROUPS if name in params}
+        return cls(seed=params.get("seed", SEED_DEFAULT), profiles=dict(params.get("profiles") or {}), **groups)
+
+
+def _build(cls: type, values: Mapping) -> Any:
+    def frozen(value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    return cls(**{k: frozen(v) for k, v in values.items()})
+
+
+# ---- look-ups ------------------------------------------------------------------------------------
+
+def fields_of(group: str) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(GROUPS[group])}
+
+
+def all_keys() -> list[str]:
+    """Every valid dotted key: ``seed`` and ``group.key``."""
+    return ["seed"] + [f"{g}.{k}" for g in GROUPS for k in fields_of(g)]
+
+
+def default(key: str) -> Any:
+    """The default of an optional ``group.key`` (a ParamError for required or unknown keys)."""
+    if key == "seed":
+        return SEED_DEFAULT
+    f = _field(key, f"default of {key}")
+    if f.default is MISSING:
+        raise ParamError(f"{key}: a required parameter, it has no default")
+    return list(f.default) if isinstance(f.default, tuple) else f.default
+
+
+def _suggest(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _field(key: str, origin: str) -> dataclasses.Field:
+    group, _, name = key.partition(".")
+    if group not in GROUPS:
+        raise ParamError(f"{origin}: unknown group {group!r}{_suggest(group, list(TOP_LEVEL))}; "
+                         f"params.yaml has {', '.join(TOP_LEVEL)}")
+    known = fields_of(group)
+    if name not in known:
+        raise ParamError(f"{origin}: unknown parameter {key!r}"
+                         f"{_suggest(key, [f'{group}.{k}' for k in known] + all_keys())}")
+    return known[name]
+
+
+# ---- checks --------------------------------------------------------------------------------------
+
+def check_params(params: Any, origin: str = "params", complete: bool = False,
+                 lines: Mapping[str, int] | None = None) -> None:
+    """Raise a ParamError naming ``origin`` (the file), the key, its line when known, and the
+    nearest valid name, for anything the schema does not accept. ``complete``: also require every
+    group of REQUIRED_GROUPS and every field without a default in each group present."""
+    lines = lines or {}
+
+    def where(key: str) -> str:
+        return f"{origin} line {lines[key]}" if key in lines else origin
+
+    if not isinstance(params, Mapping):
+        raise ParamError(f"{origin}: expected a mapping of groups at the top level, got {type(params).__name__}")
+    for group, values in params.items():
+        if group not in TOP_LEVEL:
+            raise ParamError(f"{where(group)}: unknown group {group!r}{_suggest(str(group), list(TOP_LEVEL))}; "
+                             f"params.yaml has {', '.join(TOP_LEVEL)}")
+        if group == "seed":
+            _raise_if(where("seed"), "seed", values, int, {"low": 0})
+        elif group == "profiles":
+            _check_profiles(values, where, origin)
+        else:
+            _check_group(group, values, where, complete)
+    if complete:
+        missing = [g for g in REQUIRED_GROUPS if g not in params]
+        if missing:
+            raise ParamError(f"{origin}: missing group{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                             f"(required; see the repository's params.yaml for every group)")
+    _check_across(params, where)
+
+
+def check_override(key: str, value: Any, origin: str) -> None:
+    """One ``--set`` (or profile) ``key=value``: the key must be in the schema, the value fit it."""
+    if key == "seed":
+        return _raise_if(origin, key, value, int, {"low": 0})
+    if key in GROUPS:  # a whole group replaced
+        return _check_group(key, value, lambda _: origin, complete=False)
+    f = _field(key, origin)
+    _raise_if(origin, key, value, _hints(key.partition(".")[0])[f.name], f.metadata)
+
+
+def _check_group(group: str, values: Any, where, complete: bool) -> None:
+    if not isinstance(values, Mapping):
+        raise ParamError(f"{where(group)}: group {group!r} must be a mapping of keys, got {values!r}")
+    known = fields_of(group)
+    hints = _hints(group)
+    for key, value in values.items():
+        dotted = f"{group}.{key}"
+        if key not in known:
+            raise ParamError(f"{where(dotted)}: unknown parameter {dotted!r}"
+                             f"{_suggest(dotted, [f'{group}.{k}' for k in known])}")
+        _raise_if(where(dotted), dotted, value, hints[key], known[key].metadata)
+    if complete:
+        missing = [k for k, f in known.items() if f.default is MISSING and k not in values]
+        if missing:
+            raise ParamError(f"{where(group)}: group {group!r} lacks {', '.join(missing)} (required)")
+
+
+def _check_profiles(profiles: Any, where, origin: str) -> None:
+    if profiles is None:
+        return
+    if not isinstance(profiles, Mapping):
+        raise ParamError(f"{where('profiles')}: expected named sets of overrides, got {profiles!r}")
+    for name, items in profiles.items():
+        if not isinstance(items, Mapping):
+            raise ParamError(f"{where('profiles.' + str(name))}: profile {name!r} must map dotted keys "
+                             f"(e.g. train.iterations) to values")
+        for key, value in items.items():
+            check_override(str(key), value, f"{where('profiles.' + str(name) + '.' + str(key))} (profile {name})")
+
+
+def _check_across(params: Mapping, where) -> None:
+    """Rules between keys, checked when both are present."""
+    train = params.get("train") or {}
+    if isinstance(train.get("lr_milestones"), list) and isinstance(train.get("lr_divisors"), list):
+        milestones, divisors = train["lr_milestones"], train["lr_divisors"]
+        if len(milestones) != len(divisors):
+            raise ParamError(f"{where('train.lr_divisors')}: train.lr_milestones / train.lr_divisors: expected "
+                             f"lists of equal length, got {len(milestones)} and {len(divisors)}")
+        if milestones != sorted(milestones):
+            raise ParamError(f"{where('train.lr_milestones')}: train.lr_milestones: expected increasing "
+                             f"fractions, got {milestones}")
+    scale_range = (params.get("disturb") or {}).get("scale_range")
+    if isinstance(scale_range, list) and len(scale_range) == 2 and scale_range[0] > scale_range[1]:
+        raise ParamError(f"{where('disturb.scale_range')}: disturb.scale_range: expected [low, high], got {scale_range}")
+    for i, setting in enumerate((params.get("distributions") or {}).get("settings") or []):
+        if not isinstance(setting, Mapping) or "profile" not in setting:
+            raise ParamError(f"{where('distributions.settings')}: distributions.settings[{i}]: expected a mapping "
+                             f"with 'profile' (and ged_shape or student_df), got {setting!r}")
+        for key, value in setting.items():
+            check_override(f"targets.{key}", value, f"{where('distributions.settings')} (distributions.settings[{i}])")
+    for i, setting in enumerate((params.get("sensitivity") or {}).get("settings") or []):
+        if not isinstance(setting, Mapping):
+            raise ParamError(f"{where('sensitivity.settings')}: sensitivity.settings[{i}]: expected a mapping "
+                             f"of loss weights, got {setting!r}")
+        for key, value in setting.items():
+            check_override(f"loss.{key}", value, f"{where('sensitivity.settings')} (sensitivity.settings[{i}])")
+    profile = (params.get("pipeline") or {}).get("profile")
+    if isinstance(profile, str) and "profiles" in params:
+        defined = list(params.get("profiles") or {})
+        for name in (n.strip() for n in profile.split(",")):
+            if name not in defined:
+                raise ParamError(f"{where('pipeline.profile')}: pipeline.profile names {name!r}, not in "
+                                 f"profiles ({', '.join(defined) or 'none'}){_suggest(name, defined)}")
+
+
+def _hints(group: str) -> dict[str, Any]:
+    return typing.get_type_hints(GROUPS[group])
+
+
+def _raise_if(where: str, key: str, value: Any, hint: Any, meta: Mapping) -> None:
+    problem = _problem(value, hint, meta)
+    if problem:
+        raise ParamError(f"{where}: {key}: expected {problem}, got {value!r}{_yaml_hint(value, hint)}")
+
+
+def _problem(value: Any, hint: Any, meta: Mapping) -> str | None:
+    """None when ``value`` fits the type ``hint`` and ``meta``'s range; else what was expected."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        problem = _problem(value, args[0], meta)
+        return problem and f"{problem} or null"
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            return f"a list of {_name(item)}"
+        if "length" in meta and len(value) != meta["length"]:
+            return f"a list of {meta['length']} {_name(item)}"
+        for v in value:
+            problem = _problem(v, item, {k: m for k, m in meta.items() if k != "length"})
+            if problem:
+                return f"a list of {problem.removeprefix('a ').removeprefix('an ')}"
+        return None
+    if not _is(value, hint):
+        return _name(hint, meta)
+    if "choices" in meta and value not in meta["choices"]:
+        return f"one of {', '.join(map(str, meta['choices']))}"
+    bad = (("low" in meta and value < meta["low"]) or ("high" in meta and value > meta["high"])
+           or ("gt" in meta and not value > meta["gt"]) or ("lt" in meta and not value < meta["lt"]))
+    return _name(hint, meta) if bad else None
+
+
+def _is(value: Any, hint: Any) -> bool:
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is dict:
+        return isinstance(value, Mapping)
+    return isinstance(value, hint)
+
+
+def _name(hint: Any, meta: Mapping | None = None) -> str:
+    base = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            dict: "a mapping"}.get(hint, getattr(hint, "__name__", str(hint)))
+    meta = meta or {}
+    if "choices" in meta:
+        return f"one of {', '.join(map(str, meta['choices']))}"
+    bounds = [f"{op} {meta[k]}" for k, op in (("low", ">="), ("gt", ">"), ("high", "<="), ("lt", "<")) if k in meta]
+    return f"{base} {' and '.join(bounds)}" if bounds else base
+
+
+def _yaml_hint(value: Any, hint: Any) -> str:
+    """PyYAML reads YAML 1.1, where 1e-3 (no dot) is text, not a number: say so."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return " (a string: YAML 1.1 reads a number without a dot such as 1e-3 as text; write 1.0e-3)"
+    return ""

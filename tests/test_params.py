@@ -1,0 +1,155 @@
+"""params.yaml checked as a whole against spanlib.config: unknown and misspelt names (with the
+nearest valid one), duplicated keys, types, --set and profile overrides, missing groups."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spanlib import config
+from spanlib.config import Config, check_params
+from spanlib.errors import ParamError
+from spanlib.params import apply_overrides, load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def repo_params() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def write(tmp_path, params: dict) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def test_the_repository_params_load_complete_with_every_profile():
+    params = load_params(REPO / "params.yaml", complete=True)
+    assert params == repo_params()  # returned as in the file: no defaults filled in
+    typed = Config.from_params(params, "params.yaml")
+    assert typed.train.iterations == params["train"]["iterations"]
+    assert typed.train.compile is False  # optional, absent from the file: the schema's default
+    from spanlib.train import apply_profile
+
+    for name in params["profiles"]:
+        apply_profile(params, name)
+
+
+def test_a_misspelt_group_names_it_the_file_the_line_and_the_nearest_group(tmp_path):
+    text = (REPO / "params.yaml").read_text().replace("\ntrain:", "\ntrian:")
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    line = text.splitlines().index("trian:") + 1
+    with pytest.raises(ParamError, match=rf"params.yaml line {line}: unknown group 'trian' \(did you mean 'train'\?\)"):
+        load_params(path)
+
+
+def test_a_misspelt_key_suggests_the_valid_one(tmp_path):
+    params = repo_params()
+    params["train"]["iteratons"] = params["train"].pop("iterations")
+    with pytest.raises(ParamError, match=r"unknown parameter 'train.iteratons' \(did you mean 'train.iterations'\?\)"):
+        load_params(write(tmp_path, params))
+
+
+def test_a_duplicated_group_is_an_error_naming_both_lines(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("model:\n  variant: scpan\n  stages: 2\nseed: 0\nmodel:\n  width: 32\n")
+    with pytest.raises(ParamError, match=r"line 5: duplicate key 'model' \(first at line 1\)"):
+        load_params(path)
+    path.write_text("train:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(ParamError, match=r"line 3: duplicate key 'train.lr'"):
+        load_params(path)
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("train.iterations", "many", "an integer >= 1"),
+    ("train.iterations", 2.5, "an integer >= 1"),
+    ("train.lr", "1e-3", "YAML 1.1"),
+    ("train.compile", "yes please", "true or false"),
+    ("model.variant", "hrnet", "one of shn"),
+    ("disturb.p_flip", 1.5, "<= 1"),
+    ("data.test_splits", "common", "a list of"),
+])
+def test_a_wrong_type_or_range_names_the_key_and_what_was_expected(tmp_path, key, value, expected):
+    params = repo_params()
+    group, name = key.split(".")
+    params[group][name] = value
+    with pytest.raises(ParamError, match=rf"{key}: expected .*{expected}"):
+        load_params(write(tmp_path, params))
+
+
+def test_set_overrides_are_checked_like_the_file(tmp_path):
+    path = write(tmp_path, repo_params())
+    assert load_params(path, ["train.iterations=7"])["train"]["iterations"] == 7
+    with pytest.raises(ParamError, match=r"--set train.iteratons: unknown parameter .*did you mean 'train.iterations'"):
+        load_params(path, ["train.iteratons=7"])
+    with pytest.raises(ParamError, match=r"--set trian.iterations: unknown group 'trian' \(did you mean 'train'\?\)"):
+        load_params(path, ["trian.iterations=7"])
+    with pytest.raises(ParamError, match=r"train.batch_size: expected an integer >= 1, got 0"):
+        load_params(path, ["train.batch_size=0"])
+    # optional keys the file leaves out may be set (the code reads them with a default)
+    small = {"train": {"iterations": 3}}
+    assert apply_overrides(small, ["train.compile=true"])["train"] == {"iterations": 3, "compile": True}
+    assert apply_overrides(small, ["loss.heatmap_loss=ce"])["loss"] == {"heatmap_loss": "ce"}
+
+
+def test_profiles_are_checked_when_the_file_loads(tmp_path):
+    params = repo_params()
+    params["profiles"]["paper"]["train.iteratons"] = 5
+    with pytest.raises(ParamError, match=r"\(profile paper\).*did you mean 'train.iterations'"):
+        load_params(write(tmp_path, params))
+    params = repo_params()
+    params["profiles"]["real"]["model.width"] = "wide"
+    with pytest.raises(ParamError, match=r"model.width: expected an integer"):
+        load_params(write(tmp_path, params))
+    params = repo_params()
+    params["pipeline"]["profile"] = "papr"
+    with pytest.raises(ParamError, match=r"pipeline.profile names 'papr'.*did you mean 'paper'"):
+        load_params(write(tmp_path, params))
+
+
+def test_missing_groups_and_keys_are_named_when_the_file_must_be_complete(tmp_path):
+    params = repo_params()
+    del params["loss"]
+    path = write(tmp_path, params)
+    load_params(path)  # a partial file loads (tests write such files) ...
+    with pytest.raises(ParamError, match=r"params.yaml: missing group loss"):
+        load_params(path, complete=True)  # ... but not where a command needs every group
+    params = repo_params()
+    del params["model"]["depth"]
+    with pytest.raises(ParamError, match=r"group 'model' lacks depth"):
+        load_params(write(tmp_path, params), complete=True)
+
+
+def test_the_cli_checks_the_params_file_before_running(tmp_path, capsys):
+    from spanlib.cli import main
+
+    params = repo_params()
+    params["trian"] = params.pop("train")
+    code = main(["train", "--params", str(write(tmp_path, params)), "--variant", "shn", "--out", str(tmp_path / "x.pt")])
+    assert code == 2 and "did you mean 'train'" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_the_schema_choices_match_the_code():
+    from spanlib.data.sources import SOURCES
+    from spanlib.data.targets import PROFILES
+    from spanlib.evaluate import EVALUATE_DEFAULTS
+    from spanlib.losses import FIELD_LOSSES, HEATMAP_LOSSES
+    from spanlib.metrics import NORMS
+    from spanlib.model.network import VARIANTS
+    from spanlib.train import OPTIMIZERS
+
+    assert config.VARIANTS == tuple(VARIANTS) and config.SOURCES == SOURCES
+    assert config.OPTIMIZERS == OPTIMIZERS and config.NORMS == NORMS and config.HEATMAP_PROFILES == PROFILES
+    assert set(config.FIELD_LOSSES) == set(FIELD_LOSSES) and set(config.HEATMAP_LOSSES) == set(HEATMAP_LOSSES)
+    for key, value in EVALUATE_DEFAULTS.items():  # evaluate.py's fallbacks are the schema's defaults
+        assert key == "decode_radius" or config.default(f"evaluate.{key}") == value, key
+
+
+def test_check_params_accepts_every_key_of_the_repository_file():
+    params = repo_params()
+    keys = {f"{g}.{k}" for g, v in params.items() if isinstance(v, dict) and g != "profiles" for k in v}
+    assert keys <= set(config.all_keys())
+    check_params(params, "params.yaml", complete=True)
