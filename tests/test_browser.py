@@ -168,6 +168,7 @@ JS_LIVE_CELL = JS_CELL_WITH_LABEL.replace("arguments[0]", "'sigma'")
 
 @pytest.mark.slow
 def test_run_all_then_the_sigma_slider_redraws_one_figure_and_the_study_stays_clean(lab, browser):
+    from selenium.common.exceptions import ElementClickInterceptedException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -198,7 +199,14 @@ def test_run_all_then_the_sigma_slider_redraws_one_figure_and_the_study_stays_cl
     sigma = next(s for s in cell.find_elements(By.CSS_SELECTOR, ".widget-slider")
                  if s.find_element(By.CSS_SELECTOR, ".widget-label").text.strip() == "sigma")
     handle = sigma.find_element(By.CSS_SELECTOR, ".noUi-handle")
-    handle.click()
+    # bring it to the middle of the window first: JupyterLab scrolls the notebook while outputs
+    # render, and a click at the handle's old position can land on a code line above it
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", handle)
+    time.sleep(0.5)
+    try:
+        handle.click()
+    except ElementClickInterceptedException:  # still covered: give it the focus as a click would
+        browser.execute_script("arguments[0].focus();", handle)
     for _ in range(4):
         handle.send_keys(Keys.ARROW_RIGHT)
     readout = sigma.find_element(By.CSS_SELECTOR, ".widget-readout").text
