@@ -30,6 +30,8 @@ from pathlib import Path
 
 import torch
 
+from params_args import add_params_arguments, params_from  # kernels/: beside this script
+
 SETTINGS = {
     "default (1 thread eager)": {},
     "2 threads": {"threads": 2},
@@ -72,23 +74,17 @@ def run_setting(params: dict, variant: str, setting: dict, steps: int, warmup: i
 
 
 def main(argv=None) -> int:
-    from spanlib.params import apply_overrides, apply_profile, load_params
     from spanlib.provenance import code_version, machine_info
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--profile", default="real,shared300w")
-    parser.add_argument("--set", dest="overrides", nargs="+", default=[])
+    add_params_arguments(parser, profile="real,shared300w")
     parser.add_argument("--variant", default="scpan")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--only", default=None, help="comma-separated setting names (default: all)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    params = load_params(args.params)
-    if args.profile:
-        params = apply_profile(params, args.profile)
-    params = apply_overrides(params, args.overrides)
+    params = params_from(args)
     names = list(SETTINGS) if not args.only else [n.strip() for n in args.only.split(",")]
     result = {"machine": machine_info(), "python": platform.python_version(), "torch": torch.__version__,
               "code_version": code_version(), "profile": args.profile, "variant": args.variant,

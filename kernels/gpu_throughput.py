@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from params_args import add_params_arguments, params_from  # kernels/: beside this script
+
 
 def time_training(params: dict, variant: str, device: torch.device, steps: int, warmup: int) -> dict:
     from spanlib.train import build_setup, lr_at, make_optimizer, train_step
@@ -59,14 +61,10 @@ def time_training(params: dict, variant: str, device: torch.device, steps: int, 
 
 
 def main(argv=None) -> int:
-    from spanlib.params import apply_overrides, load_params
     from spanlib.profile import profile_variant
-    from spanlib.params import apply_profile
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--profile", default=None)
-    parser.add_argument("--set", dest="overrides", nargs="+", default=[])
+    add_params_arguments(parser, profile=None)
     parser.add_argument("--variants", default="scpan")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--steps", type=int, default=30)
@@ -75,10 +73,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-inference", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    params = load_params(args.params)
-    if args.profile:
-        params = apply_profile(params, args.profile)
-    params = apply_overrides(params, args.overrides)
+    params = params_from(args)
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
     result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{os.cpu_count()}",
