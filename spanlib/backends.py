@@ -111,7 +111,7 @@ def make_runner(model: torch.nn.Module, backend: str = "eager", radius: int | No
                 example_batch: int = 1) -> Runner:
     """A ``Runner`` for ``model`` (left as it is: back-ends that change weights work on a copy).
     ``radius``: the decoding window, default ``evaluate.decode_radius`` of the model's params."""
-    from .predict import decode_radius, predict_crops
+    from .inference import decode_radius, predict_crops
 
     if backend not in BACKENDS:
         raise ParamError(f"inference backend: expected one of {BACKENDS}, got {backend!r}")

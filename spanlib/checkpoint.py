@@ -202,7 +202,7 @@ def describe_checkpoint(ckpt: dict, checkpoint_path: str | Path | None = None,
         "code_version": ckpt.get("code_version"),
         "exported_with": __version__,
         "training_data": {k: data.get(k) for k in ("source", "root", "train_split", "unlabeled_source",
-                                                    "unlabeled_root") if k in data},
+                                                    "unlabeled_root", "extra_train") if k in data},
         "seed": params.get("seed"),
         "iteration": ckpt.get("iteration"),
         "source_checkpoint": source,
@@ -344,7 +344,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     ``path``: a training checkpoint or a .safetensors model file; None loads the bundled model
     (``spanlib.weights.DEFAULT``) after checking its SHA-256. Nothing in the file is executed.
     """
-    from .predict import resolve_device
+    from .devices import resolve_device
 
     device = resolve_device(device)
     data = None

@@ -27,7 +27,7 @@ from .errors import ParamError
 
 VARIANTS = ("shn", "shn_bali", "shn_scpa", "scpan", "semi_scpan")
 SOURCES = ("300w", "synthetic", "pts", "menpo", "wflw", "cofw", "cofw68", "aflw", "300vw", "unlabeled",
-           "celeba", "csv")
+           "celeba", "csv", "300wlp")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 FIELD_LOSSES = ("l1", "smooth_l1", "l2", "js")
 HEATMAP_LOSSES = ("js", "ce", "js_pixel")
@@ -60,6 +60,8 @@ class DataConfig:
     test_splits: list[str] = param()
     unlabeled_source: str | None = param(None, choices=SOURCES)
     unlabeled_root: str | None = param(None)
+    # more labelled faces for training only, each {source, root, split?} (validation stays on `source`)
+    extra_train: list[dict] = param(())
 
 
 @dataclass(**_FROZEN)
@@ -78,6 +80,9 @@ class CropConfig:
     input_size: int = param(low=8)
     scale: float = param(gt=0)
     context: float = param(1.5, low=1)
+    # training crops of labeled faces: `dataset` = the dataset's face box when it ships one (as
+    # evaluate.crop_box: detector), else the landmarks' box; `landmarks` = always the landmarks' box
+    box: str = param("dataset", choices=("dataset", "landmarks"))
 
 
 @dataclass(**_FROZEN)
@@ -109,6 +114,11 @@ class DisturbConfig:
     max_rotation: float = param(0.0, low=0, high=180)
     p_scale: float = param(0.0, low=0, high=1)
     scale_range: list[float] = param((1.0, 1.0), gt=0, length=2)
+    # translation (section III-B; no range in the paper): 0 draws nothing, runs repeat bit for bit
+    p_translate: float = param(0.0, low=0, high=1)
+    max_translation: float = param(0.1, low=0, high=1)  # fraction of the crop side, per axis
+    # a new disturbance every epoch (ours) | drawn once per face as Algorithm 1's step 1
+    redraw: str = param("epoch", choices=("epoch", "once"))
 
 
 @dataclass(**_FROZEN)
@@ -129,6 +139,8 @@ class LossConfigParams:
     coord_loss: str = param("distance", choices=COORD_LOSSES)
     scl_stages: str = param("all", choices=SCL_STAGES)
     heatmap_loss: str = param("js", choices=HEATMAP_LOSSES)
+    # eq. 20's unlabeled pairs: averaged with the labeled under eta (ours) | summed, weight 1 (as printed)
+    unlabeled_weighting: str = param("mean", choices=("mean", "sum"))
 
 
 @dataclass(**_FROZEN)
@@ -149,6 +161,7 @@ class TrainConfig:
     threads: int = param(0, low=0)        # 0: auto (spanlib.train.auto_threads)
     live_dir: str | None = param(None)    # None: <checkpoint stem>_live beside the checkpoint
     compile: bool = param(False)          # torch.compile the model (GPU runs)
+    init_from: str | None = param(None)   # a checkpoint or model file whose matching weights start the run (fine-tuning)
 
 
 @dataclass(**_FROZEN)
@@ -195,6 +208,16 @@ class SensitivityConfig:
 
 
 @dataclass(**_FROZEN)
+class RealStudyConfig:
+    profile: str = param()                # profiles applied to the params first (e.g. real,shared300w)
+    variants: list[str] = param(choices=VARIANTS)
+    seeds: list[int] = param(low=0)
+    iterations: int = param(low=1)
+    reference: str = param(choices=VARIANTS)
+    workers: int = param(2, low=1)        # runs side by side, one torch thread each
+
+
+@dataclass(**_FROZEN)
 class KernelProfilingConfig:
     run: str = param(choices=("auto", "always", "never"))
     results_dir: str = param()
@@ -205,7 +228,7 @@ GROUPS: dict[str, type] = {
     "data": DataConfig, "synth": SynthConfig, "crop": CropConfig, "targets": TargetsConfig,
     "disturb": DisturbConfig, "model": ModelConfig, "loss": LossConfigParams, "train": TrainConfig,
     "evaluate": EvaluateConfig, "pipeline": PipelineConfig, "distributions": DistributionsConfig,
-    "sensitivity": SensitivityConfig, "kernel_profiling": KernelProfilingConfig,
+    "sensitivity": SensitivityConfig, "kernel_profiling": KernelProfilingConfig, "real_study": RealStudyConfig,
 }
 TOP_LEVEL = ("seed", *GROUPS, "profiles")
 # what training, evaluation and the commands read without a fallback; the pipeline groups
@@ -232,6 +255,7 @@ class Config:
     distributions: DistributionsConfig | None = None
     sensitivity: SensitivityConfig | None = None
     kernel_profiling: KernelProfilingConfig | None = None
+    real_study: RealStudyConfig | None = None
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @classmethod
@@ -369,6 +393,14 @@ def _check_across(params: Mapping, where) -> None:
         if milestones != sorted(milestones):
             raise ParamError(f"{where('train.lr_milestones')}: train.lr_milestones: expected increasing "
                              f"fractions, got {milestones}")
+    for i, extra in enumerate((params.get("data") or {}).get("extra_train") or []):
+        key = f"data.extra_train[{i}]"
+        if not isinstance(extra, Mapping) or not {"source", "root"} <= set(extra) or set(extra) - {"source", "root", "split"}:
+            raise ParamError(f"{where('data.extra_train')}: {key}: expected a mapping with keys source, root and "
+                             f"optionally split, got {extra!r}")
+        if extra["source"] not in SOURCES:
+            raise ParamError(f"{where('data.extra_train')}: {key}.source: {extra['source']!r} is not one of "
+                             f"{', '.join(SOURCES)}{_suggest(str(extra['source']), list(SOURCES))}")
     scale_range = (params.get("disturb") or {}).get("scale_range")
     if isinstance(scale_range, list) and len(scale_range) == 2 and scale_range[0] > scale_range[1]:
         raise ParamError(f"{where('disturb.scale_range')}: disturb.scale_range: expected [low, high], got {scale_range}")

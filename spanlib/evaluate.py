@@ -5,11 +5,13 @@ Protocol, stated once:
 - crop: ``crop_face`` with ``crop.input_size`` and ``crop.scale`` from the checkpoint's params,
   centred on the dataset's face box when it ships one (WFLW, COFW, AFLW: ``evaluate.crop_box:
   detector``) and else on the ground-truth landmarks' box (300W, Menpo, 300VW, synthetic: the
-  usual protocol of HRNet and its peers);
+  usual protocol of HRNet and its peers); training crops from the same kind of box (``crop.box:
+  dataset``, ``spanlib.data.dataset.PairedFaceDataset``), so both crops share centre and scale;
 - decode: windowed BALI soft-argmax (eq. 5) with r = ``evaluate.decode_radius`` (3: 7x7);
 - points back to the original image by the inverse of the crop's affine transform;
-- NME under io / ip / box / diag (eq. 21, ``spanlib.metrics``); FR and AUC at 0.08 and 0.1 on the
-  per-face NME under ``evaluate.nme_norm``; per landmark NME_io;
+- NME under io / ip / box / diag (eq. 21, ``spanlib.metrics``; NME_box divides by the face's
+  provided box size where the reader gives one, AFLW's ``box_size``, as in the paper's Table III);
+  FR and AUC at 0.08 and 0.1 on the per-face NME under ``evaluate.nme_norm``; per landmark NME_io;
 - subsets: every tag the reader gives the faces (300W common / challenging and their parts, WFLW's
   six attributes, AFLW frontal, 300VW scenario, synthetic common / challenging) plus ``full`` (all
   faces of the split) when no tag already covers them all.
@@ -59,6 +61,35 @@ def subset_groups(samples: Sequence) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=np.int64) for k, v in groups.items()}
 
 
+def provided_box_sizes(samples: Sequence) -> np.ndarray | None:
+    """(N,) each face's ``attributes["box_size"]`` (AFLW's NME_box normaliser), NaN where a face has
+    none; None when no face has one (every NME_box then uses the landmarks' tight box)."""
+    sizes = np.array([float(s.attributes.get("box_size", np.nan)) for s in samples], dtype=np.float64)
+    return sizes if np.isfinite(sizes).any() else None
+
+
+def box_norm_text(box_sizes: np.ndarray | None) -> str:
+    """What NME_box was divided by, for the provenance."""
+    tight = "sqrt(w * h) of the ground-truth landmarks' tight box"
+    if box_sizes is None:
+        return tight
+    given, n = int(np.isfinite(box_sizes).sum()), len(box_sizes)
+    rest = "" if given == n else f"; the other {n - given} faces: {tight}"
+    return f"the dataset's box_size (AFLW: sqrt of the face box area) for {given} of {n} faces{rest}"
+
+
+def crop_rule_mismatch(params: dict, settings: dict) -> str | None:
+    """A warning when the checkpoint's training crops (``crop.box``) came from another kind of box
+    than this evaluation's (``evaluate.crop_box``): their scales then differ on faces with a box."""
+    trained = (params.get("crop") or {}).get("box", "dataset")
+    tested = settings["crop_box"]
+    if (trained == "dataset") == (tested == "detector"):
+        return None
+    return (f"evaluate.crop_box={tested!r} but the checkpoint trained with crop.box={trained!r}: on faces with a "
+            f"dataset box the test crops differ from the training crops (use --crop-box "
+            f"{'detector' if trained == 'dataset' else 'landmarks'})")
+
+
 def evaluate_params(params: dict, overrides: dict | None = None) -> dict:
     """The ``evaluate`` group with defaults filled in, checked."""
     merged = {**EVALUATE_DEFAULTS, **(params.get("evaluate") or {}), **(overrides or {})}
@@ -82,7 +113,7 @@ def predict_samples(model, samples: Sequence, settings: dict, progress: bool = T
 
     from .data.crop import apply_affine, invert_affine
     from .data.dataset import EvalFaceDataset
-    from .predict import predict_crops
+    from .inference import predict_crops
 
     crop = model.params["crop"]
     dataset = EvalFaceDataset(samples, int(crop["input_size"]), float(crop["scale"]),
@@ -137,7 +168,8 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
     from .data.split import held_out_split
     from .data.sources import read_source
     from .io import write_json
-    from .predict import load_model, resolve_device
+    from .devices import resolve_device
+    from .checkpoint import load_model
 
     model = load_model(checkpoint, device=resolve_device(device))
     settings = evaluate_params(model.params, settings)
@@ -163,13 +195,18 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
     if wrong:
         raise DataError(f"{root}: faces have {sorted(wrong)} points but checkpoint {checkpoint} "
                         f"predicts {k} (scheme {model.scheme.name})")
+    mismatch = crop_rule_mismatch(model.params, settings)
+    if mismatch and any(s.box is not None for s in labeled):
+        warnings.warn(mismatch, stacklevel=2)
     preds = predict_samples(model, labeled, settings, progress)
+    box_sizes = provided_box_sizes(labeled)
     thresholds = sorted({*DEFAULT_THRESHOLDS, float(settings["fr_threshold"]), float(settings["auc_threshold"])})
     subsets = {}
     groups = subset_groups(labeled)
     for name, idx in groups.items():
         subsets[name] = subset_metrics(preds["pred"][idx], preds["gt"][idx], model.scheme,
-                                       thresholds=thresholds, norm=settings["nme_norm"])
+                                       thresholds=thresholds, norm=settings["nme_norm"],
+                                       box_sizes=None if box_sizes is None else box_sizes[idx])
     peers, peer_preds = {}, {}
     if peer is not None:
         from .peers import evaluate_peer
@@ -190,7 +227,7 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
             "nme_norms": {
                 "io": f"outer eye corners {model.scheme.io_indices}",
                 "ip": f"eye centres / pupils: means of {model.scheme.ip_groups}",
-                "box": "sqrt(w * h) of the ground-truth landmarks' tight box",
+                "box": box_norm_text(box_sizes),
                 "diag": "diagonal of the ground-truth landmarks' tight box",
                 "fr_auc_norm": settings["nme_norm"],
             },

@@ -127,7 +127,8 @@ def detector_included(model, faces, images, backends, detectors) -> tuple[dict, 
     from .backends import make_runner
     from .data.crop import box_from_landmarks
     from .detect import FaceDetector, box_iou
-    from .predict import _predict_boxes, decode_radius
+    from .inference import decode_radius
+    from .predict import _predict_boxes
 
     radius = decode_radius(model.params)
     combos = {}

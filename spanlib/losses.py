@@ -8,7 +8,9 @@ lambda1, lambda2, gamma and eta keep their relative meaning whatever K and the b
 Training batches hold P disturbed pairs (image_alpha, image_beta, D); the network sees them as one
 batch ``cat([alpha_1..alpha_P, beta_1..beta_P])``. The first ``num_labeled`` pairs carry labels
 (L_org and L_coord on both of their views); every pair gives L_scl when the variant is
-self-calibrated, so the unlabeled pairs of semi-SCPAN enter only through L_scl (eq. 20).
+self-calibrated, so the unlabeled pairs of semi-SCPAN enter only through L_scl (eq. 20): averaged
+with the labeled pairs under eta by default, or summed with weight 1 as printed
+(``loss.unlabeled_weighting``, :func:`scl_unlabeled_sum`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ FIELD_LOSSES = ("l1", "smooth_l1", "l2", "js")
 HEATMAP_LOSSES = ("js", "ce", "js_pixel")
 COORD_LOSSES = ("distance", "squared_sum")   # eq. 18: ours (mean distance) | as printed (sum of squares)
 SCL_STAGES = ("all", "intermediate")         # L_scl over t = 1..T (ours) | t = 1..T-1 (eqs. 19-20)
+UNLABELED_WEIGHTINGS = ("mean", "sum")       # eq. 20's unlabeled pairs: averaged with the labeled (ours) | summed
 # Logit given to positions outside D's valid region: softmax sends them to exactly 0 in float32.
 _OUTSIDE = -1.0e4
 
@@ -88,6 +91,8 @@ class LossConfig:
                                  # pixel on sigmoid maps; ce: cross-entropy (README, Deviations)
     coord_loss: str = "distance"  # eq. 18 read as the mean distance, or as printed ("squared_sum")
     scl_stages: str = "all"      # L_scl on every stage (ours) or on t = 1..T-1 only (eq. 19)
+    unlabeled_weighting: str = "mean"  # eq. 20's unlabeled pairs: averaged with the labeled pairs
+                                       # under eta (ours) or summed with weight 1 ("sum", as printed)
     field_radius: int = 5        # R: (2R+1)^2 training window, also the training decode window
     input_size: int = 128
 
@@ -112,6 +117,10 @@ class LossConfig:
         scl_stages = loss_params.get("scl_stages", "all")
         if scl_stages not in SCL_STAGES:
             raise ParamError(f"loss.scl_stages: expected one of {', '.join(SCL_STAGES)}, got {scl_stages!r}")
+        unlabeled_weighting = loss_params.get("unlabeled_weighting", "mean")
+        if unlabeled_weighting not in UNLABELED_WEIGHTINGS:
+            raise ParamError(f"loss.unlabeled_weighting: expected one of {', '.join(UNLABELED_WEIGHTINGS)}, "
+                             f"got {unlabeled_weighting!r}")
         radius = target_params.get("field_radius")
         if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
             raise ParamError(f"targets.field_radius: expected an integer >= 0, got {radius!r}")
@@ -121,7 +130,8 @@ class LossConfig:
                 f"{field_resolution}x{field_resolution} last-stage map"
             )
         return cls(field_loss=kind, heatmap_loss=heat_kind, coord_loss=coord_kind, scl_stages=scl_stages,
-                   field_radius=radius, input_size=int(input_size), **values)
+                   unlabeled_weighting=unlabeled_weighting, field_radius=radius, input_size=int(input_size),
+                   **values)
 
 
 def stage_weights(num_stages: int, lambda1: float, eta: float) -> list[float]:
@@ -254,15 +264,66 @@ def objective_terms(outputs: dict, num_labeled: int, targets: dict | None, pairs
         decoded = decode_landmarks(labeled_out, config.field_radius, config.input_size)
         terms["coord"] = config.gamma * coord_loss(decoded, targets["landmarks"], config.input_size, config.coord_loss)
     if spec.self_calibrated:
-        scl = heat[-1].new_zeros((), dtype=torch.float32)
         # eqs. 19-20 sum L_scl over t = 1..T-1 with eta; "all" also weighs the last stage by lambda1
         scl_weights = weights if config.scl_stages == "all" else weights[:-1] + [0.0]
-        for w, x in zip(scl_weights, heat):
-            scl = scl + w * scl_maps_loss(x[:num_pairs], x[num_pairs:], pairs["theta"], pairs["flipped"],
-                                          pairs["point_perm"], config.input_size, config.heatmap_loss)
-        if spec.boundaries:
-            for w, x in zip(scl_weights, bounds):
-                scl = scl + w * scl_maps_loss(x[:num_pairs], x[num_pairs:], pairs["theta"], pairs["flipped"],
-                                              pairs["boundary_perm"], config.input_size, config.heatmap_loss)
-        terms["scl"] = scl
+        maps = [(heat, pairs["point_perm"])] + ([(bounds, pairs["boundary_perm"])] if spec.boundaries else [])
+        if config.unlabeled_weighting == "sum" and num_labeled < num_pairs:
+            terms["scl"] = scl_unlabeled_sum(maps, num_labeled, num_pairs, pairs, scl_weights, config)
+        else:  # "mean" (and any batch without unlabeled pairs): every pair alike
+            terms["scl"] = scl_stage_sum(maps, 0, num_pairs, num_pairs, pairs, scl_weights, config)
     return terms
+
+
+def _pair_range(values, start: int, stop: int, num_pairs: int):
+    """values[start:stop] of a per-pair tensor, or ``values`` itself for the whole batch (so the
+    default path runs the same operations as before the slicing existed)."""
+    return values if (start, stop) == (0, num_pairs) else values[start:stop]
+
+
+def scl_stage_sum(maps: list, start: int, stop: int, num_pairs: int, pairs: dict, weights: list[float],
+                  config: LossConfig) -> torch.Tensor:
+    """sum_t w_t * eq. 17 on pairs start..stop-1 (mean over those pairs and the channels), for each
+    ``(stage maps, channel permutation)`` of ``maps`` (landmark, then boundary heatmaps)."""
+    theta = _pair_range(pairs["theta"], start, stop, num_pairs)
+    flipped = _pair_range(pairs["flipped"], start, stop, num_pairs)
+    scl = maps[0][0][-1].new_zeros((), dtype=torch.float32)
+    for stages, perm in maps:
+        for w, x in zip(weights, stages):
+            scl = scl + w * scl_maps_loss(x[start:stop], x[num_pairs + start:num_pairs + stop], theta, flipped,
+                                          perm, config.input_size, config.heatmap_loss)
+    return scl
+
+
+def scl_unlabeled_sum(maps: list, num_labeled: int, num_pairs: int, pairs: dict, weights: list[float],
+                      config: LossConfig) -> torch.Tensor:
+    """L_scl with eq. 20's unlabeled sum as printed (``loss.unlabeled_weighting: sum``).
+
+    N labeled and M = num_pairs - N unlabeled pairs; S_t(i) = eq. 17 of pair i at stage t (JS of the
+    landmark maps plus JS of the boundary maps, each a mean over channels); w_t = ``weights`` (eta
+    for t < T; lambda1 or 0 for t = T, per ``loss.scl_stages``); s_t = 1 for t < T, and for t = T
+    under ``scl_stages: all`` (0 under ``intermediate``), whatever eta and lambda1 are.
+
+    - ``mean`` (ours, the default; :func:`scl_stage_sum` over all pairs):
+      sum_t w_t / (N + M) * sum_{i=1}^{N+M} S_t(i). The unlabeled pairs are averaged together with
+      the labeled ones under the same weights: every pair weighs w_t / (N + M).
+    - ``sum`` (this function; eq. 20 as printed):
+      sum_t w_t / N * sum_{n=1}^{N} S_t(n) + 1 / N * sum_{m=1}^{M} sum_t s_t S_t(m).
+      Eq. 19's labeled L_scl plus eq. 20's unweighted (no eta) sum over the unlabeled pairs, the
+      whole divided by N as every labeled term of ours is a mean over the N labeled pairs where
+      eq. 19 sums over n: the printed ratio of an unlabeled pair to a labeled one (1 : eta at an
+      intermediate stage) is kept. A labeled pair weighs w_t / N (not diluted by M), an unlabeled
+      one 1 / N instead of w_t / (N + M): with N = 8, M = 4, eta = 4, 0.125 against 0.333 at an
+      intermediate stage. All M unlabeled pairs together weigh M / N per stage (eta M / (N + M)
+      under ``mean``), and the labeled pairs eta (eta N / (N + M) under ``mean``).
+    - Stages: both follow ``loss.scl_stages``. Eq. 20 exactly as printed (t = 1..T-1) is ``sum``
+      with ``scl_stages: intermediate``; under ``all`` an unlabeled pair's last stage enters with
+      weight 1 too (eq. 17's unweighted sum over t = 1..T).
+    - N = 0 (only unlabeled pairs): divisor 1, the printed sum itself. M = 0: both readings agree.
+    """
+    unlabeled = num_pairs - num_labeled
+    unit = [1.0] * (len(weights) - 1) + [1.0 if config.scl_stages == "all" else 0.0]  # eq. 20: no eta
+    total = float(unlabeled) / float(max(num_labeled, 1)) * scl_stage_sum(
+        maps, num_labeled, num_pairs, num_pairs, pairs, unit, config)
+    if num_labeled > 0:
+        total = scl_stage_sum(maps, 0, num_labeled, num_pairs, pairs, weights, config) + total
+    return total

@@ -7,7 +7,9 @@ Normalisations (``norm``), for ground truth G (K, 2):
   68 points, 60/72 for 98, 8/9 for COFW-29, 6/11 for AFLW-19).
 - ``ip``: inter-pupil, distance between the means of ``scheme.ip_groups`` (the eye centres, means
   of each eye's six points for 68; the pupil points 96/97 for 98 and 16/17 for COFW-29).
-- ``box``: sqrt(w * h) of the ground-truth box; when no box is given, the tight box of G.
+- ``box``: a face's provided box size where the dataset gives one (``box_sizes``: AFLW's
+  ``box_size`` column, the protocol of the paper's Table III), else sqrt(w * h) of the
+  ground-truth box; when no box is given, the tight box of G.
 - ``diag``: the diagonal of the tight box of G (AFLW's usual normalisation is the box size; see
   the README's "Deviations").
 
@@ -45,11 +47,13 @@ def _tight_boxes(gt: np.ndarray) -> np.ndarray:
     return np.concatenate([np.nanmin(gt, axis=1), np.nanmax(gt, axis=1)], axis=1)
 
 
-def normalization_distance(gt: np.ndarray, norm: str, scheme=None, boxes: np.ndarray | None = None) -> np.ndarray:
+def normalization_distance(gt: np.ndarray, norm: str, scheme=None, boxes: np.ndarray | None = None,
+                           box_sizes: np.ndarray | None = None) -> np.ndarray:
     """(N,) normalising distance of eq. 21 for ground truth ``gt`` (N, K, 2).
 
     ``scheme`` (a ``spanlib.schemes.Scheme`` or anything with ``io_indices`` and ``ip_groups``) is
-    needed for ``io`` and ``ip``; ``boxes`` (N, 4) optionally sets the box of ``box``.
+    needed for ``io`` and ``ip``; ``boxes`` (N, 4) optionally sets the box of ``box``, and
+    ``box_sizes`` (N,) the distance of ``box`` itself where finite (NaN: that face uses the box).
     """
     gt = _check_points(gt, "ground truth")
     if norm == "io":
@@ -71,6 +75,8 @@ def normalization_distance(gt: np.ndarray, norm: str, scheme=None, boxes: np.nda
             box = _tight_boxes(gt)
         w, h = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
         dist = np.sqrt(w * h) if norm == "box" else np.hypot(w, h)
+        if norm == "box" and box_sizes is not None:
+            dist = _provided_sizes(dist, box_sizes)
     else:
         raise ParamError(f"evaluate.nme_norm: unknown normalisation {norm!r}; expected one of {NORMS}")
     if not np.all(np.isfinite(dist) & (dist > 0)):
@@ -79,21 +85,29 @@ def normalization_distance(gt: np.ndarray, norm: str, scheme=None, boxes: np.nda
     return dist
 
 
+def _provided_sizes(dist: np.ndarray, box_sizes) -> np.ndarray:
+    """``dist`` with each face's provided box size put in where it is finite."""
+    sizes = np.asarray(box_sizes, dtype=np.float64).reshape(-1)
+    if len(sizes) != len(dist):
+        raise DataError(f"box_sizes: expected {len(dist)} sizes (one per face, NaN for none), got {len(sizes)}")
+    return np.where(np.isfinite(sizes), sizes, dist)
+
+
 def point_errors(pred: np.ndarray, gt: np.ndarray, norm: str, scheme=None,
-                 boxes: np.ndarray | None = None) -> np.ndarray:
+                 boxes: np.ndarray | None = None, box_sizes: np.ndarray | None = None) -> np.ndarray:
     """(N, K) Euclidean error of each point divided by its face's normalising distance."""
     pred, gt = _check_points(pred, "predictions"), _check_points(gt, "ground truth")
     if pred.shape != gt.shape:
         raise DataError(f"predictions {pred.shape} and ground truth {gt.shape}: expected the same shape")
     if not np.all(np.isfinite(pred)):
         raise DataError("predictions: contain non-finite values")
-    dist = normalization_distance(gt, norm, scheme, boxes)
+    dist = normalization_distance(gt, norm, scheme, boxes, box_sizes)
     return np.linalg.norm(pred - gt, axis=-1) / dist[:, None]
 
 
-def nme_per_face(pred, gt, norm: str, scheme=None, boxes=None) -> np.ndarray:
+def nme_per_face(pred, gt, norm: str, scheme=None, boxes=None, box_sizes=None) -> np.ndarray:
     """(N,) NME of eq. 21: mean over the K points of the normalised error, per face."""
-    return point_errors(pred, gt, norm, scheme, boxes).mean(axis=1)
+    return point_errors(pred, gt, norm, scheme, boxes, box_sizes).mean(axis=1)
 
 
 def nme_per_landmark(pred, gt, norm: str, scheme=None, boxes=None) -> np.ndarray:
@@ -136,19 +150,21 @@ def auc_exact(errors: Sequence[float], threshold: float) -> float:
 
 def subset_metrics(pred: np.ndarray, gt: np.ndarray, scheme, boxes: np.ndarray | None = None,
                    thresholds: Iterable[float] = DEFAULT_THRESHOLDS, norm: str = "io",
-                   norms: Iterable[str] = NORMS) -> dict:
+                   norms: Iterable[str] = NORMS, box_sizes: np.ndarray | None = None) -> dict:
     """One subset's entry of the metrics JSON (docs/architecture.md, "Metrics JSON").
 
     ``nme`` holds the mean NME under each normalisation in ``norms`` that the scheme supports;
     FR and AUC are computed on the per-face NME under ``norm`` (the one stated in provenance) and
     the same is given per normalisation under ``fr_by_norm`` / ``auc_by_norm`` so that Table II
-    (AUC_box) and Table IV (FR under ip) can be read without re-running.
+    (AUC_box) and Table IV (FR under ip) can be read without re-running. ``box_sizes`` (N,) are
+    provided box sizes for NME_box (AFLW; NaN where a face has none).
     """
     pred, gt = _check_points(pred, "predictions"), _check_points(gt, "ground truth")
     thresholds = [float(t) for t in thresholds]
     per_face: dict[str, np.ndarray] = {}
     for name in norms:
-        per_face[name] = nme_per_face(pred, gt, name, scheme, boxes if name == "box" else None)
+        box_args = (boxes, box_sizes) if name == "box" else (None, None)
+        per_face[name] = nme_per_face(pred, gt, name, scheme, *box_args)
     if norm not in per_face:
         raise ParamError(f"evaluate.nme_norm: {norm!r} is not among the computed norms {list(per_face)}")
     key = lambda t: f"{t:g}"  # noqa: E731  "0.08", "0.1"

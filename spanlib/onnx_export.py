@@ -78,7 +78,7 @@ def onnx_session(head: LandmarkHead, example: torch.Tensor, threads: int | None 
 
 def check_onnx(session, model: torch.nn.Module, crops: torch.Tensor, radius: int) -> dict:
     """ORT against eager PyTorch (``predict_crops``) on ``crops``: max abs differences."""
-    from .predict import predict_crops
+    from .inference import predict_crops
 
     points, confidence, _ = predict_crops(model, crops, radius)
     ort_points, ort_conf = session.run(None, {"images": crops.cpu().float().numpy()})
@@ -113,7 +113,7 @@ def export_onnx(model: torch.nn.Module, out: str | Path, radius: int | None = No
     Runtime against PyTorch on 8 random crops and, when ``real_root`` holds 300W faces, 16 real ones.
     Raises DataError when a landmark differs by more than TOLERANCE_PX."""
     from .io import write_json
-    from .predict import decode_radius
+    from .inference import decode_radius
 
     radius = decode_radius(model.params) if radius is None else int(radius)
     model = model.cpu().eval()

@@ -51,7 +51,7 @@ def _build(params: dict, variant: str):
 
 def time_inference(model, batch: int, device: torch.device, seconds: float, radius: int) -> dict:
     """{"batch", "calls", "median_s", "images_per_s"} of the full inference step."""
-    from .predict import predict_crops
+    from .inference import predict_crops
 
     size = model.input_size
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
@@ -106,7 +106,7 @@ def profile(params: dict, variants=VARIANTS, device: str = "cpu", seconds: float
     """{"device", "torch", "threads", "settings", "default": [...], "paper": [...]}."""
     from tqdm import tqdm
 
-    from .predict import resolve_device
+    from .devices import resolve_device
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:

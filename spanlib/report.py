@@ -499,7 +499,9 @@ def example_figures(checkpoint: str | Path, source: str, root: str | Path, split
     from .data.dataset import face_box, to_tensor_image
     from .data.sources import read_source
     from .figures import plot_examples, plot_maps, save_figure
-    from .predict import decode_radius, load_model, predict_crops, resolve_device
+    from .devices import resolve_device
+    from .checkpoint import load_model
+    from .inference import decode_radius, predict_crops
 
     model = load_model(checkpoint, resolve_device(device))
     samples = [s for s in read_source(source, root, split) if s.landmarks is not None][:n_examples]

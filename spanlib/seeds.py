@@ -49,6 +49,7 @@ def run_state(params: dict, variant: str, checkpoint: Path) -> str:
     from .checkpoint import read_checkpoint
     from .errors import SpanlibError
     from .params import apply_overrides
+    from .train import differing_params
 
     if not checkpoint.is_file():
         return "new"
@@ -57,7 +58,7 @@ def run_state(params: dict, variant: str, checkpoint: Path) -> str:
     except SpanlibError:
         return "new"
     wanted = apply_overrides(params, [f"model.variant={variant}"])
-    if ckpt.get("variant") != variant or ckpt.get("params") != wanted:
+    if ckpt.get("variant") != variant or differing_params(ckpt.get("params") or {}, wanted):
         return "new"
     return "done" if int(ckpt["iteration"]) >= int(params["train"]["iterations"]) else "partial"
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .provenance import code_version
-from .decode import decode_landmarks
+from .devices import resolve_device  # noqa: F401  (also spanlib.train's API)
 from .errors import DataError, ParamError
 from .checkpoint import CHECKPOINT_FORMAT, make_checkpoint, read_checkpoint, write_checkpoint  # noqa: F401
 from .losses import LossConfig, objective_terms, span_objective
@@ -85,22 +85,6 @@ def check_train_params(params: dict) -> None:
     radius = params["evaluate"].get("decode_radius")
     if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
         raise ParamError(f"evaluate.decode_radius: expected an integer >= 0, got {radius!r}")
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``--device``: cpu, cuda or cuda:N (None: cuda when available); anything else, or CUDA on a
-    machine without it, is a ParamError rather than torch's RuntimeError."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    text = str(device)
-    kind, _, index = text.partition(":")
-    if kind not in ("cpu", "cuda") or (index and not (kind == "cuda" and index.isdigit())):
-        raise ParamError(f"--device {text}: unknown device; expected cpu, cuda or cuda:N "
-                         f"(default: cuda when available)")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ParamError(f"--device {text}: CUDA is not available on this machine (torch {torch.__version__}); "
-                         f"use --device cpu")
-    return torch.device(text)
 
 
 def auto_threads() -> int:
@@ -203,8 +187,9 @@ def _target_kinds(spec) -> tuple[str, ...]:
 
 def build_setup(params: dict, variant: str, device: torch.device, progress: bool = True,
                 ctx: distributed.DistContext | None = None) -> TrainSetup:
+    from .data.crop import train_box_preference
     from .data.dataset import EvalFaceDataset, PairedFaceDataset
-    from .data.sources import read_source
+    from .data.sources import read_extra_train, read_source
     from .data.split import held_out_split
     from .schemes import get_scheme
 
@@ -220,6 +205,7 @@ def build_setup(params: dict, variant: str, device: torch.device, progress: bool
     samples, held_out = held_out_split(samples, float(tp.get("val_fraction", 0.0) or 0.0),
                                        int(tp.get("val_seed", 0)))
     scheme = get_scheme(len(samples[0].landmarks))
+    samples = samples + read_extra_train(dp.get("extra_train"), scheme.num_points)
     torch.manual_seed(seed)
     model = build_model(params["model"], scheme.num_points, len(scheme.boundaries), input_size)
     resolutions = model.stage_resolutions
@@ -249,7 +235,9 @@ def build_setup(params: dict, variant: str, device: torch.device, progress: bool
         val_samples = (held_out or read_source(dp.get("test_source") or dp["source"],
                                                dp.get("test_root") or dp["root"],
                                                dp["test_splits"][0]))[: tp["val_faces"]]
-        val_dataset = EvalFaceDataset(val_samples, input_size, params["crop"]["scale"], prefer="landmarks")
+        # the training crop's box rule (crop.box), so validation sees faces at the scale training does
+        val_dataset = EvalFaceDataset(val_samples, input_size, params["crop"]["scale"],
+                                      prefer=train_box_preference(params["crop"].get("box", "dataset")))
     return TrainSetup(params, variant, scheme, model.to(device), loss_config, labeled, unlabeled,
                       val_dataset, device, ctx)
 
@@ -341,6 +329,7 @@ def _rank_objective(setup: TrainSetup, outputs: dict, n: int, targets: dict, pai
 def validation_nme(model, dataset, scheme, radius: int, device, batch_size: int = 32) -> float:
     """Mean NME_io (fraction) of ``model`` on ``dataset`` (EvalFaceDataset), landmarks mapped back to
     image pixels through each crop's inverse transform."""
+    from .inference import crop_points_to_image, predict_crops
     from .metrics import nme_per_face
 
     was_training = model.training
@@ -352,14 +341,10 @@ def validation_nme(model, dataset, scheme, radius: int, device, batch_size: int 
             if device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cuda", dtype=torch.bfloat16):
-                    outputs = model(images)
+                    crop_pts = predict_crops(model, images, radius)[0]
             else:
-                outputs = model(images)
-            crop_pts = decode_landmarks(outputs, radius).double().cpu()
-            m = batch["crop_matrix"].double()  # image -> crop: p_c = A p_i + t
-            inv = torch.linalg.inv(m[:, :, :2])
-            img_pts = (crop_pts - m[:, None, :, 2]) @ inv.transpose(1, 2)
-            preds.append(img_pts.numpy())
+                crop_pts = predict_crops(model, images, radius)[0]
+            preds.append(crop_points_to_image(crop_pts, batch["crop_matrix"]).numpy())
             gts.append(batch["landmarks"].double().numpy())
     finally:
         model.train(was_training)
@@ -373,17 +358,29 @@ RESUME_MAY_DIFFER = ("train.iterations", "train.num_workers", "train.checkpoint_
 
 
 def differing_params(old, new, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two params dicts (a key on one side only counts)."""
+    """Dotted keys whose values differ between two params dicts. A key on one side only counts,
+    unless the other side's value is its schema default (a checkpoint written before the key
+    existed ran with that default)."""
     if isinstance(old, dict) and isinstance(new, dict):
         found = []
         for key in list(old) + [k for k in new if k not in old]:
             name = f"{prefix}{key}"
             if key not in old or key not in new:
-                found.append(name)
+                if not _is_schema_default(name, new[key] if key in new else old[key]):
+                    found.append(name)
             else:
                 found += differing_params(old[key], new[key], name + ".")
         return found
     return [] if old == new else [prefix.rstrip(".")]
+
+
+def _is_schema_default(dotted: str, value) -> bool:
+    from . import config
+
+    try:
+        return config.default(dotted) == value
+    except ParamError:  # required, or not a group.key of the schema
+        return False
 
 
 def _lookup(params: dict, dotted: str):
@@ -486,6 +483,30 @@ def train(params: dict | str | Path, variant: str, out: str | Path, resume: bool
         distributed.teardown(ctx)
 
 
+def init_weights(model: torch.nn.Module, source: str | Path) -> dict:
+    """Start ``model`` from the weights of another run (``train.init_from``: a training checkpoint
+    or a .safetensors model file): every tensor whose name and shape match is copied, the rest keep
+    their initialisation (e.g. the boundary and SCPA heads when the source is an shn). Used for
+    pretraining then fine-tuning (synthetic -> real faces; 300W-LP -> 300W, the paper's SCPAN*).
+    Returns what was copied, with the source's SHA-256."""
+    import hashlib
+
+    from .checkpoint import load_model
+
+    source = Path(source)
+    if not source.is_file():
+        raise ParamError(f"train.init_from: {source} not found (a checkpoint or .safetensors model file)")
+    donor = load_model(source).state_dict()
+    own = model.state_dict()
+    matched = {k: v for k, v in donor.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise ParamError(f"train.init_from: no weight of {source} fits this model (variant, width or depth differ)")
+    model.load_state_dict(matched, strict=False)
+    return {"path": str(source), "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+            "copied": len(matched), "tensors": len(own),
+            "skipped": sorted(k for k in own if k not in matched)[:50]}
+
+
 def _read_resume(out: Path, variant: str) -> dict:
     """The checkpoint to resume from (weights only: nothing in the file runs), read and checked
     before any data is read; a damaged file is a DataError saying what to do."""
@@ -530,9 +551,14 @@ def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.devic
         setup.model = distributed.sync_batchnorm(setup.model, dev)
     if dev.type == "cuda":
         setup.model = setup.model.to(memory_format=torch.channels_last)
+    if ckpt is None and tp.get("init_from"):
+        metrics_init = init_weights(setup.model, tp["init_from"])
+        if main:
+            print(f"initialised {metrics_init['copied']} of {metrics_init['tensors']} weight tensors from "
+                  f"{tp['init_from']} (sha256 {metrics_init['sha256'][:12]})", flush=True)
     optimizer = make_optimizer(tp["optimizer"], setup.model.parameters(), tp["lr"])
     total = tp["iterations"]
-    start, metrics, lr_total = 0, {}, total
+    start, metrics, lr_total = 0, ({"init_from": metrics_init} if ckpt is None and tp.get("init_from") else {}), total
     if ckpt is not None:
         lr_total = _resume_schedule(out, ckpt, setup.params)
         setup.model.load_state_dict(ckpt["model_state"])

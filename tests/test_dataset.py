@@ -12,7 +12,7 @@ from spanlib.data.crop import apply_affine, box_from_landmarks, crop_face
 from spanlib.data.dataset import (EvalFaceDataset, PairedFaceDataset, iterate_batches,
                                   make_train_loader)
 from spanlib.data.sample import Sample
-from spanlib.errors import DataError
+from spanlib.errors import DataError, ParamError
 from spanlib.schemes import get_scheme
 
 from test_targets import mean_face
@@ -190,3 +190,90 @@ def test_throughput_one_core():
     for view in ("a", "b"):
         assert item[view]["heatmaps"][64].shape == (68, 64, 64) and item[view]["boundaries"][32].shape == (13, 32, 32)
         assert item[view]["field"].shape == (2, 68, 64, 64) and np.isfinite(np.asarray(item[view]["landmarks"])).all()
+
+
+def _with_crop_box(rule: str) -> dict:
+    params = copy.deepcopy(PARAMS)
+    params["crop"]["box"] = rule
+    return params
+
+
+def test_faces_without_a_box_cache_the_same_bytes_under_either_crop_rule():
+    """crop.box changes nothing for faces without a dataset box (300W-style folders, synthetic
+    faces): the cached context crops are byte for byte the landmark-box crop of before, and an
+    unlabeled face still crops from its box."""
+    samples = make_samples(4)
+    big = 64 + 2 * 16  # context 1.5
+    before = np.stack([crop_face(s.image, box_from_landmarks(s.landmarks), big, 1.25 * big / 64)[0]
+                       for s in samples])
+    for rule in ("dataset", "landmarks"):
+        ds = PairedFaceDataset(samples, SCHEME, 64, [16], 16, _with_crop_box(rule), progress=False)
+        assert ds.images.tobytes() == before.tobytes(), rule
+    default = PairedFaceDataset(samples, SCHEME, 64, [16], 16, PARAMS, progress=False)  # no crop.box key
+    assert default.images.tobytes() == before.tobytes()
+    unlabeled = make_samples(2, labeled=False)
+    ds = PairedFaceDataset(unlabeled, SCHEME, 64, [16], 16, _with_crop_box("landmarks"), labeled=False,
+                           progress=False)
+    from_box = crop_face(unlabeled[1].image, unlabeled[1].box, big, 1.25 * big / 64)[0]
+    assert ds.images[1].tobytes() == from_box.tobytes()
+
+
+def test_train_and_test_crops_of_a_face_with_a_dataset_box_are_the_same_crop():
+    """A face with a dataset box (WFLW, COFW, AFLW): the training crop (crop.box: dataset, the
+    default) and the evaluation crop (evaluate.crop_box: detector, the default) have the same
+    centre and scale; crop.box: landmarks would not."""
+    from spanlib.evaluate import EVALUATE_DEFAULTS, crop_rule_mismatch
+
+    face = make_samples(1)[0]
+    face.box = np.array([12, 20, 80, 86], np.float32)  # not the landmarks' box: other centre, other side
+    test = EvalFaceDataset([face], 64, 1.25, prefer=EVALUATE_DEFAULTS["crop_box"])[0]
+    matrix = test["crop_matrix"].numpy()
+    train = PairedFaceDataset([face], SCHEME, 64, [16], 16, PARAMS, train=False, progress=False)[0]["a"]
+    points = train["landmarks"].numpy().astype(np.float64)
+    # scale: crop pixels per image pixel; centre: the image point at the crop's centre
+    scale = np.ptp(points, axis=0) / np.ptp(face.landmarks, axis=0)
+    np.testing.assert_allclose(scale, [matrix[0, 0]] * 2, rtol=1e-5)
+    assert matrix[0, 0] == pytest.approx(64 / (1.25 * 68))  # side = 1.25 * max(w, h) of the box
+    centre = face.landmarks.mean(0) + (32 - points.mean(0)) / scale
+    np.testing.assert_allclose(centre, [46, 53], atol=1e-3)  # the dataset box's centre
+    np.testing.assert_allclose(points, apply_affine(matrix, face.landmarks), atol=1e-3)
+    crop_pixels = test["image"].numpy().transpose(1, 2, 0) * 255
+    assert np.abs(train["image"].numpy().transpose(1, 2, 0) * 255 - crop_pixels).max() <= 3.0
+    assert crop_rule_mismatch({"crop": PARAMS["crop"]}, EVALUATE_DEFAULTS) is None
+    old = PairedFaceDataset([face], SCHEME, 64, [16], 16, _with_crop_box("landmarks"), train=False,
+                            progress=False)[0]["a"]["landmarks"].numpy()
+    assert np.abs(old - points).max() > 5  # the former rule: another crop
+    assert "crop.box='landmarks'" in crop_rule_mismatch({"crop": {"box": "landmarks"}}, EVALUATE_DEFAULTS)
+
+
+def test_an_unknown_crop_box_rule_names_the_param():
+    from spanlib.errors import ParamError
+
+    with pytest.raises(ParamError, match="crop.box: expected one of \\['dataset', 'landmarks'\\], got 'face'"):
+        PairedFaceDataset(make_samples(1), SCHEME, 64, [16], 16, _with_crop_box("face"), progress=False)
+
+
+def test_redraw_once_keeps_the_views_of_the_first_epoch():
+    """disturb.redraw: ``epoch`` (default) draws a new view b every epoch; ``once`` (Algorithm 1,
+    step 1) gives the same view b, landmarks and D in every epoch, the default's epoch-0 ones."""
+    def views(redraw, epoch):
+        params = copy.deepcopy(PARAMS)
+        if redraw is not None:
+            params["disturb"]["redraw"] = redraw
+        ds = PairedFaceDataset(make_samples(3), SCHEME, 64, [16], 16, params, seed=5, progress=False)
+        ds.set_epoch(epoch)
+        return [(it["b"]["image"], it["b"]["landmarks"], it["theta"], it["flipped"]) for it in map(ds.__getitem__, range(3))]
+
+    def same(x, y):
+        return all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and torch.equal(a[2], b[2])
+                   and a[3] == b[3] for a, b in zip(x, y))
+
+    default0, default1 = views(None, 0), views(None, 1)
+    assert same(default0, views("epoch", 0)) and same(default1, views("epoch", 1))  # the key's default
+    assert not any(torch.equal(a[0], b[0]) for a, b in zip(default0, default1))    # epoch: redrawn
+    once0, once1, once7 = views("once", 0), views("once", 1), views("once", 7)
+    assert same(once0, once1) and same(once0, once7) and same(once0, default0)
+    params = copy.deepcopy(PARAMS)
+    params["disturb"]["redraw"] = "never"
+    with pytest.raises(ParamError, match="disturb.redraw"):
+        PairedFaceDataset(make_samples(1), SCHEME, 64, [16], 16, params, progress=False)[0]

@@ -237,3 +237,96 @@ def test_random_combinations_and_probabilities():
     assert disturb(image, None, SCHEME, ALL_ON, np.random.default_rng(1)).landmarks is None
     with pytest.raises(ParamError, match="disturb.p_flip"):
         disturb(image, points, SCHEME, dict(ALL_ON, p_flip=1.5), np.random.default_rng(1))
+
+
+def test_translation_moves_image_and_landmarks_by_the_shift():
+    """Section III-B's translation: view b's landmarks are view a's plus (dx, dy), hand-computed;
+    with an integer shift the image is the same pixels moved (exactly); mirrored and shifted,
+    x -> S - x + dx, y -> y + dy, relabelled."""
+    size = 64
+    image = np.random.default_rng(4).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    points = mean_face(size)
+    out = apply_plan(image, points, SCHEME, dict(plan(), shift=(5.0, -3.0)), np.random.default_rng(0))
+    assert out.applied == ("translate",) and not out.D.flipped
+    np.testing.assert_allclose(out.D.theta, [[1, 0, 5], [0, 1, -3]])
+    np.testing.assert_allclose(out.landmarks, points + np.array([5.0, -3.0], np.float32), atol=1e-5)
+    np.testing.assert_array_equal(out.image[:size - 3, 5:], image[3:, :size - 5])
+    mirrored = apply_plan(image, points, SCHEME, dict(plan(flip=True), shift=(2.5, 4.0)), np.random.default_rng(0))
+    hand = np.stack([size - points[:, 0] + 2.5, points[:, 1] + 4.0], axis=1)[SCHEME.flip_perm]
+    np.testing.assert_allclose(mirrored.landmarks, hand, atol=1e-4)
+    assert mirrored.applied == ("flip", "translate")
+    # the shift is applied last, in view-b pixels: rotation and scale about the centre, then + shift
+    np.testing.assert_allclose(geometric_theta(100, 30.0, 0.8, shift=(7.0, -2.0)),
+                               geometric_theta(100, 30.0, 0.8) + [[0, 0, 7.0], [0, 0, -2.0]], atol=1e-12)
+
+
+@pytest.mark.parametrize("use_context", [False, True])
+def test_translated_view_content_and_warp_agree(use_context):
+    """Rotation + scale + fractional shift: blobs drawn at view a's landmarks appear at view b's
+    (0.1 px), and D (apply_warp) maps view a's heatmaps onto the heatmaps of view b's landmarks,
+    within the bilinear bound of test_targets_of_disturbed_view_equal_D_of_original_targets."""
+    size, m = 96, 16
+    points = mean_face(size)
+    chosen = [0, 8, 16, 19, 24, 30, 36, 45, 48, 54]
+    if use_context:
+        big = blobs_image(points[chosen] + m, size + 2 * m)
+        image, context = big[m:m + size, m:m + size], (big, np.array([[1.0, 0, m], [0, 1.0, m]]))
+    else:
+        image, context = blobs_image(points[chosen], size), None
+    shift = (6.4, -9.2)
+    out = apply_plan(image, points, SCHEME, dict(plan(angle=-17.0, scale=0.85), shift=shift),
+                     np.random.default_rng(0), context=context)
+    assert out.applied == ("rotate", "scale", "translate")
+    np.testing.assert_allclose(out.landmarks, apply_affine(geometric_theta(size, -17.0, 0.85), points) + shift,
+                               atol=1e-4)
+    for k in chosen:
+        target = out.landmarks[k]
+        if ((target > 6) & (target < size - 6)).all():
+            np.testing.assert_allclose(blob_centroid(out.image, target), target, atol=0.1)
+    res, sigma = 32, 2.0
+    s = size / res
+    warped, valid = apply_warp(torch.from_numpy(landmark_heatmaps(points / s, res, sigma))[None],
+                               torch.from_numpy(out.D.theta)[None], torch.tensor([False]), SCHEME.flip_perm, size)
+    inside = valid[0, 0].numpy() > 0
+    # D(H_a) is the heatmap of view b with sigma * scale (test_scaled_view_matches_with_scaled_sigma)
+    error = np.abs(warped[0].numpy() - landmark_heatmaps(out.landmarks / s, res, sigma * 0.85))[:, inside]
+    assert inside.mean() > 0.5 and error.max() < 1 / (4 * (sigma * 0.85) ** 2) + 1e-3
+
+
+def test_translation_off_draws_nothing_and_on_stays_in_range():
+    """p_translate 0 (or absent) consumes no random number: plans, the generator's state and the
+    disturbed views are bit-identical to a params group without the keys."""
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    points = mean_face(64)
+    explicit = dict(ALL_ON, p_translate=0.0, max_translation=0.3)
+    for seed in range(20):
+        r1, r2 = np.random.default_rng(seed), np.random.default_rng(seed)
+        assert sample_plan(ALL_ON, r1, 64) == sample_plan(explicit, r2, 64)
+        assert r1.bit_generator.state == r2.bit_generator.state
+        a = disturb(image, points, SCHEME, ALL_ON, np.random.default_rng(seed))
+        b = disturb(image, points, SCHEME, explicit, np.random.default_rng(seed))
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.landmarks, b.landmarks)
+        np.testing.assert_array_equal(a.D.theta, b.D.theta)
+        assert a.applied == b.applied and "translate" not in a.applied
+    on = dict(ALL_OFF, p_translate=1.0, max_translation=0.25)
+    shifts = np.array([sample_plan(on, np.random.default_rng(seed), 64)["shift"] for seed in range(200)])
+    assert np.abs(shifts).max() <= 0.25 * 64 and np.abs(shifts).max() > 0.2 * 64
+    assert (np.abs(shifts) > 0).all() and abs(shifts.mean()) < 2.0
+    assert set(disturb(image, points, SCHEME, on, np.random.default_rng(1)).applied) == {"translate"}
+    with pytest.raises(ParamError, match="disturb.max_translation"):
+        disturb(image, points, SCHEME, dict(on, max_translation=-0.1), np.random.default_rng(1))
+    with pytest.raises(ParamError, match="disturb.p_translate"):
+        disturb(image, points, SCHEME, dict(on, p_translate=2.0), np.random.default_rng(1))
+
+
+def test_new_disturb_keys_in_the_schema():
+    import dataclasses
+
+    from spanlib import config
+    from spanlib.data.dataset import PairedFaceDataset
+
+    fields = {f.name: f for f in dataclasses.fields(config.DisturbConfig)}
+    assert fields["p_translate"].default == 0.0 and fields["max_translation"].default == 0.1
+    assert fields["redraw"].default == "epoch"
+    assert fields["redraw"].metadata["choices"] == PairedFaceDataset.REDRAW_MODES

@@ -147,3 +147,43 @@ def test_held_out_evaluates_exactly_the_held_out_split(tmp_path, capsys):
     with pytest.warns(UserWarning, match="not the ones its training validated on"):
         evaluate(ckpt, "300w", tmp_path / "faces", "train", device="cpu", progress=False, held_out=True,
                  samples=faces)
+
+
+def _tiny_checkpoint_19(path):
+    """A 19-point (AFLW) checkpoint in the contract format, untrained."""
+    from spanlib.model import build_model
+    from spanlib.predict import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION
+    from spanlib.schemes import get_scheme
+
+    params, scheme = tiny_params(), get_scheme("19")
+    torch.manual_seed(0)
+    model = build_model(params["model"], scheme.num_points, scheme.num_boundaries, 32)
+    torch.save({"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_FORMAT_VERSION,
+                "code_version": "test", "variant": "scpan", "scheme": scheme.name, "params": params,
+                "model_state": model.state_dict(), "optimizer_state": {}, "iteration": 0,
+                "rng_state": {}, "metrics": {}}, path)
+    return path
+
+
+def test_aflw_nme_box_divides_by_the_annotated_box_size(tmp_path):
+    """AFLW (Table III protocol): each face's NME_box is its mean point error over the CSV's
+    box_size column, not over its landmarks' tight box; the provenance says so."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    header = "image_name,scale,box_size,center_w,center_h," + ",".join(f"x{i},y{i}" for i in range(19))
+    rows, sizes = [], [37.0, 81.5]
+    for i, size in enumerate(sizes):
+        cv2.imwrite(str(tmp_path / f"im{i}.png"), rng.integers(0, 255, (80, 80, 3), dtype=np.uint8))
+        pts = rng.uniform(20, 60, size=(19, 2))
+        rows.append(f"im{i}.png,0.2,{size},40,40," + ",".join(f"{v:.3f}" for v in pts.ravel()))
+    (tmp_path / "face_landmarks_aflw_test.csv").write_text("\n".join([header] + rows) + "\n")
+    ckpt = _tiny_checkpoint_19(tmp_path / "aflw.pt")
+    result = evaluate(ckpt, "aflw", tmp_path, "test", device="cpu", progress=False, return_predictions=True)
+    pred, gt = result["predictions"]["pred"], result["predictions"]["gt"]
+    errors = np.linalg.norm(pred.astype(np.float64) - gt, axis=-1).mean(axis=1)
+    full = result["subsets"]["full"]
+    np.testing.assert_allclose(full["per_face_nme"]["box"], errors / sizes, rtol=1e-6)
+    tight = np.sqrt(np.prod(np.ptp(gt, axis=1), axis=1))
+    assert not np.allclose(full["per_face_nme"]["box"], errors / tight)
+    assert result["provenance"]["nme_norms"]["box"].startswith("the dataset's box_size")

@@ -318,3 +318,93 @@ def test_scl_js_pixel_is_zero_for_consistent_views():
     assert float(same) < 1e-5
     other = scl_maps_loss(logits, torch.randn(2, 68, 16, 16), theta, flipped, np.arange(68), 64, kind="js_pixel")
     assert float(other) > 0.1
+
+
+def tiny_semi_batch():
+    """Hand-built semi-SCPAN batch: 3 pairs (1 labeled, 2 unlabeled), T = 2 stages of 8x8 and
+    16x16 maps on a 32 px crop, K = 3 points, C = 2 boundaries; D's: identity, mirror, and rotation
+    by 10 degrees with scale 0.9 and a (2, -1) px shift."""
+    import types
+
+    g = torch.Generator().manual_seed(11)
+    k, c, size, pairs = 3, 2, 32, 3
+    heat = [torch.randn(2 * pairs, k, r, r, generator=g) * 2 for r in (8, 16)]
+    bounds = [torch.randn(2 * pairs, c, r, r, generator=g) * 2 for r in (8, 16)]
+    a = math.radians(10.0)
+    rot = 0.9 * np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
+    theta = np.stack([np.eye(2, 3),
+                      np.array([[-1.0, 0.0, size], [0.0, 1.0, 0.0]]),
+                      np.hstack([rot, (np.array([16.0, 16.0]) - rot @ [16.0, 16.0] + [2.0, -1.0])[:, None]])])
+    outputs = {"heatmaps": heat, "boundaries": bounds, "offsets": None, "input_size": size}
+    targets = {"heatmaps": {r: torch.rand(2, k, r, r, generator=g) for r in (8, 16)},
+               "boundaries": {r: torch.rand(2, c, r, r, generator=g) for r in (8, 16)},
+               "landmarks": torch.rand(2, k, 2, generator=g) * size}
+    info = {"theta": torch.tensor(theta, dtype=torch.float32), "flipped": torch.tensor([False, True, False]),
+            "point_perm": np.array([2, 1, 0]), "boundary_perm": np.array([1, 0])}
+    spec = types.SimpleNamespace(boundaries=True, bali=False, self_calibrated=True)
+    return outputs, targets, info, spec
+
+
+def scl_brute_per_pair(outputs: dict, info: dict, size: int) -> np.ndarray:
+    """S[t, i]: eq. 17 of pair i at stage t, float64 JS (js_brute) of the landmark maps plus that
+    of the boundary maps, each averaged over channels, inside D's valid region."""
+    heat, bounds = outputs["heatmaps"], outputs["boundaries"]
+    pairs = heat[0].shape[0] // 2
+    out = np.zeros((len(heat), pairs))
+    for t in range(len(heat)):
+        for maps, perm in ((heat[t], info["point_perm"]), (bounds[t], info["boundary_perm"])):
+            b, c, h, _ = maps.shape
+            p_a = torch.softmax(maps[:pairs].reshape(pairs, c, -1), -1).view(pairs, c, h, h)
+            warped, valid = apply_warp(p_a, info["theta"], info["flipped"], perm, size)
+            for i in range(pairs):
+                sel = valid[i, 0].numpy() > 0.5
+                out[t, i] += np.mean([js_brute(maps[pairs + i, q].numpy()[sel], warped[i, q].numpy()[sel])
+                                      for q in range(c)])
+    return out
+
+
+@pytest.mark.parametrize("stages", ["all", "intermediate"])
+def test_unlabeled_sum_is_eq20_as_printed_and_mean_keeps_the_old_value(stages):
+    """loss.unlabeled_weighting. mean (default): every pair weighs w_t / (N + M), the value the
+    objective gave before the key existed. sum (eq. 20): labeled pairs w_t / N, unlabeled 1 / N."""
+    outputs, targets, info, spec = tiny_semi_batch()
+    S = scl_brute_per_pair(outputs, info, 32)
+    eta, lambda1, n = 4.0, 1.0, 1
+    w = [eta, lambda1 if stages == "all" else 0.0]
+    s = [1.0, 1.0 if stages == "all" else 0.0]  # eq. 20: no eta; its last stage per scl_stages
+    want_mean = sum(w[t] * S[t].mean() for t in range(2))
+    want_sum = sum(w[t] * S[t, :n].sum() / n for t in range(2)) + sum(s[t] * S[t, n:].sum() for t in range(2)) / n
+    config = LossConfig(field_radius=2, input_size=32, scl_stages=stages)
+    assert config.unlabeled_weighting == "mean"
+    mean_terms = objective_terms(outputs, n, targets, info, spec, config)
+    sum_terms = objective_terms(outputs, n, targets, info, spec,
+                                dataclasses.replace(config, unlabeled_weighting="sum"))
+    old = {"all": 4.2706475257873535, "intermediate": 3.3218958377838135}[stages]  # before the key existed
+    assert float(mean_terms["scl"]) == pytest.approx(old, rel=1e-6)
+    assert float(mean_terms["scl"]) == pytest.approx(want_mean, rel=1e-4)
+    assert float(sum_terms["scl"]) == pytest.approx(want_sum, rel=1e-4)
+    assert abs(want_sum - want_mean) > 0.1 * want_mean  # the readings really differ here
+    for key in ("heat", "boundary", "coord"):  # only L_scl depends on the reading
+        assert torch.equal(mean_terms[key], sum_terms[key])
+    # only unlabeled pairs (N = 0): divisor 1, the printed sum itself
+    only = objective_terms(outputs, 0, None, info, spec, dataclasses.replace(config, unlabeled_weighting="sum"))
+    assert float(only["scl"]) == pytest.approx(sum(s[t] * S[t].sum() for t in range(2)), rel=1e-4)
+    # no unlabeled pair: both readings are the same mean over the labeled pairs
+    all_labeled = {"heatmaps": {r: torch.rand(6, 3, r, r) for r in (8, 16)},
+                   "boundaries": {r: torch.rand(6, 2, r, r) for r in (8, 16)}, "landmarks": torch.rand(6, 3, 2) * 32}
+    full = objective_terms(outputs, 3, all_labeled, info, spec, dataclasses.replace(config, unlabeled_weighting="sum"))
+    assert float(full["scl"]) == pytest.approx(want_mean, rel=1e-4)
+
+
+def test_unlabeled_weighting_param_is_read_and_checked():
+    from spanlib import config as schema
+    from spanlib.losses import UNLABELED_WEIGHTINGS
+
+    good = {"lambda1": 1.0, "lambda2": 16.0, "gamma": 40.0, "eta": 4.0}
+    assert LossConfig.from_params(good, {"field_radius": 2}, 64, 32).unlabeled_weighting == "mean"
+    got = LossConfig.from_params(dict(good, unlabeled_weighting="sum"), {"field_radius": 2}, 64, 32)
+    assert got.unlabeled_weighting == "sum"
+    with pytest.raises(ParamError, match="loss.unlabeled_weighting"):
+        LossConfig.from_params(dict(good, unlabeled_weighting="median"), {"field_radius": 2}, 64, 32)
+    field = {f.name: f for f in dataclasses.fields(schema.LossConfigParams)}["unlabeled_weighting"]
+    assert field.metadata["choices"] == UNLABELED_WEIGHTINGS and field.default == "mean"

@@ -104,3 +104,24 @@ def test_bad_input_is_reported():
         metrics.nme_per_face(np.zeros((67, 2)), gt, "diag")
     with pytest.raises(DataError, match="empty"):
         metrics.failure_rate([], 0.1)
+
+
+def test_nme_box_uses_the_provided_box_size_by_hand():
+    """AFLW (Table III): NME_box divides by the annotation's box_size where a face has one; a face
+    without one (NaN) keeps sqrt(w h) of its landmarks' tight box."""
+    s19 = get_scheme("19")
+    gt = np.zeros((2, 19, 2))
+    gt[:, :, 0] = np.arange(19) * 2.0      # tight box 0..36 x 0..18: sqrt(36 * 18) = 25.456
+    gt[:, :, 1] = np.arange(19) % 10 * 2.0
+    pred = gt.copy()
+    pred[:, 0] += (3.0, 4.0)                # 5 px on point 0
+    pred[:, 5] += (6.0, 8.0)                # 10 px on point 5: 15 px over 19 points
+    sizes = np.array([50.0, np.nan])
+    nme = metrics.nme_per_face(pred, gt, "box", s19, box_sizes=sizes)
+    assert nme[0] == pytest.approx(15 / 19 / 50)
+    assert nme[1] == pytest.approx(15 / 19 / np.sqrt(36 * 18))
+    m = metrics.subset_metrics(pred, gt, s19, box_sizes=sizes, norm="box")
+    assert m["nme"]["box"] == pytest.approx((15 / 19 / 50 + 15 / 19 / np.sqrt(36 * 18)) / 2)
+    assert m["nme"]["diag"] == pytest.approx(15 / 19 / np.hypot(36, 18))  # diag ignores box_size
+    with pytest.raises(DataError, match="box_sizes: expected 2 sizes"):
+        metrics.nme_per_face(pred, gt, "box", s19, box_sizes=[50.0])

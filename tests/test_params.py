@@ -94,6 +94,21 @@ def test_set_overrides_are_checked_like_the_file(tmp_path):
     assert apply_overrides(small, ["loss.heatmap_loss=ce"])["loss"] == {"heatmap_loss": "ce"}
 
 
+@pytest.mark.parametrize("extra, expected", [
+    ([{"source": "csv"}], r"data.extra_train\[0\]: expected a mapping with keys source, root"),
+    ([{"source": "csv", "root": "x", "folder": "y"}], r"data.extra_train\[0\]: expected a mapping"),
+    ([{"source": "300W", "root": "x"}], r"data.extra_train\[0\].source: '300W' is not one of .*did you mean '300w'"),
+])
+def test_extra_training_folders_are_checked(tmp_path, extra, expected):
+    path = write(tmp_path, repo_params())
+    ok = load_params(path, ['data.extra_train=[{source: csv, root: faces, split: training}]'])
+    assert ok["data"]["extra_train"] == [{"source": "csv", "root": "faces", "split": "training"}]
+    params = repo_params()
+    params["data"]["extra_train"] = extra
+    with pytest.raises(ParamError, match=expected):
+        load_params(write(tmp_path, params))
+
+
 def test_profiles_are_checked_when_the_file_loads(tmp_path):
     params = repo_params()
     params["profiles"]["paper"]["train.iteratons"] = 5

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from spanlib.data.synth.shape import TEMPLATE
-from spanlib.errors import ParamError
+from spanlib.errors import DataError, ParamError
 from spanlib.params import load_params
 from spanlib.schemes import get_scheme
 from spanlib.train import lr_at, train
@@ -177,6 +177,51 @@ def test_val_fraction_holds_out_a_seeded_disjoint_subset(faces):
         build_setup(params, "shn", torch.device("cpu"), progress=False)
 
 
+def test_extra_train_faces_join_training_but_never_validation(faces, tmp_path):
+    """data.extra_train: more labelled folders are added to the training faces after the held-out
+    split is drawn from data.source, so the validation faces are the same with or without them."""
+    from spanlib.train import build_setup
+
+    params = small_params(faces, val_fraction=0.25, val_every=10, val_faces=1000)
+    plain = build_setup(params, "shn", torch.device("cpu"), progress=False)
+    params["data"]["extra_train"] = [{"source": "pts", "root": str(faces["held"]), "split": "all"}]
+    extra = build_setup(params, "shn", torch.device("cpu"), progress=False)
+    assert len(extra.labeled.dataset) == len(plain.labeled.dataset) + 24
+    assert sorted(s.path for s in extra.val_dataset.samples) == sorted(s.path for s in plain.val_dataset.samples)
+    assert {str(p) for p in faces["held"].glob("*.png")} <= set(extra.labeled.dataset.paths)
+    # another landmark scheme cannot be mixed in
+    five = tmp_path / "five"
+    five.mkdir()
+    cv2.imwrite(str(five / "a.png"), np.zeros((40, 40, 3), np.uint8))
+    (five / "a.pts").write_text("version: 1\nn_points: 5\n{\n" + "10 10\n20 10\n15 20\n10 30\n20 30\n" + "}\n")
+    params["data"]["extra_train"] = [{"source": "pts", "root": str(five), "split": "all"}]
+    with pytest.raises(DataError, match=r"data.extra_train\[0\].*5 landmarks.*68"):
+        build_setup(params, "shn", torch.device("cpu"), progress=False)
+
+
+def test_init_from_copies_every_matching_weight_of_another_run(faces, tmp_path):
+    """train.init_from (pretraining then fine-tuning): the tensors of an shn run that exist with the
+    same shape in scpan start the scpan run; the SCPA and boundary heads keep their initialisation."""
+    from spanlib.checkpoint import load_model
+    from spanlib.train import build_setup, init_weights
+
+    donor = train(small_params(faces, iterations=2), "shn", tmp_path / "shn.pt", progress=False)
+    fresh = build_setup(small_params(faces), "scpan", torch.device("cpu"), progress=False).model
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    info = init_weights(fresh, donor)
+    shn_state = load_model(donor).state_dict()
+    after = fresh.state_dict()
+    shared = [k for k in after if k in shn_state and shn_state[k].shape == after[k].shape]
+    assert info["copied"] == len(shared) > 0 and info["tensors"] == len(after)
+    assert all(torch.equal(after[k], shn_state[k]) for k in shared)
+    own_only = [k for k in after if k not in shn_state]
+    assert own_only and all(torch.equal(after[k], before[k]) for k in own_only)
+    out = train(small_params(faces, iterations=2, init_from=str(donor)), "scpan", tmp_path / "ft.pt", progress=False)
+    assert torch.load(out, weights_only=True)["metrics"]["init_from"]["copied"] == info["copied"]
+    with pytest.raises(ParamError, match=r"train.init_from: .*missing.pt not found"):
+        init_weights(fresh, tmp_path / "missing.pt")
+
+
 def test_term_gradients_show_js_weak_start_against_ce(faces):
     """At initialisation the softmax JS pushes the target's peak logit far more weakly than CE
     (p_j (g_j - E_p g) with p_j ~ 1/(h w), against p - q): the finding of docs/model.md."""
@@ -327,6 +372,21 @@ def test_resume_names_the_params_that_differ(faces, tmp_path):
     # execution settings may change: more workers and a later extension resume fine
     train(params, "shn", out, progress=False, resume=True, overrides=["train.num_workers=1", "train.iterations=3"])
     assert torch.load(out, weights_only=True)["iteration"] == 3
+
+
+def test_a_key_added_later_at_its_default_is_not_a_difference():
+    """A checkpoint written before a key existed ran with the key's schema default: resuming it
+    with the key at that default is no change; at another value it is."""
+    from spanlib.train import differing_params
+
+    old = {"loss": {"gamma": 40.0}, "disturb": {"p_flip": 0.5}}
+    assert differing_params(old, {"loss": {"gamma": 40.0, "unlabeled_weighting": "mean"},
+                                  "disturb": {"p_flip": 0.5, "p_translate": 0.0}}) == []
+    assert differing_params(old, {"loss": {"gamma": 40.0, "unlabeled_weighting": "sum"},
+                                  "disturb": {"p_flip": 0.5}}) == ["loss.unlabeled_weighting"]
+    assert differing_params(old, {"loss": {"gamma": 40.0, "no_such_key": 1}, "disturb": {"p_flip": 0.5}}) == [
+        "loss.no_such_key"]
+    assert differing_params({"loss": {"gamma": 40.0}}, {"loss": {}}) == ["loss.gamma"]  # required: no default
 
 
 @pytest.mark.parametrize("workers", [0, 2])

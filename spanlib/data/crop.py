@@ -103,6 +103,19 @@ def box_from_landmarks(points: np.ndarray) -> np.ndarray:
     return np.array([*pts.min(axis=0), *pts.max(axis=0)], dtype=np.float32)
 
 
+# crop.box (training) -> the preference of ``spanlib.data.dataset.face_box``. ``dataset`` is the
+# rule evaluation uses (``evaluate.crop_box: detector``): the dataset's own face box when the face
+# has one (WFLW, COFW, AFLW), else the landmarks' box, so train and test crops share centre and scale.
+TRAIN_BOX_RULES = {"dataset": "detector", "landmarks": "landmarks"}
+
+
+def train_box_preference(rule: str) -> str:
+    """``face_box`` preference for the ``crop.box`` rule; ParamError naming the param otherwise."""
+    if rule not in TRAIN_BOX_RULES:
+        raise ParamError(f"crop.box: expected one of {list(TRAIN_BOX_RULES)}, got {rule!r}")
+    return TRAIN_BOX_RULES[rule]
+
+
 def square_crop_matrix(box: np.ndarray, size: int, scale: float) -> np.ndarray:
     """(2, 3) matrix of the crop protocol: a square of side ``scale * max(w, h)`` centred on the box
     maps onto the ``size`` x ``size`` crop."""

@@ -106,9 +106,13 @@ class PairedFaceDataset(Dataset):
         if context < 1:
             raise ParamError(f"crop.context: expected >= 1, got {context}")
         self.margin = int(round(self.crop_size * (context - 1) / 2))
-        self._cache_faces(samples, scale, progress)
+        self._cache_faces(samples, scale, progress, str(params["crop"].get("box", "dataset")))
 
-    def _cache_faces(self, samples: Sequence, scale: float, progress: bool) -> None:
+    def _cache_faces(self, samples: Sequence, scale: float, progress: bool, box_rule: str = "dataset") -> None:
+        from .crop import train_box_preference
+
+        # labeled faces: the crop.box rule (default: the box evaluation crops from); unlabeled: any box
+        prefer = train_box_preference(box_rule) if self.labeled else "detector"
         size, m = self.crop_size, self.margin
         big = size + 2 * m
         k = self.scheme.num_points
@@ -123,7 +127,7 @@ class PairedFaceDataset(Dataset):
                 if sample.landmarks.shape != (k, 2):
                     raise DataError(f"{sample.path}: expected ({k}, 2) landmarks for scheme "
                                     f"{self.scheme.name}, got {sample.landmarks.shape}")
-            box = face_box(sample, "landmarks" if self.labeled else "detector")
+            box = face_box(sample, prefer)
             # same centre and pixel scale as the training crop, ``big`` pixels wide
             crop, transform = crop_face(sample.image, box, big, scale * big / size)
             self.images[i] = crop
@@ -133,11 +137,24 @@ class PairedFaceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    # disturb.redraw: a new disturbance every epoch (ours) | drawn once, as Algorithm 1's step 1
+    REDRAW_MODES = ("epoch", "once")
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch, int(index)])
+        """The generator of item ``index``'s disturbance (plan and noise values).
+
+        ``disturb.redraw: epoch`` (ours, the default): seeded [seed, epoch, index], a new view b every
+        epoch. ``once`` (Algorithm 1, step 1: each disturbance is generated once, before the epoch
+        loop): always the epoch-0 seed [seed, 0, index], so view b is the same in every epoch and
+        equals the default's first-epoch view (the two readings differ from epoch 1 on only)."""
+        redraw = self.disturb_params.get("redraw", "epoch")
+        if redraw not in self.REDRAW_MODES:
+            raise ParamError(f"disturb.redraw: expected one of {', '.join(self.REDRAW_MODES)}, got {redraw!r}")
+        epoch = self.epoch if redraw == "epoch" else 0
+        return np.random.default_rng([self.seed, epoch, int(index)])
 
     def _view(self, image: np.ndarray, points: np.ndarray | None) -> dict:
         view = {"image": to_tensor_image(image)}

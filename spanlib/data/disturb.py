@@ -1,8 +1,11 @@
 """Disturbances that make the (original, disturbed) training pair (Fig. 4, section IV-A).
 
 Geometric disturbances (mirror flip, rotation within +-max_rotation degrees, scaling within
-scale_range, all about the crop centre) compose into one affine D: crop-a pixels -> crop-b pixels,
-plus the mirror's channel permutation. Texture disturbances (Gaussian noise, salt noise, blur by
+scale_range, all about the crop centre, then a translation within +-max_translation of the crop
+side) compose into one affine D: crop-a pixels -> crop-b pixels, plus the mirror's channel
+permutation. Translation is named among the spatial transformations in section III-B but is not in
+section IV-A's list (rotation, scaling, mirror flip) and has no range in the paper: it is off by
+default (``p_translate: 0``, which draws no random number, so runs without it repeat bit for bit). Texture disturbances (Gaussian noise, salt noise, blur by
 bicubic down- and up-sampling, occlusion by a black box or by a patch of the same face) leave D
 unchanged. Each disturbance is drawn independently with its probability from params["disturb"], so
 any combination can occur.
@@ -47,16 +50,20 @@ class Disturbed:
 
 
 def geometric_theta(size: int, angle_deg: float = 0.0, scale: float = 1.0,
-                    flip: bool = False) -> np.ndarray:
+                    flip: bool = False, shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """(2, 3) float64 crop-a -> crop-b: optional mirror x -> S - x, then rotation by ``angle_deg``
-    (counter-clockwise as seen on screen) and scaling by ``scale``, both about the crop centre."""
+    (counter-clockwise as seen on screen) and scaling by ``scale``, both about the crop centre, then
+    a translation by ``shift`` = (dx, dy) crop-b pixels (the content moves right and down)."""
     c = size / 2.0
     mirror = np.array([[-1.0, 0.0, float(size)], [0.0, 1.0, 0.0]]) if flip else np.eye(2, 3)
     a = np.deg2rad(angle_deg)
     # y points down, so a counter-clockwise turn on screen is [[cos, sin], [-sin, cos]]
     lin = scale * np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
     rot = np.hstack([lin, (np.array([c, c]) - lin @ np.array([c, c]))[:, None]])
-    return compose_affine(rot, mirror)
+    theta = compose_affine(rot, mirror)
+    if tuple(shift) != (0.0, 0.0):  # only then: without a shift theta is bit for bit as before
+        theta = compose_affine(np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]]]), theta)
+    return theta
 
 
 def transform_landmarks(landmarks: np.ndarray, D: Warp, flip_perm: np.ndarray) -> np.ndarray:
@@ -72,17 +79,32 @@ def _check(params: dict) -> None:
     lo, hi = params.get("scale_range", (1.0, 1.0))
     if not 0 < lo <= hi:
         raise ParamError(f"disturb.scale_range: expected 0 < low <= high, got {[lo, hi]}")
+    if not 0.0 <= float(params.get("max_translation", 0.1)) <= 1.0:
+        raise ParamError(f"disturb.max_translation: expected a fraction of the crop side in [0, 1], "
+                         f"got {params['max_translation']}")
+
+
+def sample_shift(params: dict, rng: np.random.Generator, size: int) -> tuple[float, float]:
+    """The translation (section III-B): with probability ``p_translate``, (dx, dy) drawn uniformly
+    in [-1, 1]^2 times ``max_translation`` times the crop side, in crop-b pixels; else (0, 0).
+    ``p_translate`` 0 (or absent) draws nothing, so the other draws keep their place in the stream."""
+    p = float(params.get("p_translate", 0.0))
+    if p <= 0.0 or not rng.random() < p:
+        return (0.0, 0.0)
+    dx, dy = rng.uniform(-1, 1, 2) * float(params.get("max_translation", 0.1)) * size
+    return (float(dx), float(dy))
 
 
 def sample_plan(params: dict, rng: np.random.Generator, size: int) -> dict:
     """Draw which disturbances apply and their geometric parameters (all randomness but the noise
-    values): {"flip", "angle", "scale", "texture": [(kind, args), ...]}."""
+    values): {"flip", "angle", "scale", "shift", "texture": [(kind, args), ...]}."""
     _check(params)
     flip = bool(rng.random() < params.get("p_flip", 0.0))
     angle = float(rng.uniform(-1, 1) * params.get("max_rotation", 0.0)) \
         if rng.random() < params.get("p_rotate", 0.0) else 0.0
     scale = float(rng.uniform(*params.get("scale_range", (1.0, 1.0)))) \
         if rng.random() < params.get("p_scale", 0.0) else 1.0
+    shift = sample_shift(params, rng, size)
     texture = []
     if rng.random() < params.get("p_blur", 0.0):
         sizes = params.get("blur_sizes", [64])
@@ -103,7 +125,7 @@ def sample_plan(params: dict, rng: np.random.Generator, size: int) -> dict:
         texture.append(("gaussian_noise", float(params.get("noise_std", 10.0))))
     if rng.random() < params.get("p_salt_noise", 0.0):
         texture.append(("salt_noise", float(params.get("salt_fraction", 0.02))))
-    return {"flip": flip, "angle": angle, "scale": scale, "texture": texture}
+    return {"flip": flip, "angle": angle, "scale": scale, "shift": shift, "texture": texture}
 
 
 def apply_texture(image: np.ndarray, kind: str, args, rng: np.random.Generator) -> np.ndarray:
@@ -137,12 +159,14 @@ def apply_plan(image: np.ndarray, landmarks: np.ndarray | None, scheme, plan: di
                ) -> Disturbed:
     """Apply a drawn plan to crop a (``image``, (S, S, 3) uint8). ``context`` = (larger image,
     (2, 3) matrix crop-a points -> its points) supplies the pixels that the geometric warp brings
-    in from outside crop a."""
+    in from outside crop a. A plan without "shift" (drawn before translation existed) has none."""
     size = image.shape[0]
-    theta = geometric_theta(size, plan["angle"], plan["scale"], plan["flip"])
+    shift = tuple(plan.get("shift", (0.0, 0.0)))
+    theta = geometric_theta(size, plan["angle"], plan["scale"], plan["flip"], shift)
     D = Warp(theta.astype(np.float32), bool(plan["flip"]))
     applied = [name for name, on in (("flip", plan["flip"]), ("rotate", plan["angle"] != 0.0),
-                                     ("scale", plan["scale"] != 1.0)) if on]
+                                     ("scale", plan["scale"] != 1.0), ("translate", shift != (0.0, 0.0)))
+               if on]
     if applied:
         if context is not None:
             source, to_context = context

@@ -37,6 +37,7 @@ _SOURCES = {
     "unlabeled": ("unlabeled", "read", "SPLITS", None),
     "celeba": ("unlabeled", "read_celeba", "CELEBA_SPLITS", None),
     "csv": ("csv_faces", "read", None, None),
+    "300wlp": ("w300lp", "read", "SPLITS", 68),
 }
 SOURCES = tuple(_SOURCES)
 
@@ -128,6 +129,21 @@ def read_source(source: str, root: str | Path, split: str | None = None) -> list
             stacklevel=2,
         )
     return result.samples
+
+
+def read_extra_train(extras, num_points: int) -> list[Sample]:
+    """The faces of ``data.extra_train`` (each ``{source, root, split?}``): more labelled faces that
+    training adds to its own split (after the held-out faces are set aside, so validation stays on
+    ``data.source``). Each must have ``num_points`` landmarks, the training source's scheme."""
+    faces: list[Sample] = []
+    for i, extra in enumerate(extras or []):
+        samples = read_source(extra["source"], extra["root"], extra.get("split") or default_split(extra["source"], extra["root"]))
+        points = len(samples[0].landmarks)
+        if points != num_points:
+            raise DataError(f"data.extra_train[{i}] ({extra['source']} under {extra['root']}): faces with {points} "
+                            f"landmarks, but the training source has {num_points}; the schemes must match")
+        faces.extend(samples)
+    return faces
 
 
 def _size_range(samples: list[Sample]) -> dict:
