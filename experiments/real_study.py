@@ -6,10 +6,10 @@ train.val_seed: the same faces for every run, never trained on).
     python experiments/real_study.py [--params params.yaml] [--models models/real_study]
                                      [--out results/real_study] [--set KEY=VALUE ...]
 
-This is the DVC stage `real_study`. It is frozen (`dvc repro` skips it; the committed results are
-what it wrote) because it needs a copy of 300W, which a fresh clone does not have. With your own
-copy: point the `shared300w` profile (or your own) at it, then
-`dvc unfreeze real_study && dvc repro real_study`. Finished runs are kept and interrupted ones
+This is the DVC stage `real_study` of studies/real_faces/dvc.yaml, outside the top-level pipeline
+because it needs a copy of 300W, which a fresh clone does not have (frozen once its results are
+committed). With your own copy: point the `shared300w` profile (or your own) at it, then
+`dvc repro real_study` from studies/real_faces/ (`dvc unfreeze real_study` first once frozen). Finished runs are kept and interrupted ones
 resumed (`spanlib.seeds.train_many`), `real_study.workers` at a time with one torch thread each.
 
 Writes under --out: ablation.md / ablation.json (every variant against `real_study.reference`)

@@ -1,18 +1,17 @@
-"""The balance of eq. 19's terms over training on real faces, for two readings of the field term
-(issue 11: does a normalisation bring the paper's weights back to a sensible balance?).
+"""The balance of eq. 19's terms over training, for two readings of the field term (issue 11: does
+a normalisation bring the paper's weights back to a sensible balance?).
 
-    python experiments/loss_balance_real.py --checkpoint "1,000 its (seed 0)=models/real_study/scpan/s0/checkpoint.pt" \
+    python experiments/loss_balance.py [--profile real,shared300w | none] \
         [--checkpoint LABEL=PATH ...] [--batches 3] [--out results/real/loss_balance_training]
 
 For the model at initialisation (seed 0) and each checkpoint, `spanlib.loss_balance.term_gradients`
-on the same first training batches of the real recipe (profile real,shared300w, scpan, seed 0):
-each term's value and the norm of its gradient over all parameters; a term's *share* is that norm
-over the sum of the five norms. Under Adam the loss scale does not matter but the shares do. The
-weights are the recipe's (lambda1 1, eta 4, lambda2 16, gamma 40), the heatmap term its
-cross-entropy; the field term is read twice at the same weights: `l1` (ours, the default: a masked
-L1 in map pixels, averaged over the window's pixels) and `js` (the offsets turned into window maps
-compared by JS, the reading the paper's "distribution" wording allows). Writes LABEL.json and
-LABEL.md under --out's folder (--out without suffix).
+on the same first training batches of scpan, seed 0, with params.yaml under --profile (`none`: the
+synthetic default as `make repro` trains it): each term's value and the norm of its gradient over
+all parameters; a term's *share* is that norm over the sum of the five norms. Under Adam the loss
+scale does not matter but the shares do. The weights are the paper's (lambda1 1, eta 4, lambda2 16,
+gamma 40); the field term is read twice at the same weights: `l1` (ours, the default: a masked L1
+in map pixels, averaged over the window's pixels) and `js` (the offsets turned into window maps
+compared by JS, the reading the paper's "distribution" wording allows). Writes OUT.json and OUT.md.
 """
 import argparse
 from pathlib import Path
@@ -39,10 +38,10 @@ def shares(terms: dict) -> dict:
     return {t: terms[t]["grad_params"] / total for t in TERMS if t in terms}
 
 
-def markdown(rows: list[dict], batches: int) -> str:
-    lines = [f"**The terms' shares of the gradient over training** (scpan, real recipe, seed 0; mean of "
-             f"the first {batches} training batches of 8 pairs; share = the term's parameter-gradient norm "
-             f"over the sum of the five; value = the weighted term)", "",
+def markdown(rows: list[dict], batches: int, setting: str) -> str:
+    lines = [f"**The terms' shares of the gradient over training** ({setting}; mean of the first {batches} "
+             f"training batches of seed 0; share = the term's parameter-gradient norm over the sum of the "
+             f"five; field value = the weighted field term)", "",
              "| model | field read as | " + " | ".join(f"{t} share" for t in TERMS) + " | field value |",
              "|---|---|" + "---|" * (len(TERMS) + 1)]
     for row in rows:
@@ -54,11 +53,15 @@ def markdown(rows: list[dict], batches: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("--profile", default="real,shared300w", help="params.yaml profiles, or none")
     parser.add_argument("--checkpoint", type=checkpoint_arg, action="append", default=[])
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "real" / "loss_balance_training")
     args = parser.parse_args()
-    base = apply_overrides(apply_profile(load_params(args.params), "real,shared300w"), ["seed=0"])
+    params = load_params(args.params)
+    if args.profile != "none":
+        params = apply_profile(params, args.profile)
+    base = apply_overrides(params, ["seed=0"])
     models = [("initialisation", None)] + args.checkpoint
     rows = []
     for label, checkpoint in models:
@@ -69,12 +72,16 @@ def main() -> None:
                          "field_reading": reading, "terms": terms, "shares": shares(terms)})
             print(label, reading, {t: f"{100 * s:.0f} %" for t, s in rows[-1]["shares"].items()}, flush=True)
     write_json(args.out.with_suffix(".json"), {
-        "produced_by": f"experiments/loss_balance_real.py (spanlib.loss_balance.term_gradients, profile "
-                       f"real,shared300w, scpan, seed 0, batches={args.batches})",
-        "data": f"{base['data']['root']} {base['data']['train_split']} minus the held-out "
-                f"{base['train']['val_fraction']:.0%} (val_seed {base['train']['val_seed']})",
+        "produced_by": f"experiments/loss_balance.py (spanlib.loss_balance.term_gradients, profile "
+                       f"{args.profile}, heatmap_loss {base['loss']['heatmap_loss']}, scpan, seed 0, "
+                       f"batches={args.batches})",
+        "data": f"{base['data']['root']} {base['data']['train_split']}" + (
+            f" minus the held-out {base['train']['val_fraction']:.0%} (val_seed {base['train']['val_seed']})"
+            if base["train"]["val_fraction"] else ""),
         "code_version": code_version(), "machine": machine_info(), "rows": rows})
-    write_text(args.out.with_suffix(".md"), markdown(rows, args.batches))
+    setting = (f"scpan, profile {args.profile}, heatmap term {base['loss']['heatmap_loss']}, "
+               f"{base['crop']['input_size']} px, data {base['data']['root']}")
+    write_text(args.out.with_suffix(".md"), markdown(rows, args.batches, setting))
 
 
 if __name__ == "__main__":
