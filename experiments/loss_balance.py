@@ -1,11 +1,11 @@
 """The balance of eq. 19's terms over training, for two readings of the field term (issue 11: does
 a normalisation bring the paper's weights back to a sensible balance?).
 
-    python experiments/loss_balance.py [--profile real,shared300w | none] \
+    python experiments/loss_balance.py [--recipe real,shared300w | none] \
         [--checkpoint LABEL=PATH ...] [--batches 3] [--out results/real/loss_balance_training]
 
 For the model at initialisation (seed 0) and each checkpoint, `spanlib.loss_balance.term_gradients`
-on the same first training batches of scpan, seed 0, with params.yaml under --profile (`none`: the
+on the same first training batches of scpan, seed 0, with params.yaml under --recipe (`none`: the
 synthetic default as `make repro` trains it): each term's value and the norm of its gradient over
 all parameters; a term's *share* is that norm over the sum of the five norms. Under Adam the loss
 scale does not matter but the shares do. The weights are the paper's (lambda1 1, eta 4, lambda2 16,
@@ -18,7 +18,8 @@ from pathlib import Path
 
 from spanlib.io import write_json, write_text
 from spanlib.loss_balance import term_gradients
-from spanlib.params import apply_overrides, apply_profile, load_params
+from spanlib.config import apply_overrides, apply_recipe
+from spanlib.params import load_params
 from spanlib.provenance import code_version, machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,14 +54,14 @@ def markdown(rows: list[dict], batches: int, setting: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
-    parser.add_argument("--profile", default="real,shared300w", help="params.yaml profiles, or none")
+    parser.add_argument("--recipe", default="real,shared300w", help="params.yaml recipes, or none")
     parser.add_argument("--checkpoint", type=checkpoint_arg, action="append", default=[])
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "real" / "loss_balance_training")
     args = parser.parse_args()
     params = load_params(args.params)
-    if args.profile != "none":
-        params = apply_profile(params, args.profile)
+    if args.recipe != "none":
+        params = apply_recipe(params, args.recipe)
     base = apply_overrides(params, ["seed=0"])
     models = [("initialisation", None)] + args.checkpoint
     rows = []
@@ -72,14 +73,14 @@ def main() -> None:
                          "field_reading": reading, "terms": terms, "shares": shares(terms)})
             print(label, reading, {t: f"{100 * s:.0f} %" for t, s in rows[-1]["shares"].items()}, flush=True)
     write_json(args.out.with_suffix(".json"), {
-        "produced_by": f"experiments/loss_balance.py (spanlib.loss_balance.term_gradients, profile "
-                       f"{args.profile}, heatmap_loss {base['loss']['heatmap_loss']}, scpan, seed 0, "
+        "produced_by": f"experiments/loss_balance.py (spanlib.loss_balance.term_gradients, recipe "
+                       f"{args.recipe}, heatmap_loss {base['loss']['heatmap_loss']}, scpan, seed 0, "
                        f"batches={args.batches})",
         "data": f"{base['data']['root']} {base['data']['train_split']}" + (
             f" minus the held-out {base['train']['val_fraction']:.0%} (val_seed {base['train']['val_seed']})"
             if base["train"]["val_fraction"] else ""),
         "code_version": code_version(), "machine": machine_info(), "rows": rows})
-    setting = (f"scpan, profile {args.profile}, heatmap term {base['loss']['heatmap_loss']}, "
+    setting = (f"scpan, recipe {args.recipe}, heatmap term {base['loss']['heatmap_loss']}, "
                f"{base['crop']['input_size']} px, data {base['data']['root']}")
     write_text(args.out.with_suffix(".md"), markdown(rows, args.batches, setting))
 

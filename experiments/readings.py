@@ -21,10 +21,11 @@ import argparse
 import json
 from pathlib import Path
 
-from spanlib import pipeline
+from spanlib.experiments import read_test_faces
 from spanlib.evaluate import evaluate
 from spanlib.io import write_json, write_text
-from spanlib.params import apply_overrides, load_params
+from spanlib.config import apply_overrides
+from spanlib.params import load_params
 from spanlib.seeds import seed_table, train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ def main() -> None:
     params = load_params(ROOT / "params.yaml")
     for key in ("root", "test_root", "unlabeled_root"):
         params["data"][key] = str(ROOT / params["data"][key])
-    faces = pipeline.read_test_faces(params["data"])
+    faces = read_test_faces(params["data"])
     seeds = params["pipeline"]["seeds"]
     groups: dict[str, dict[str, list]] = {}
     for label, override, variant in READINGS[args.reading_set]:

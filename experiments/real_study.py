@@ -1,5 +1,5 @@
 """The ablation on real faces (issue 9): each variant of `real_study.variants` trained once per seed
-of `real_study.seeds` with the real recipe (`real_study.profile`) for `real_study.iterations`,
+of `real_study.seeds` with the real recipe (`real_study.recipe`) for `real_study.iterations`,
 then compared on the held-out faces of the training split (the recipe's train.val_fraction and
 train.val_seed: the same faces for every run, never trained on).
 
@@ -8,7 +8,7 @@ train.val_seed: the same faces for every run, never trained on).
 
 This is the DVC stage `real_study` of studies/real_faces/dvc.yaml, outside the top-level pipeline
 because it needs a copy of 300W, which a fresh clone does not have (frozen once its results are
-committed). With your own copy: point the `shared300w` profile (or your own) at it, then
+committed). With your own copy: point the `shared300w` recipe (or your own) at it, then
 `dvc repro real_study` from studies/real_faces/ (`dvc unfreeze real_study` first once frozen). Finished runs are kept and interrupted ones
 resumed (`spanlib.seeds.train_many`), `real_study.workers` at a time with one torch thread each.
 
@@ -23,15 +23,16 @@ from pathlib import Path
 
 from spanlib.experiments import compare_runs, comparison_markdown
 from spanlib.io import write_json, write_text
-from spanlib.params import apply_overrides, apply_profile, load_params
+from spanlib.config import apply_overrides, apply_recipe
+from spanlib.params import load_params
 from spanlib.seeds import check_seeds, train_many
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_params(params: dict, study: dict, seed: int) -> dict:
-    """The params of one run: the study's profile, its iteration budget, one thread per run."""
-    run = apply_profile(copy.deepcopy(params), study["profile"])
+    """The params of one run: the study's recipes, its iteration budget, one thread per run."""
+    run = apply_recipe(copy.deepcopy(params), study["recipe"])
     iterations = int(study["iterations"])
     return apply_overrides(run, [f"seed={seed}", f"train.iterations={iterations}", f"train.val_every={iterations}",
                                  f"train.checkpoint_every={min(100, iterations)}", "train.threads=1"])
@@ -58,7 +59,7 @@ def main() -> None:
     for (_, _, variant, _), checkpoint in zip(jobs, checkpoints):
         runs.setdefault(variant, []).append(checkpoint)
     data = jobs[0][1]["data"]
-    budget = (f"{study['iterations']} iterations of the real recipe (profile {study['profile']}), "
+    budget = (f"{study['iterations']} iterations of the real recipe (recipe {study['recipe']}), "
               f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}")
     tables = [("ablation", study["reference"], list(runs)),
               ("ablation_vs_scpan", "scpan", [v for v in ("scpan", "semi_scpan", "shn_bali") if v in runs])]

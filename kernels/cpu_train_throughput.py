@@ -1,8 +1,8 @@
-"""Training images/s of a params profile on the CPU, setting by setting, side by side in one run,
+"""Training images/s of a params recipe on the CPU, setting by setting, side by side in one run,
 and whether each setting learns the same thing (issue 13: "raise training images/s on 2 cores by
 at least 1.5x without changing what is learned").
 
-    python kernels/cpu_train_throughput.py --profile real,shared300w --steps 12 \
+    python kernels/cpu_train_throughput.py --recipe real,shared300w --steps 12 \
         --json kernels/results/cpu/train_throughput_real.json
 
 Every setting builds the same setup from the same seed (``spanlib.train.build_setup``; same
@@ -45,7 +45,7 @@ SETTINGS = {
 
 
 def run_setting(params: dict, variant: str, setting: dict, steps: int, warmup: int) -> dict:
-    from spanlib.params import apply_overrides
+    from spanlib.config import apply_overrides
     from spanlib.train import build_setup, lr_at, make_engine, make_optimizer, train_step
 
     overrides = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in setting.items()
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     from spanlib.provenance import code_version, machine_info
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_params_arguments(parser, profile="real,shared300w")
+    add_params_arguments(parser, recipe="real,shared300w")
     parser.add_argument("--variant", default="scpan")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     params = params_from(args)
     names = list(SETTINGS) if not args.only else [n.strip() for n in args.only.split(",")]
     result = {"machine": machine_info(), "python": platform.python_version(), "torch": torch.__version__,
-              "code_version": code_version(), "profile": args.profile, "variant": args.variant,
+              "code_version": code_version(), "recipe": args.recipe, "variant": args.variant,
               "steps": args.steps, "warmup": args.warmup, "load_average_before": os.getloadavg(), "rows": []}
     base = None
     for name in names:

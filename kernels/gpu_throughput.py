@@ -1,6 +1,6 @@
-"""Training and inference images/s of a params profile on one device (section IV-G, issue 13).
+"""Training and inference images/s of a params recipe on one device (section IV-G, issue 13).
 
-    python kernels/gpu_throughput.py --params params.yaml --profile paper,shared300w \
+    python kernels/gpu_throughput.py --params params.yaml --recipe paper,shared300w \
         --set data.root=... --variants shn,scpan --device cuda --json OUT.json
 
 Training: ``spanlib.train.build_setup`` and ``train_step`` exactly as ``spanlib train`` runs them
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     from spanlib.profile import profile_variant
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_params_arguments(parser, profile=None)
+    add_params_arguments(parser, recipe=None)
     parser.add_argument("--variants", default="scpan")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--steps", type=int, default=30)
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
     result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{os.cpu_count()}",
-              "torch": torch.__version__, "profile": args.profile, "overrides": args.overrides,
+              "torch": torch.__version__, "recipe": args.recipe, "overrides": args.overrides,
               "model": params["model"], "input_size": params["crop"]["input_size"],
               "training": [], "inference": []}
     for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:

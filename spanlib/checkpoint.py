@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .config import migrate
 from .errors import DataError, ParamError
 
 CHECKPOINT_FORMAT = "spanlib-checkpoint"
@@ -154,6 +155,8 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu", resume
             f"{path}: checkpoint format_version {ckpt['format_version']!r} was written by spanlib "
             f"{ckpt.get('code_version', '?')}; this spanlib reads format_version {CHECKPOINT_FORMAT_VERSION}"
         )
+    if isinstance(ckpt["params"], dict):
+        ckpt["params"] = migrate(ckpt["params"])  # params written under older names read as today's
     return ckpt
 
 
@@ -318,6 +321,7 @@ def _build(path, variant: str, scheme_name: str, params: dict, state: dict, devi
 
     if not isinstance(params, dict):
         raise DataError(f"{path}: {what} params are not a dict")
+    params = migrate(params)
     for key in ("model", "crop"):
         if not isinstance(params.get(key), dict):
             raise DataError(f"{path}: {what} params lack the {key!r} group")

@@ -1,27 +1,32 @@
-"""The schema of params.yaml: one frozen dataclass per group, with types, ranges and defaults.
+"""The schema of params.yaml: one frozen dataclass per group, with types, ranges and defaults,
+and the two ways params change: ``--set`` overrides and named recipes (``recipes:``).
 
 ``check_params`` validates a loaded params mapping as a whole (unknown groups and keys, with the
-nearest valid name; types; ranges; the ``profiles:`` overrides); ``check_override`` does the same
+nearest valid name; types; ranges; the ``recipes:`` overrides); ``check_override`` does the same
 for one ``--set`` key. ``Config.from_params`` builds the typed view, filling the defaults.
 
-A field without a default is required: the code reads it as ``params[group][key]``. A field with a
-default is optional: the code reads it with ``.get(key, default)`` today, and the default here is
-that fallback (the same value, so a file without the key behaves as before). Modules still take
-the plain dict; moving them to these objects is the next step of the migration (issue 12).
+Modules take the typed groups (``DisturbConfig``, ``TrainConfig``, ...): the entry points
+(``spanlib.train.train``, ``spanlib.evaluate.evaluate``, the commands) build a ``Config`` once;
+``as_group`` turns a plain mapping into its group where a caller hands one in (checked, defaults
+filled), so every default lives here and nowhere else. The plain dict stays what files hold:
+params.yaml, and a checkpoint's ``params`` (written as given, so resuming compares like with like).
 
 Kept free of torch and the model code so that loading params stays fast; the choices that mirror
-constants elsewhere (variants, optimizers, losses, norms, profiles) are checked against those
+constants elsewhere (variants, optimizers, losses, norms, heatmap distributions) are checked against those
 constants by tests/test_params.py.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
 import typing
 from dataclasses import MISSING, dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
+
+import yaml
 
 from .errors import ParamError
 
@@ -33,7 +38,7 @@ FIELD_LOSSES = ("l1", "smooth_l1", "l2", "js")
 HEATMAP_LOSSES = ("js", "ce", "js_pixel")
 COORD_LOSSES = ("distance", "squared_sum")
 SCL_STAGES = ("all", "intermediate")
-HEATMAP_PROFILES = ("gaussian", "ged", "student_t")
+HEATMAP_DISTRIBUTIONS = ("gaussian", "ged", "student_t")
 NORMS = ("io", "ip", "box", "diag")
 
 
@@ -90,7 +95,7 @@ class TargetsConfig:
     sigma: float = param(gt=0)
     boundary_sigma: float = param(gt=0)
     field_radius: int = param(low=0)
-    profile: str = param("gaussian", choices=HEATMAP_PROFILES)
+    distribution: str = param("gaussian", choices=HEATMAP_DISTRIBUTIONS)  # Table VII
     ged_shape: float = param(0.0, gt=-1)   # d: exponent 2 / (1 + d), d = 0 the Gaussian
     student_df: float = param(3.0, gt=0)
     boundary_xi: float = param(0.0)
@@ -125,7 +130,7 @@ class DisturbConfig:
 class ModelConfig:
     variant: str = param(choices=VARIANTS)
     stages: int = param(low=1)
-    width: int = param(low=2)
+    width: int = param(low=8)
     depth: int = param(low=1)
 
 
@@ -166,17 +171,17 @@ class TrainConfig:
 
 @dataclass(**_FROZEN)
 class EvaluateConfig:
-    decode_radius: int = param(low=0)
-    # defaults: spanlib.evaluate.EVALUATE_DEFAULTS
+    # the order is that of the evaluation JSON's "protocol"
+    decode_radius: int = param(3, low=0)  # r: the (2r+1)^2 decoding window at test time (7x7)
     nme_norm: str = param("io", choices=NORMS)
     fr_threshold: float = param(0.1, gt=0)
     auc_threshold: float = param(0.1, gt=0)
     batch_size: int = param(16, low=1)
     crop_box: str = param("detector", choices=("detector", "landmarks"))
-    flip_test: bool = param(False)
     num_workers: int = param(0, low=0)
     profile_seconds: float = param(2.0, gt=0)
     profile_batch: int = param(16, low=1)
+    flip_test: bool = param(False)
 
 
 @dataclass(**_FROZEN)
@@ -184,7 +189,7 @@ class PipelineConfig:
     kernel: str = param()
     variants: list[str] = param(choices=VARIANTS)
     preview_faces: int = param(low=1)
-    profile: str | None = param(None)     # names in `profiles:`, comma-separated; checked against them
+    recipe: str | None = param(None)      # names in `recipes:`, comma-separated; checked against them
     seeds: list[int] = param((0,), low=0)  # one run per seed in every table row (spanlib.seeds)
     workers: int = param(1, low=1)        # training runs side by side
 
@@ -192,7 +197,7 @@ class PipelineConfig:
 @dataclass(**_FROZEN)
 class DistributionsConfig:
     variant: str = param(choices=VARIANTS)
-    settings: list[dict] = param()        # each {profile, ged_shape?, student_df?} (checked against `targets`)
+    settings: list[dict] = param()        # each {distribution, ged_shape?, student_df?} (checked against `targets`)
     iterations: int = param(low=1)
     batch_size: int = param(low=1)
     test_faces: int = param(low=1)
@@ -209,7 +214,7 @@ class SensitivityConfig:
 
 @dataclass(**_FROZEN)
 class RealStudyConfig:
-    profile: str = param()                # profiles applied to the params first (e.g. real,shared300w)
+    recipe: str = param()                 # recipes applied to the params first (e.g. real,shared300w)
     variants: list[str] = param(choices=VARIANTS)
     seeds: list[int] = param(low=0)
     iterations: int = param(low=1)
@@ -223,14 +228,18 @@ class KernelProfilingConfig:
     results_dir: str = param()
 
 
-# group -> dataclass; "seed" is the one top-level scalar, "profiles" the named override sets.
+# group -> dataclass; "seed" is the one top-level scalar, "recipes" the named override sets.
 GROUPS: dict[str, type] = {
     "data": DataConfig, "synth": SynthConfig, "crop": CropConfig, "targets": TargetsConfig,
     "disturb": DisturbConfig, "model": ModelConfig, "loss": LossConfigParams, "train": TrainConfig,
     "evaluate": EvaluateConfig, "pipeline": PipelineConfig, "distributions": DistributionsConfig,
     "sensitivity": SensitivityConfig, "kernel_profiling": KernelProfilingConfig, "real_study": RealStudyConfig,
 }
-TOP_LEVEL = ("seed", *GROUPS, "profiles")
+TOP_LEVEL = ("seed", *GROUPS, "recipes")
+# names that changed (issue 12: "profile" had five meanings), old -> new: a params file with an old
+# name is told the new one; a checkpoint's params are renamed when read (``migrate``)
+RENAMED = {"profiles": "recipes", "targets.profile": "targets.distribution", "pipeline.profile": "pipeline.recipe",
+           "real_study.profile": "real_study.recipe", "distributions.settings[].profile": "distribution"}
 # what training, evaluation and the commands read without a fallback; the pipeline groups
 # (synth, pipeline, distributions, sensitivity, kernel_profiling) only the notebooks need
 REQUIRED_GROUPS = ("data", "crop", "targets", "disturb", "model", "loss", "train", "evaluate")
@@ -256,13 +265,15 @@ class Config:
     sensitivity: SensitivityConfig | None = None
     kernel_profiling: KernelProfilingConfig | None = None
     real_study: RealStudyConfig | None = None
-    profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @classmethod
-    def from_params(cls, params: Mapping, origin: str = "params") -> "Config":
+    def from_params(cls, params: "Mapping | Config", origin: str = "params") -> "Config":
+        if isinstance(params, Config):
+            return params
         check_params(params, origin, complete=True)
         groups = {name: _build(GROUPS[name], params[name]) for name in GROUPS if name in params}
-        return cls(seed=params.get("seed", SEED_DEFAULT), profiles=dict(params.get("profiles") or {}), **groups)
+        return cls(seed=params.get("seed", SEED_DEFAULT), recipes=dict(params.get("recipes") or {}), **groups)
 
 
 def _build(cls: type, values: Mapping) -> Any:
@@ -270,6 +281,105 @@ def _build(cls: type, values: Mapping) -> Any:
         return tuple(value) if isinstance(value, list) else value
 
     return cls(**{k: frozen(v) for k, v in values.items()})
+
+
+def as_group(name: str, value: Any, origin: str = "params") -> Any:
+    """The typed group ``name`` (e.g. ``"disturb"`` -> DisturbConfig): ``value`` itself when it is
+    one, else a mapping checked against the schema (required keys included) with the defaults filled."""
+    cls = GROUPS[name]
+    if isinstance(value, cls):
+        return value
+    _check_group(name, value, lambda _: origin, complete=True)
+    return _build(cls, value)
+
+
+def group_of(params: Any, name: str) -> Any:
+    """Group ``name`` of ``params`` typed: from a Config, or from a params mapping (``as_group``)."""
+    if isinstance(params, Config):
+        group = getattr(params, name)
+        if group is None:
+            raise ParamError(f"params: group {name!r} is missing")
+        return group
+    if not isinstance(params, Mapping) or name not in params:
+        raise ParamError(f"params: group {name!r} is missing")
+    return as_group(name, params[name])
+
+
+def to_mapping(group: Any) -> dict:
+    """A typed group as the plain mapping params.yaml would hold (tuples back to lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(group).items()}
+
+
+def migrate(params: Mapping) -> dict:
+    """A copy of params written under older names (a checkpoint's) with the current names (RENAMED)."""
+    out = copy.deepcopy(dict(params))
+    if "profiles" in out and "recipes" not in out:
+        out["recipes"] = out.pop("profiles")
+    for old in ("targets.profile", "pipeline.profile", "real_study.profile"):
+        group, key = old.split(".")
+        node = out.get(group)
+        if isinstance(node, dict) and key in node:
+            node[RENAMED[old].split(".")[1]] = node.pop(key)
+    for setting in (out.get("distributions") or {}).get("settings") or []:
+        if isinstance(setting, dict) and "profile" in setting:
+            setting["distribution"] = setting.pop("profile")
+    for items in (out.get("recipes") or {}).values():
+        if isinstance(items, dict):
+            for old in [k for k in items if k in RENAMED]:
+                items[RENAMED[old]] = items.pop(old)
+    return out
+
+
+# ---- changing params: --set overrides and named recipes ------------------------------------------
+
+def apply_overrides(params: dict, overrides: Iterable[str], origin: str = "--set") -> dict:
+    """Return a copy of ``params`` with each ``a.b=value`` applied (value parsed as YAML).
+
+    The key must be in the schema and the value fit it, so a typo stops with a message naming the
+    nearest valid key instead of being ignored. An optional key the file leaves out (e.g.
+    ``train.compile``) may be set.
+    """
+    params = copy.deepcopy(params)
+    for item in overrides:
+        if "=" not in item:
+            raise ParamError(f"{origin} {item!r}: expected key=value, e.g. train.iterations=200")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ParamError(f"{origin} {key}: the value {raw!r} is not valid YAML ({exc})") from exc
+        check_override(key, value, f"{origin} {key}")
+        group, _, name = key.partition(".")
+        if not name:
+            params[group] = value
+            continue
+        node = params.setdefault(group, {})
+        if not isinstance(node, dict):
+            raise ParamError(f"{origin} {key}: {group!r} is not a group in these params")
+        node[name] = value
+    return params
+
+
+def recipe_names(name: str | Iterable[str]) -> list[str]:
+    """``"real,shared300w"`` or a list -> the recipe names, in the order they apply."""
+    return [n.strip() for n in name.split(",")] if isinstance(name, str) else [str(n) for n in name]
+
+
+def apply_recipe(params: dict, name: str | Iterable[str]) -> dict:
+    """params with the overrides of the named recipes ``recipes: {name: {dotted.key: value}}``
+    applied, in order (``"real,shared300w"``: a recipe and a data location are separate entries, so
+    a recipe never overrides the user's data). Each value is checked as a ``--set`` would be; the
+    paper's configuration is the recipe ``paper`` (the one place it is written)."""
+    recipes = params.get("recipes") or {}
+    for one in recipe_names(name):
+        if one not in recipes:
+            raise ParamError(f"--recipe {one}: unknown recipe; params.yaml defines {sorted(recipes) or 'none'}"
+                             f"{_suggest(one, list(recipes))}")
+        items = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+                 for key, value in recipes[one].items()]
+        params = apply_overrides(params, items, origin=f"recipes.{one}:")
+    return params
 
 
 # ---- look-ups ------------------------------------------------------------------------------------
@@ -294,6 +404,8 @@ def default(key: str) -> Any:
 
 
 def _suggest(name: str, candidates: list[str]) -> str:
+    if name in RENAMED:
+        return f" (renamed to {RENAMED[name]!r})"
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -330,8 +442,8 @@ def check_params(params: Any, origin: str = "params", complete: bool = False,
                              f"params.yaml has {', '.join(TOP_LEVEL)}")
         if group == "seed":
             _raise_if(where("seed"), "seed", values, int, {"low": 0})
-        elif group == "profiles":
-            _check_profiles(values, where, origin)
+        elif group == "recipes":
+            _check_recipes(values, where, origin)
         else:
             _check_group(group, values, where, complete)
     if complete:
@@ -343,7 +455,7 @@ def check_params(params: Any, origin: str = "params", complete: bool = False,
 
 
 def check_override(key: str, value: Any, origin: str) -> None:
-    """One ``--set`` (or profile) ``key=value``: the key must be in the schema, the value fit it."""
+    """One ``--set`` (or recipe) ``key=value``: the key must be in the schema, the value fit it."""
     if key == "seed":
         return _raise_if(origin, key, value, int, {"low": 0})
     if key in GROUPS:  # a whole group replaced
@@ -367,32 +479,41 @@ def _check_group(group: str, values: Any, where, complete: bool) -> None:
         missing = [k for k, f in known.items() if f.default is MISSING and k not in values]
         if missing:
             raise ParamError(f"{where(group)}: group {group!r} lacks {', '.join(missing)} (required)")
+    _check_within(group, values, where)
 
 
-def _check_profiles(profiles: Any, where, origin: str) -> None:
-    if profiles is None:
-        return
-    if not isinstance(profiles, Mapping):
-        raise ParamError(f"{where('profiles')}: expected named sets of overrides, got {profiles!r}")
-    for name, items in profiles.items():
-        if not isinstance(items, Mapping):
-            raise ParamError(f"{where('profiles.' + str(name))}: profile {name!r} must map dotted keys "
-                             f"(e.g. train.iterations) to values")
-        for key, value in items.items():
-            check_override(str(key), value, f"{where('profiles.' + str(name) + '.' + str(key))} (profile {name})")
-
-
-def _check_across(params: Mapping, where) -> None:
-    """Rules between keys, checked when both are present."""
-    train = params.get("train") or {}
-    if isinstance(train.get("lr_milestones"), list) and isinstance(train.get("lr_divisors"), list):
-        milestones, divisors = train["lr_milestones"], train["lr_divisors"]
+def _check_within(group: str, values: Mapping, where) -> None:
+    """Rules between two keys of one group, checked when both are present."""
+    if group == "train" and isinstance(values.get("lr_milestones"), (list, tuple)) \
+            and isinstance(values.get("lr_divisors"), (list, tuple)):
+        milestones, divisors = list(values["lr_milestones"]), list(values["lr_divisors"])
         if len(milestones) != len(divisors):
             raise ParamError(f"{where('train.lr_divisors')}: train.lr_milestones / train.lr_divisors: expected "
                              f"lists of equal length, got {len(milestones)} and {len(divisors)}")
         if milestones != sorted(milestones):
             raise ParamError(f"{where('train.lr_milestones')}: train.lr_milestones: expected increasing "
                              f"fractions, got {milestones}")
+    scale_range = values.get("scale_range") if group == "disturb" else None
+    if isinstance(scale_range, (list, tuple)) and len(scale_range) == 2 and scale_range[0] > scale_range[1]:
+        raise ParamError(f"{where('disturb.scale_range')}: disturb.scale_range: expected [low, high], "
+                         f"got {list(scale_range)}")
+
+
+def _check_recipes(recipes: Any, where, origin: str) -> None:
+    if recipes is None:
+        return
+    if not isinstance(recipes, Mapping):
+        raise ParamError(f"{where('recipes')}: expected named sets of overrides, got {recipes!r}")
+    for name, items in recipes.items():
+        if not isinstance(items, Mapping):
+            raise ParamError(f"{where('recipes.' + str(name))}: recipe {name!r} must map dotted keys "
+                             f"(e.g. train.iterations) to values")
+        for key, value in items.items():
+            check_override(str(key), value, f"{where('recipes.' + str(name) + '.' + str(key))} (recipe {name})")
+
+
+def _check_across(params: Mapping, where) -> None:
+    """Rules between groups, and on the items of list-valued keys."""
     for i, extra in enumerate((params.get("data") or {}).get("extra_train") or []):
         key = f"data.extra_train[{i}]"
         if not isinstance(extra, Mapping) or not {"source", "root"} <= set(extra) or set(extra) - {"source", "root", "split"}:
@@ -401,13 +522,13 @@ def _check_across(params: Mapping, where) -> None:
         if extra["source"] not in SOURCES:
             raise ParamError(f"{where('data.extra_train')}: {key}.source: {extra['source']!r} is not one of "
                              f"{', '.join(SOURCES)}{_suggest(str(extra['source']), list(SOURCES))}")
-    scale_range = (params.get("disturb") or {}).get("scale_range")
-    if isinstance(scale_range, list) and len(scale_range) == 2 and scale_range[0] > scale_range[1]:
-        raise ParamError(f"{where('disturb.scale_range')}: disturb.scale_range: expected [low, high], got {scale_range}")
     for i, setting in enumerate((params.get("distributions") or {}).get("settings") or []):
-        if not isinstance(setting, Mapping) or "profile" not in setting:
+        if isinstance(setting, Mapping) and "profile" in setting and "distribution" not in setting:
+            raise ParamError(f"{where('distributions.settings')}: distributions.settings[{i}]: 'profile' was renamed "
+                             f"to 'distribution', got {setting!r}")
+        if not isinstance(setting, Mapping) or "distribution" not in setting:
             raise ParamError(f"{where('distributions.settings')}: distributions.settings[{i}]: expected a mapping "
-                             f"with 'profile' (and ged_shape or student_df), got {setting!r}")
+                             f"with 'distribution' (and ged_shape or student_df), got {setting!r}")
         for key, value in setting.items():
             check_override(f"targets.{key}", value, f"{where('distributions.settings')} (distributions.settings[{i}])")
     for i, setting in enumerate((params.get("sensitivity") or {}).get("settings") or []):
@@ -416,13 +537,13 @@ def _check_across(params: Mapping, where) -> None:
                              f"of loss weights, got {setting!r}")
         for key, value in setting.items():
             check_override(f"loss.{key}", value, f"{where('sensitivity.settings')} (sensitivity.settings[{i}])")
-    profile = (params.get("pipeline") or {}).get("profile")
-    if isinstance(profile, str) and "profiles" in params:
-        defined = list(params.get("profiles") or {})
-        for name in (n.strip() for n in profile.split(",")):
+    recipe = (params.get("pipeline") or {}).get("recipe")
+    if isinstance(recipe, str) and "recipes" in params:
+        defined = list(params.get("recipes") or {})
+        for name in recipe_names(recipe):
             if name not in defined:
-                raise ParamError(f"{where('pipeline.profile')}: pipeline.profile names {name!r}, not in "
-                                 f"profiles ({', '.join(defined) or 'none'}){_suggest(name, defined)}")
+                raise ParamError(f"{where('pipeline.recipe')}: pipeline.recipe names {name!r}, not in "
+                                 f"recipes ({', '.join(defined) or 'none'}){_suggest(name, defined)}")
 
 
 def _hints(group: str) -> dict[str, Any]:

@@ -31,14 +31,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from . import config
 from .errors import DataError, ParamError
-from .metrics import DEFAULT_THRESHOLDS, NORMS, format_metrics, subset_metrics
+from .metrics import DEFAULT_THRESHOLDS, format_metrics, subset_metrics
 from .provenance import code_version, machine_info  # noqa: F401  (code_version: also spanlib.evaluate's API)
 from .stats import flagged_landmarks
 
-EVALUATE_DEFAULTS = {"decode_radius": 3, "nme_norm": "io", "fr_threshold": 0.1, "auc_threshold": 0.1,
-                     "batch_size": 16, "crop_box": "detector", "num_workers": 0,
-                     "profile_seconds": 2.0, "profile_batch": 16, "flip_test": False}
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -78,11 +76,12 @@ def box_norm_text(box_sizes: np.ndarray | None) -> str:
     return f"the dataset's box_size (AFLW: sqrt of the face box area) for {given} of {n} faces{rest}"
 
 
-def crop_rule_mismatch(params: dict, settings: dict) -> str | None:
+def crop_rule_mismatch(params: dict, settings) -> str | None:
     """A warning when the checkpoint's training crops (``crop.box``) came from another kind of box
-    than this evaluation's (``evaluate.crop_box``): their scales then differ on faces with a box."""
-    trained = (params.get("crop") or {}).get("box", "dataset")
-    tested = settings["crop_box"]
+    than this evaluation's (``evaluate.crop_box`` of ``settings``, an EvaluateConfig): their
+    scales then differ on faces with a box."""
+    trained = (params.get("crop") or {}).get("box", config.default("crop.box"))
+    tested = settings.crop_box
     if (trained == "dataset") == (tested == "detector"):
         return None
     return (f"evaluate.crop_box={tested!r} but the checkpoint trained with crop.box={trained!r}: on faces with a "
@@ -90,24 +89,17 @@ def crop_rule_mismatch(params: dict, settings: dict) -> str | None:
             f"{'detector' if trained == 'dataset' else 'landmarks'})")
 
 
-def evaluate_params(params: dict, overrides: dict | None = None) -> dict:
-    """The ``evaluate`` group with defaults filled in, checked."""
-    merged = {**EVALUATE_DEFAULTS, **(params.get("evaluate") or {}), **(overrides or {})}
-    if merged["nme_norm"] not in NORMS:
-        raise ParamError(f"evaluate.nme_norm: expected one of {NORMS}, got {merged['nme_norm']!r}")
-    if not isinstance(merged["decode_radius"], int) or merged["decode_radius"] < 0:
-        raise ParamError(f"evaluate.decode_radius: expected an integer >= 0, got {merged['decode_radius']!r}")
-    if merged["crop_box"] not in ("detector", "landmarks"):
-        raise ParamError(f"evaluate.crop_box: expected 'detector' or 'landmarks', got {merged['crop_box']!r}")
-    if int(merged["batch_size"]) < 1:
-        raise ParamError(f"evaluate.batch_size: expected >= 1, got {merged['batch_size']!r}")
-    return merged
+def evaluate_params(params: dict, overrides: dict | None = None) -> config.EvaluateConfig:
+    """The ``evaluate`` group of ``params`` (a checkpoint's) with ``overrides`` applied, typed and
+    checked (defaults from the schema)."""
+    merged = {**(params.get("evaluate") or {}), **(overrides or {})}
+    return config.as_group("evaluate", merged, "evaluate settings")
 
 
 @torch.no_grad()
-def predict_samples(model, samples: Sequence, settings: dict, progress: bool = True) -> dict:
+def predict_samples(model, samples: Sequence, settings, progress: bool = True) -> dict:
     """Predictions in image pixels for labeled samples: {"pred" (N, K, 2), "gt", "box",
-    "confidence" (N, K), "crop_matrix" (N, 2, 3)}."""
+    "confidence" (N, K), "crop_matrix" (N, 2, 3)}. ``settings``: an EvaluateConfig (or a mapping)."""
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
@@ -115,15 +107,16 @@ def predict_samples(model, samples: Sequence, settings: dict, progress: bool = T
     from .data.dataset import EvalFaceDataset
     from .inference import predict_crops
 
+    settings = config.as_group("evaluate", settings, "evaluate settings")
     crop = model.params["crop"]
     dataset = EvalFaceDataset(samples, int(crop["input_size"]), float(crop["scale"]),
-                              prefer=settings["crop_box"], num_points=model.scheme.num_points)
-    loader = DataLoader(dataset, batch_size=int(settings["batch_size"]), shuffle=False,
-                        num_workers=int(settings["num_workers"]))
+                              prefer=settings.crop_box, num_points=model.scheme.num_points)
+    loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=False,
+                        num_workers=settings.num_workers)
     out = {"pred": [], "gt": [], "box": [], "confidence": [], "crop_matrix": []}
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
-        points, conf, _ = predict_crops(model, batch["image"], int(settings["decode_radius"]),
-                                        flip=bool(settings.get("flip_test", False)))
+        points, conf, _ = predict_crops(model, batch["image"], settings.decode_radius,
+                                        flip=settings.flip_test)
         points = points.double().cpu().numpy()
         for matrix, pts in zip(batch["crop_matrix"].numpy(), points):
             out["pred"].append(apply_affine(invert_affine(matrix), pts))
@@ -156,7 +149,7 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
     """Evaluate ``checkpoint`` on one split of a dataset; returns the metrics JSON dict
     (docs/architecture.md, "Metrics JSON") and writes it to ``json_path`` when given.
 
-    ``settings`` overrides the checkpoint's ``evaluate`` params (keys of EVALUATE_DEFAULTS).
+    ``settings`` overrides the checkpoint's ``evaluate`` params (keys of the ``evaluate`` group).
     ``samples`` skips reading the source (already read faces). With ``return_predictions`` the dict
     also holds "predictions" (numpy arrays, not written to JSON).
     ``held_out`` (True, or (fraction, seed)) keeps only the faces ``held_out_split`` holds out of
@@ -200,18 +193,18 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
         warnings.warn(mismatch, stacklevel=2)
     preds = predict_samples(model, labeled, settings, progress)
     box_sizes = provided_box_sizes(labeled)
-    thresholds = sorted({*DEFAULT_THRESHOLDS, float(settings["fr_threshold"]), float(settings["auc_threshold"])})
+    thresholds = sorted({*DEFAULT_THRESHOLDS, float(settings.fr_threshold), float(settings.auc_threshold)})
     subsets = {}
     groups = subset_groups(labeled)
     for name, idx in groups.items():
         subsets[name] = subset_metrics(preds["pred"][idx], preds["gt"][idx], model.scheme,
-                                       thresholds=thresholds, norm=settings["nme_norm"],
+                                       thresholds=thresholds, norm=settings.nme_norm,
                                        box_sizes=None if box_sizes is None else box_sizes[idx])
     peers, peer_preds = {}, {}
     if peer is not None:
         from .peers import evaluate_peer
 
-        peers[peer] = evaluate_peer(peer, labeled, groups, model.scheme, thresholds, settings["nme_norm"],
+        peers[peer] = evaluate_peer(peer, labeled, groups, model.scheme, thresholds, settings.nme_norm,
                                     progress, return_predictions=True)
         peer_preds[peer] = peers[peer].pop("predictions")
     result = {
@@ -229,9 +222,9 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
                 "ip": f"eye centres / pupils: means of {model.scheme.ip_groups}",
                 "box": box_norm_text(box_sizes),
                 "diag": "diagonal of the ground-truth landmarks' tight box",
-                "fr_auc_norm": settings["nme_norm"],
+                "fr_auc_norm": settings.nme_norm,
             },
-            "protocol": {**settings, "auc": "Simpson's rule (scipy.integrate.simpson) on the CED, step 1e-4",
+            "protocol": {**config.to_mapping(settings), "auc": "Simpson's rule (scipy.integrate.simpson) on the CED, step 1e-4",
                          "fr": "fraction of faces with NME > threshold"},
         },
         "subsets": subsets,

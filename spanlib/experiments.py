@@ -3,16 +3,19 @@ same held-out faces, summarised as mean ± sd over seeds with paired bootstrap i
 reference setting (``spanlib.stats``).
 
 ``compare_runs`` is what produced the real-face tables of docs/model.md and
-results/real/*.md (``spanlib compare``).
+results/real/*.md (``spanlib compare``); ``short_runs`` trains and evaluates the settings of
+Tables VII and VIII (notebooks 04 and 06) on the test faces ``read_test_faces`` reads.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .errors import ParamError
+from .params import set_values
 from .stats import outlier_landmarks, over_seeds, paired_bootstrap
 
 
@@ -94,3 +97,66 @@ def comparison_markdown(result: dict, title: str) -> str:
                                                          f"(median {100 * x['median']:.1f} %)" for x in f)
                   for label, i, f in flagged]
     return "\n".join(lines) + "\n"
+
+
+# ---- the short runs of Tables VII and VIII ------------------------------------------------------------
+
+def read_test_faces(data: Mapping[str, Any]) -> list:
+    """The faces of every split in ``data["test_splits"]`` of ``data["test_source"]`` at
+    ``data["test_root"]``, read once (evaluated together, so the metrics come per subset: common,
+    challenging and full for 300W and the synthetic default)."""
+    from .data.sources import read_source
+
+    return [face for split in data["test_splits"]
+            for face in read_source(data["test_source"], data["test_root"], split)]
+
+
+def spread(faces: list, count: int | None) -> list:
+    """``count`` faces taken evenly over ``faces`` (all of them when ``count`` is None or larger),
+    so a subsample keeps the mix of subsets (common and challenging) of the whole list."""
+    if count is None or count >= len(faces):
+        return list(faces)
+    if count < 1:
+        raise ParamError(f"test_faces: expected at least 1 face, got {count}")
+    return [faces[i] for i in np.linspace(0, len(faces) - 1, count).round().astype(int)]
+
+
+def short_runs(params: dict, variant: str, runs: Mapping[str, Mapping[str, Any]], out_dir: str | Path,
+               test_faces: list, metrics_dir: str | Path, table: str, title: str,
+               seeds: Sequence[int] | None = None, workers: int = 1, progress: bool = True) -> dict[str, list[dict]]:
+    """Train ``variant`` once per entry of ``runs`` (setting name -> dotted params to change, e.g.
+    ``{"targets.distribution": "ged"}``) and per seed of ``seeds`` (default: params' ``seed``),
+    ``workers`` runs at a time (``spanlib.seeds.train_many``), and evaluate each on ``test_faces``.
+
+    Used by Tables VII and VIII: short runs (``train.iterations`` as given in ``runs`` or
+    ``params``) without periodic validation. Checkpoints and dvclive logs go to ``out_dir``; each
+    run's metrics JSON to ``metrics_dir/run_<i>_s<seed>.json``, and ``metrics_dir/setup.json`` names
+    them for ``spanlib.report`` (docs/architecture.md, "Setup JSON"). Returns name -> the metrics
+    JSON dicts of its seeds, in seed order.
+    """
+    from .evaluate import evaluate
+    from .io import write_json
+    from .seeds import check_seeds, train_many
+
+    out_dir, metrics_dir = Path(out_dir), Path(metrics_dir)
+    seeds = check_seeds(list(seeds) if seeds is not None else [int(params.get("seed", 0))])
+    data = params["data"]
+    jobs, where = [], []
+    for index, (name, values) in enumerate(runs.items()):
+        for seed in seeds:
+            stem = f"run_{index}_s{seed}"
+            run_params = set_values(params, {**values, "seed": seed, "train.val_every": 0,
+                                             "train.live_dir": str(out_dir / f"{stem}_live")}, origin=f"run {name}")
+            jobs.append((f"{name} seed {seed}", run_params, variant, out_dir / f"{stem}.pt"))
+            where.append((name, stem))
+    checkpoints = train_many(jobs, workers, progress)
+    results: dict[str, list[dict]] = {}
+    for (name, stem), checkpoint in zip(where, checkpoints):
+        results.setdefault(name, []).append(
+            evaluate(checkpoint, data["test_source"], data["test_root"], split="+".join(data["test_splits"]),
+                     samples=test_faces, settings=params["evaluate"], json_path=metrics_dir / f"{stem}.json",
+                     progress=progress))
+    rows = [{"setting": name, "metrics": [f"{stem}.json" for n, stem in where if n == name]} for name in runs]
+    write_json(metrics_dir / "setup.json", {"table": table, "title": title, "seeds": seeds,
+                                            "norm": params["evaluate"]["nme_norm"], "rows": rows})
+    return results

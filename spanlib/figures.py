@@ -1,17 +1,20 @@
-"""Figures of the study: CED curves, per-landmark error, landmark overlays, and the maps of
-Figs. 3 and 6 (landmark heatmaps, boundary heatmaps, BALI fields).
+"""Figures of the study: CED curves, per-landmark error, landmark overlays, the maps of Figs. 3
+and 6 (landmark heatmaps, boundary heatmaps, BALI fields), loss curves, sample grids, and a trained
+model's view of one face (notebook 04).
 
 Matplotlib figures are returned (a notebook shows them); ``save_figure`` writes a PNG atomically.
 """
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
 
+from .errors import DataError
 from .io import atomic_path
 from .metrics import ced
 
@@ -37,11 +40,14 @@ def _interactive() -> bool:
         return False
 
 
-def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+def save_figure(fig, path: str | Path, dpi: int = 120, close: bool = True) -> Path:
+    """Write ``fig`` atomically as PNG (the format is fixed so the temporary name does not matter);
+    ``close=False`` keeps it open, for a notebook cell that also shows it."""
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-    _pyplot().close(fig)
+    if close:
+        _pyplot().close(fig)
     return path
 
 
@@ -159,4 +165,219 @@ def plot_maps(crop: np.ndarray, outputs: dict, scheme, landmark: int | None = No
         ax.set_title(title, fontsize=8)
         ax.axis("off")
     fig.tight_layout()
+    return fig
+
+
+# ---- training curves and data (notebooks 01, 02) ----------------------------------------------------
+
+def read_loss_curves(dvclive_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every scalar series dvclive logged under ``dvclive_dir/plots/metrics``: name -> (step, value).
+
+    Names are the paths below ``plots/metrics`` without ``.tsv`` (e.g. ``train/loss``).
+    """
+    root = Path(dvclive_dir) / "plots" / "metrics"
+    if not root.is_dir():
+        raise DataError(f"{root}: no dvclive metrics (expected the training run's dvclive folder)")
+    curves = {}
+    for path in sorted(root.rglob("*.tsv")):
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        if not rows:
+            continue
+        name = path.relative_to(root).with_suffix("").as_posix()
+        column = path.stem if path.stem in rows[0] else [c for c in rows[0] if c not in ("step", "timestamp")][0]
+        steps = np.array([float(r["step"]) for r in rows])
+        values = np.array([float(r[column]) for r in rows])
+        curves[name] = (steps, values)
+    return curves
+
+
+def plot_loss_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = ""):
+    """One panel per series group (the part of the name before the first ``/``; the learning rate
+    on its own panel), log-scale y where every value is positive."""
+    import matplotlib.pyplot as plt
+
+    groups: dict[str, list[str]] = {}
+    for name in curves:
+        group = "learning rate" if name.rsplit("/", 1)[-1] == "lr" else (name.split("/")[0] if "/" in name else "metrics")
+        groups.setdefault(group, []).append(name)
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False)
+    for ax, (group, names) in zip(axes[0], groups.items()):
+        for name in names:
+            steps, values = curves[name]
+            ax.plot(steps, values, label=name.split("/", 1)[-1])
+        if all(np.all(curves[n][1] > 0) for n in names):
+            ax.set_yscale("log")
+        ax.set_xlabel("iteration")
+        ax.set_title(group)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sample_grid(samples: list, scheme=None, columns: int = 4, title: str = ""):
+    """Faces with their landmarks (and boundaries when ``scheme`` is given) in a grid."""
+    import matplotlib.pyplot as plt
+
+    rows = max(1, -(-len(samples) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.6 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, sample in zip(axes.ravel(), samples):
+        ax.imshow(sample.image)
+        points = sample.landmarks
+        if points is not None:
+            if scheme is not None:
+                for boundary in scheme.boundaries:
+                    idx = list(boundary.indices) + ([boundary.indices[0]] if boundary.closed else [])
+                    ax.plot(points[idx, 0] - 0.5, points[idx, 1] - 0.5, lw=0.6, color="cyan")
+            # imshow puts pixel centres at integers: shift the corner-origin points by -0.5
+            ax.scatter(points[:, 0] - 0.5, points[:, 1] - 0.5, s=2, color="red")
+        ax.set_title(Path(sample.path).name, fontsize=6)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def show_maps(maps: Iterable[np.ndarray], titles: Iterable[str], cmap: str = "magma",
+              background: np.ndarray | None = None, title: str = ""):
+    """A row of 2-D maps (heatmaps, fields) side by side, optionally over a background image."""
+    import matplotlib.pyplot as plt
+
+    maps, titles = list(maps), list(titles)
+    fig, axes = plt.subplots(1, len(maps), figsize=(3.0 * len(maps), 3.0), squeeze=False)
+    for ax, image, name in zip(axes[0], maps, titles):
+        extent = (0, image.shape[1], image.shape[0], 0)
+        if background is not None:
+            ax.imshow(background, extent=extent)
+            ax.imshow(image, cmap=cmap, alpha=0.6, extent=extent)
+        else:
+            shown = ax.imshow(image, cmap=cmap, extent=extent)
+            fig.colorbar(shown, ax=ax, fraction=0.046)
+        ax.set_title(name, fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ---- a trained model's view of one face (notebook 04) ------------------------------------------------
+
+def exploration_face(face_root: str | Path | None, params: dict, model=None):
+    """``(image, landmarks, description)``: a real face for the notebooks' model exploration.
+
+    From ``face_root`` (a 300W folder, e.g. ../shared/data/300w) when it exists: the first face
+    the model did not train on when its params hold out a validation fraction, else the first face
+    of the ``train`` split. Otherwise a synthetic ``common`` face drawn in memory (seed of params)."""
+    root = Path(face_root) if face_root else None
+    if root is not None and root.is_dir():
+        import warnings
+
+        from .data.sources import read_source
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "lacks official parts": reported by 01_prepare_data
+            faces = read_source("300w", root, "train")
+        train = (model.params if model is not None else params).get("train", {})
+        fraction = float(train.get("val_fraction") or 0.0)
+        face, where = faces[0], "300w train split (a face the model may have trained on)"
+        if fraction > 0:
+            try:
+                from .data.split import held_out_split
+
+                _, held_out = held_out_split(faces, fraction, int(train.get("val_seed", 0)))
+                face, where = held_out[0], f"300w held-out validation face ({fraction:.0%} of train, never trained on)"
+            except Exception:  # older checkpoints or no split helper: the first face
+                pass
+        return face.image, np.asarray(face.landmarks, dtype=np.float64), f"{where}: {face.path}"
+    from .data.synth.face import render_face, sample_face
+
+    spec = sample_face(int(params["synth"]["seed"]), "common", 0, int(params["synth"]["size"]))
+    return render_face(spec), spec.landmarks.astype(np.float64), "synthetic common face 0 (no real faces here)"
+
+
+def model_view(model, image: np.ndarray, landmarks: np.ndarray) -> dict:
+    """One forward pass of ``model`` on the face (cropped from its landmarks' box as in evaluation
+    without a detector box): the crop, ground truth in crop pixels, last-stage softmax heatmaps
+    (K, h, w), BALI offsets (2, K, h, w) or zeros, and the model's input size."""
+    import torch
+
+    from .data.crop import box_from_landmarks, crop_face
+    from .data.dataset import to_tensor_image
+
+    size, scale = int(model.params["crop"]["input_size"]), float(model.params["crop"]["scale"])
+    crop, transform = crop_face(image, box_from_landmarks(landmarks), size, scale)
+    with torch.no_grad():
+        outputs = model(to_tensor_image(crop)[None].to(next(model.parameters()).device))
+    logits = outputs["heatmaps"][-1][0].float()
+    k, h, w = logits.shape
+    heat = torch.softmax(logits.reshape(k, h * w), dim=-1).view(k, h, w)
+    offsets = outputs.get("offsets")
+    offsets = torch.zeros(2, k, h, w) if offsets is None else offsets[0].float()
+    return {"crop": crop, "gt": transform.to_crop(landmarks), "heatmaps": heat.cpu(), "offsets": offsets.cpu(),
+            "input_size": size, "scheme": model.scheme}
+
+
+def decode_view(view: dict, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """(points (K, 2) crop pixels, errors (K,) in % of the inter-ocular distance) at ``radius``."""
+    from .decode import bali_decode
+    from .metrics import normalization_distance
+
+    heat, off = view["heatmaps"][None], view["offsets"][None]
+    stride = view["input_size"] / heat.shape[-1]
+    points = (bali_decode(heat, off[:, 0], off[:, 1], int(radius))[0] * stride).numpy().astype(np.float64)
+    gt = view["gt"]
+    norm = normalization_distance(gt[None], "io", view["scheme"])[0]
+    return points, 100 * np.linalg.norm(points - gt, axis=1) / norm
+
+
+def draw_model_view(view: dict, landmark: int, radius: int, title: str = ""):
+    """Crop with ground truth (green) and decoded points (red), landmark ``landmark``'s heatmap with
+    the (2r+1)^2 decoding window, its BALI fields B_u and B_v, and every point's error."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    points, errors = decode_view(view, radius)
+    heat, off = view["heatmaps"][landmark].numpy(), view["offsets"][:, landmark].numpy()
+    h, w = heat.shape
+    stride = view["input_size"] / w
+    fig, axes = plt.subplots(1, 5, figsize=(18, 3.8), gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.5]})
+    size = view["input_size"]
+    axes[0].imshow(view["crop"], extent=(0, size, size, 0))
+    gt = view["gt"]
+    for (x0, y0), (x1, y1) in zip(gt, points):
+        axes[0].plot([x0, x1], [y0, y1], color="yellow", lw=0.6)
+    axes[0].scatter(gt[:, 0], gt[:, 1], s=6, color="lime", label="ground truth")
+    axes[0].scatter(points[:, 0], points[:, 1], s=6, color="red", label="decoded")
+    axes[0].scatter(*points[landmark], s=80, facecolors="none", edgecolors="cyan", lw=1.5)
+    axes[0].set_title(f"crop {size}px: landmark {landmark} error {errors[landmark]:.2f}%", fontsize=8)
+    axes[0].legend(fontsize=6, loc="lower left")
+    peak = np.unravel_index(np.argmax(heat), heat.shape)
+    extent = (0, w, h, 0)
+    shown = axes[1].imshow(heat, cmap="magma", extent=extent)
+    fig.colorbar(shown, ax=axes[1], fraction=0.046)
+    axes[1].add_patch(Rectangle((peak[1] - radius, peak[0] - radius), 2 * radius + 1, 2 * radius + 1,
+                                fill=False, color="cyan", lw=1))
+    axes[1].plot(*(points[landmark] / stride), "+", color="red", ms=14, mew=2.5, label="decoded")
+    axes[1].plot(*(gt[landmark] / stride), "x", color="lime", ms=10, mew=2, label="ground truth")
+    axes[1].set_title(f"heatmap {landmark} (softmax), window r={radius}", fontsize=8)
+    limit = max(1e-6, float(np.abs(off).max()))
+    for ax, field, name in zip(axes[2:4], off, ("B_u (x offset)", "B_v (y offset)")):
+        shown = ax.imshow(field, cmap="coolwarm", vmin=-limit, vmax=limit, extent=extent)
+        fig.colorbar(shown, ax=ax, fraction=0.046)
+        ax.set_title(f"{name}, landmark {landmark}", fontsize=8)
+    span = max(radius + 3, 8)  # zoom the maps on the landmark: the fields are learnt near it only
+    for ax in axes[1:4]:
+        ax.set(xlim=(max(0, peak[1] - span), min(w, peak[1] + span + 1)),
+               ylim=(min(h, peak[0] + span + 1), max(0, peak[0] - span)))
+    for ax in axes[:4]:
+        ax.axis("off")
+    colours = ["cyan" if i == landmark else "tab:red" for i in range(len(errors))]
+    axes[4].bar(np.arange(len(errors)), errors, color=colours)
+    axes[4].set(xlabel="landmark", ylabel="error (% inter-ocular)",
+                title=f"every point: mean {errors.mean():.2f}% (NME_io), r={radius}")
+    axes[4].title.set_fontsize(8)
+    fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.14, top=0.84, wspace=0.45)  # fixed: redraws fast
     return fig

@@ -18,8 +18,11 @@ import torch
 import torch.nn.functional as F
 
 
-def decode_radius(params: dict, default: int = 3) -> int:
-    return int(params.get("evaluate", {}).get("decode_radius", default))
+def decode_radius(params: dict) -> int:
+    """``evaluate.decode_radius`` of a checkpoint's params (the schema's default when absent)."""
+    from .config import default
+
+    return int((params.get("evaluate") or {}).get("decode_radius", default("evaluate.decode_radius")))
 
 
 @torch.no_grad()

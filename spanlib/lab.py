@@ -26,7 +26,7 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 VOLATILE_CELL_KEYS = ("execution", "scrolled", "collapsed", "trusted")
 STUDY_NOTEBOOKS = "notebooks"
 SIDECAR = Path("outputs/interactive/notebooks")
-LIVE_HINT_MARK = "[spanlib live figure]"  # ends the text/plain of spanlib.pipeline.live_figure
+LIVE_HINT_MARK = "[spanlib live figure]"  # ends the text/plain of spanlib.notebook.live_figure
 
 
 def drop_widget_views(nb: dict) -> dict:

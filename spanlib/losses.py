@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import ops
+from . import config, ops
 from .decode import decode_landmarks
 from .errors import ParamError
 
@@ -76,62 +76,47 @@ def heatmap_js_pixel(logits: torch.Tensor, target: torch.Tensor, valid: torch.Te
 
 
 _HEATMAP_TERMS = {"js": heatmap_js, "ce": heatmap_ce, "js_pixel": heatmap_js_pixel}
+_schema_default = config.default
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """The ``loss:`` group plus what it needs from other groups, checked once."""
+    """What the objective needs: the ``loss:`` group, the field radius and the input size. Built
+    from params by ``from_params``; the defaults here are the paper's weights and the schema's
+    readings (``spanlib.config``), for building one directly (tests, notebooks)."""
 
     lambda1: float = 1.0         # last stage (eq. 16)
     lambda2: float = 16.0        # BALI field term (eq. 16)
     gamma: float = 40.0          # L_coord (eqs. 18-19)
     eta: float = 4.0             # intermediate stages (eq. 16)
-    field_loss: str = "l1"       # reading of the field term (README, Deviations)
-    heatmap_loss: str = "js"     # js: eq. 15 on softmax distributions; js_pixel: eq. 15 pixel by
-                                 # pixel on sigmoid maps; ce: cross-entropy (README, Deviations)
-    coord_loss: str = "distance"  # eq. 18 read as the mean distance, or as printed ("squared_sum")
-    scl_stages: str = "all"      # L_scl on every stage (ours) or on t = 1..T-1 only (eq. 19)
-    unlabeled_weighting: str = "mean"  # eq. 20's unlabeled pairs: averaged with the labeled pairs
-                                       # under eta (ours) or summed with weight 1 ("sum", as printed)
-    field_radius: int = 5        # R: (2R+1)^2 training window, also the training decode window
+    # readings (README, Deviations): the field term; eq. 15 (js: softmax distributions, js_pixel:
+    # pixel by pixel on sigmoid maps, ce: cross-entropy); eq. 18 (mean distance or the printed
+    # sum of squares); L_scl on every stage or t = 1..T-1 (eq. 19); eq. 20's unlabeled pairs
+    # averaged with the labeled pairs under eta or summed with weight 1
+    field_loss: str = _schema_default("loss.field_loss")
+    heatmap_loss: str = _schema_default("loss.heatmap_loss")
+    coord_loss: str = _schema_default("loss.coord_loss")
+    scl_stages: str = _schema_default("loss.scl_stages")
+    unlabeled_weighting: str = _schema_default("loss.unlabeled_weighting")
+    field_radius: int = 5        # R: (2R+1)^2 training window, also the training decode window (paper: 5)
     input_size: int = 128
 
     @classmethod
-    def from_params(cls, loss_params: dict, target_params: dict, input_size: int,
-                    field_resolution: int) -> "LossConfig":
-        values = {}
-        for key in ("lambda1", "lambda2", "gamma", "eta"):
-            value = loss_params.get(key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ParamError(f"loss.{key}: expected a number >= 0, got {value!r}")
-            values[key] = float(value)
-        kind = loss_params.get("field_loss", "l1")
-        if kind not in FIELD_LOSSES:
-            raise ParamError(f"loss.field_loss: expected one of {', '.join(FIELD_LOSSES)}, got {kind!r}")
-        heat_kind = loss_params.get("heatmap_loss", "js")
-        if heat_kind not in HEATMAP_LOSSES:
-            raise ParamError(f"loss.heatmap_loss: expected one of {', '.join(HEATMAP_LOSSES)}, got {heat_kind!r}")
-        coord_kind = loss_params.get("coord_loss", "distance")
-        if coord_kind not in COORD_LOSSES:
-            raise ParamError(f"loss.coord_loss: expected one of {', '.join(COORD_LOSSES)}, got {coord_kind!r}")
-        scl_stages = loss_params.get("scl_stages", "all")
-        if scl_stages not in SCL_STAGES:
-            raise ParamError(f"loss.scl_stages: expected one of {', '.join(SCL_STAGES)}, got {scl_stages!r}")
-        unlabeled_weighting = loss_params.get("unlabeled_weighting", "mean")
-        if unlabeled_weighting not in UNLABELED_WEIGHTINGS:
-            raise ParamError(f"loss.unlabeled_weighting: expected one of {', '.join(UNLABELED_WEIGHTINGS)}, "
-                             f"got {unlabeled_weighting!r}")
-        radius = target_params.get("field_radius")
-        if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
-            raise ParamError(f"targets.field_radius: expected an integer >= 0, got {radius!r}")
+    def from_params(cls, loss, targets, input_size: int, field_resolution: int) -> "LossConfig":
+        """From the ``loss`` and ``targets`` groups (typed, or mappings checked by the schema)."""
+        from .config import as_group
+
+        loss, targets = as_group("loss", loss), as_group("targets", targets)
+        radius = targets.field_radius
         if 2 * radius + 1 > field_resolution:
             raise ParamError(
                 f"targets.field_radius: the {2 * radius + 1}x{2 * radius + 1} window is larger than the "
                 f"{field_resolution}x{field_resolution} last-stage map"
             )
-        return cls(field_loss=kind, heatmap_loss=heat_kind, coord_loss=coord_kind, scl_stages=scl_stages,
-                   unlabeled_weighting=unlabeled_weighting, field_radius=radius, input_size=int(input_size),
-                   **values)
+        return cls(lambda1=float(loss.lambda1), lambda2=float(loss.lambda2), gamma=float(loss.gamma),
+                   eta=float(loss.eta), field_loss=loss.field_loss, heatmap_loss=loss.heatmap_loss,
+                   coord_loss=loss.coord_loss, scl_stages=loss.scl_stages,
+                   unlabeled_weighting=loss.unlabeled_weighting, field_radius=radius, input_size=int(input_size))
 
 
 def stage_weights(num_stages: int, lambda1: float, eta: float) -> list[float]:

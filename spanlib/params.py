@@ -1,28 +1,28 @@
-"""params.yaml: loading (checked against the schema of ``spanlib.config``), ``--set key=value``
-overrides, and dotted look-ups.
+"""params.yaml: reading it (checked against the schema of ``spanlib.config``, with line numbers
+and duplicate keys reported), and dotted look-ups.
 
-Every hyperparameter lives in params.yaml and reaches code as an argument: modules take the dict
-(or the sub-dict of their stage) and never read the file themselves. ``load_params`` returns the
-file's dict unchanged (no defaults filled in, so checkpoints and resumes compare the same dicts as
-before); ``spanlib.config.Config.from_params`` gives the typed view with the defaults.
+Every hyperparameter lives in params.yaml and reaches code as an argument; modules never read the
+file themselves. ``load_params`` returns the file's dict unchanged (no defaults filled in, so
+checkpoints and resumes compare the same dicts as before); ``spanlib.config.Config.from_params``
+gives the typed view with the defaults, and ``spanlib.config`` also applies ``--set`` overrides
+and the named recipes of ``recipes:``.
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import yaml
 
-from .config import check_override, check_params
+from .config import apply_overrides, check_params
 from .errors import ParamError
 
 
 def load_params(path: str | Path = "params.yaml", overrides: Iterable[str] = (), *,
                 complete: bool = False) -> dict:
     """The params file as a dict, checked as a whole: an unknown group or key (with the nearest
-    valid name), a wrong type or range, a duplicated key, a bad profile override is a ParamError
+    valid name), a wrong type or range, a duplicated key, a bad recipe override is a ParamError
     naming the file and line. ``complete``: also require every group and key that has no default
     (the ``spanlib`` commands ask for this; partial files, e.g. in tests, load without it)."""
     path = Path(path)
@@ -75,35 +75,6 @@ def _walk(node: yaml.Node, prefix: str, lines: dict[str, int], path: Path) -> No
             _walk(item, prefix, lines, path)
 
 
-def apply_overrides(params: dict, overrides: Iterable[str], origin: str = "--set") -> dict:
-    """Return a copy of ``params`` with each ``a.b=value`` applied (value parsed as YAML).
-
-    The key must be in the schema (``spanlib.config``) and the value fit it, so a typo stops with
-    a message naming the nearest valid key instead of being ignored. An optional key the file
-    leaves out (e.g. ``train.compile``) may be set.
-    """
-    params = copy.deepcopy(params)
-    for item in overrides:
-        if "=" not in item:
-            raise ParamError(f"{origin} {item!r}: expected key=value, e.g. train.iterations=200")
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise ParamError(f"{origin} {key}: the value {raw!r} is not valid YAML ({exc})") from exc
-        check_override(key, value, f"{origin} {key}")
-        group, _, name = key.partition(".")
-        if not name:
-            params[group] = value
-            continue
-        node = params.setdefault(group, {})
-        if not isinstance(node, dict):
-            raise ParamError(f"{origin} {key}: {group!r} is not a group in these params")
-        node[name] = value
-    return params
-
-
 def get(params: dict, key: str, default: Any = ...) -> Any:
     node: Any = params
     for part in key.split("."):
@@ -115,18 +86,20 @@ def get(params: dict, key: str, default: Any = ...) -> Any:
     return node
 
 
-def apply_profile(params: dict, name) -> dict:
-    """params with the overrides of ``profiles: {name: {dotted.key: value}}`` applied.
+def set_values(params: dict, values: Mapping[str, Any], origin: str = "params") -> dict:
+    """A deep copy of ``params`` with each dotted key of ``values`` replaced (keys must exist)."""
+    import copy
 
-    ``name`` may list several profiles, applied in order: ``"real,shared300w"`` or a list (a recipe
-    and a data location are separate profiles, so a recipe never overrides the user's data).
-    Each value is checked by the schema (``spanlib.config``) as a ``--set`` would be."""
-    names = [n.strip() for n in name.split(",")] if isinstance(name, str) else [str(n) for n in name]
-    profiles = params.get("profiles") or {}
-    for one in names:
-        if one not in profiles:
-            raise ParamError(f"--profile {one}: unknown profile; params.yaml defines {sorted(profiles) or 'none'}")
-        items = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
-                 for key, value in profiles[one].items()]
-        params = apply_overrides(params, items)
+    params = copy.deepcopy(params)
+    for key, value in values.items():
+        node = params
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                raise ParamError(f"{origin}: unknown parameter {'.'.join(parts[: depth + 1])!r} "
+                                 f"(set by a notebook parameter as {key})")
+            if depth == len(parts) - 1:
+                node[part] = value
+            else:
+                node = node[part]
     return params

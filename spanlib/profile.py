@@ -8,7 +8,7 @@ around each call. FLOPs: ``spanlib.model.count_flops`` (torch.utils.flop_counter
 2 FLOPs, convolutions and matmuls only), for one image.
 
 At the paper's configuration (model.stages 4, width 256, depth 4, crop.input_size 256, the
-``paper`` profile of params.yaml when it defines one) only parameters, size and FLOPs are
+recipe ``paper`` of params.yaml's ``recipes:``) only parameters, size and FLOPs are
 reported: timing it on a 2-core CPU would take minutes per variant. Those models are built on
 PyTorch's meta device, so counting needs no memory and no arithmetic; their size is the bytes of
 their float32 state (a saved file adds about 0.1% of pickle framing).
@@ -16,28 +16,25 @@ their float32 state (a saved file adds about 0.1% of pickle framing).
 
 from __future__ import annotations
 
-import copy
 import time
 
 import numpy as np
 import torch
 
+from .config import apply_recipe, as_group
 from .errors import ParamError
+from .inference import decode_radius
 
 VARIANTS = ("shn", "shn_bali", "shn_scpa", "scpan", "semi_scpan")
-PAPER_CONFIG = {"model.stages": 4, "model.width": 256, "model.depth": 4, "crop.input_size": 256}
 
 
 def paper_params(params: dict) -> dict:
-    """``params`` at the paper's configuration (params.yaml ``profiles.paper`` when present)."""
-    out = copy.deepcopy(params)
-    overrides = dict(PAPER_CONFIG)
-    overrides.update({k: v for k, v in ((params.get("profiles") or {}).get("paper") or {}).items()
-                      if k in PAPER_CONFIG})
-    for key, value in overrides.items():
-        group, name = key.split(".")
-        out.setdefault(group, {})[name] = value
-    return out
+    """``params`` at the paper's configuration: the recipe ``paper`` of ``recipes:`` (the one place
+    it is written; model and crop keys are what counting needs)."""
+    if "paper" not in (params.get("recipes") or {}):
+        raise ParamError("recipes.paper: these params define no paper recipe to count the paper's configuration "
+                         "with (the repository's params.yaml has one); or leave the paper rows out (--no-paper)")
+    return apply_recipe(params, "paper")
 
 
 def _build(params: dict, variant: str):
@@ -91,7 +88,7 @@ def profile_variant(params: dict, variant: str, device: torch.device, seconds: f
         "gflops": count_flops(model, batch=1) / 1e9,
     }
     if timing:
-        radius = int(params.get("evaluate", {}).get("decode_radius", 3))
+        radius = decode_radius(params)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         entry["batch1"] = time_inference(model, 1, device, seconds, radius)
@@ -112,9 +109,9 @@ def profile(params: dict, variants=VARIANTS, device: str = "cpu", seconds: float
     if unknown:
         raise ParamError(f"--variant: unknown {unknown}; expected one of {VARIANTS} or all")
     dev = resolve_device(device)
-    settings = params.get("evaluate") or {}
-    seconds = float(seconds if seconds is not None else settings.get("profile_seconds", 2.0))
-    large_batch = int(large_batch if large_batch is not None else settings.get("profile_batch", 16))
+    settings = as_group("evaluate", params.get("evaluate") or {})
+    seconds = float(seconds if seconds is not None else settings.profile_seconds)
+    large_batch = int(large_batch if large_batch is not None else settings.profile_batch)
     result = {
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "torch": torch.__version__,

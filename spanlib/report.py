@@ -24,7 +24,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -569,3 +569,23 @@ def write_report(paths: Iterable[str | Path], out_dir: str | Path, figures: bool
         files += ced_figures(runs, out_dir / "figures", ced_threshold)
         files += per_landmark_figures(runs, out_dir / "figures")
     return {"tables": tables, "files": files}
+
+
+# ---- notebook 07 -------------------------------------------------------------------------------------
+
+def notebook_timings(notebook_dir: str | Path) -> list[dict]:
+    """Wall time of each executed notebook under ``notebook_dir`` (papermill records it)."""
+    rows = []
+    for path in sorted(Path(notebook_dir).glob("*.ipynb")):
+        meta = json.loads(path.read_text()).get("metadata", {}).get("papermill", {})
+        if meta.get("duration") is not None:
+            rows.append({"notebook": path.name, "seconds": float(meta["duration"]),
+                         "start": meta.get("start_time"), "end": meta.get("end_time")})
+    return rows
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    """A GitHub-flavoured markdown table (numbers as given: format them before)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

@@ -48,7 +48,7 @@ def run_state(params: dict, variant: str, checkpoint: Path) -> str:
     """``"done"`` (same params, all iterations), ``"partial"`` (same params, fewer) or ``"new"``."""
     from .checkpoint import read_checkpoint
     from .errors import SpanlibError
-    from .params import apply_overrides
+    from .config import apply_overrides
     from .train import differing_params
 
     if not checkpoint.is_file():
@@ -193,7 +193,7 @@ def seed_table(groups: Mapping[str, Sequence[dict]], norm: str, threshold: float
     """Markdown and JSON of settings x subsets: NME mean ± sd over seeds per subset, FR and AUC on
     ``full`` (or the last subset), a mark where the paired difference to ``reference`` is
     significant, then the table of every comparison (``ablation_pairs``) with its interval."""
-    from .pipeline import markdown_table
+    from .report import markdown_table
 
     first = next(iter(groups.values()))[0]["subsets"]
     subsets = sorted(first, key=lambda name: name == "full")

@@ -34,9 +34,8 @@ from .errors import DataError, ParamError
 from .checkpoint import CHECKPOINT_FORMAT, make_checkpoint, read_checkpoint, write_checkpoint  # noqa: F401
 from .losses import LossConfig, objective_terms, span_objective
 from .model import build_model, variant_spec
-from .params import apply_overrides, apply_profile, load_params  # noqa: F401  (apply_profile: also spanlib.train's API)
-
-OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+from .config import OPTIMIZERS, Config, apply_overrides  # noqa: F401  (OPTIMIZERS: make_optimizer's names)
+from .params import load_params
 
 
 def lr_at(iteration: int, total: int, base: float, milestones: Iterable[float], divisors: Iterable[float]) -> float:
@@ -47,44 +46,6 @@ def lr_at(iteration: int, total: int, base: float, milestones: Iterable[float], 
         if iteration >= math.floor(fraction * total):
             lr /= float(divisor)
     return lr
-
-
-def check_train_params(params: dict) -> None:
-    """Stop early, naming the parameter, before any data is read."""
-    tp = params["train"]
-    for key, low in (("iterations", 1), ("batch_size", 1), ("checkpoint_every", 1), ("val_every", 0),
-                     ("num_workers", 0), ("val_faces", 1), ("threads", 0)):
-        value = tp.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ParamError(f"train.{key}: expected an integer >= {low}, got {value!r}")
-    lr = tp.get("lr")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ParamError(f"train.lr: expected a number > 0, got {lr!r}")
-    milestones, divisors = list(tp.get("lr_milestones", [])), list(tp.get("lr_divisors", []))
-    if len(milestones) != len(divisors):
-        raise ParamError(f"train.lr_milestones / train.lr_divisors: expected lists of equal length, "
-                         f"got {len(milestones)} and {len(divisors)}")
-    if any(not 0 <= m <= 1 for m in milestones) or milestones != sorted(milestones):
-        raise ParamError(f"train.lr_milestones: expected increasing fractions in [0, 1], got {milestones}")
-    if any(not d > 0 for d in divisors):
-        raise ParamError(f"train.lr_divisors: expected numbers > 0, got {divisors}")
-    if tp.get("optimizer") not in OPTIMIZERS:
-        raise ParamError(f"train.optimizer: expected one of {', '.join(OPTIMIZERS)}, got {tp.get('optimizer')!r}")
-    fraction = tp.get("val_fraction", 0.0)
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
-        raise ParamError(f"train.val_fraction: expected a number in [0, 1), got {fraction!r}")
-    ratio = tp.get("unlabeled_ratio", 0)
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio < 0:
-        raise ParamError(f"train.unlabeled_ratio: expected a number >= 0, got {ratio!r}")
-    for key in ("sigma", "boundary_sigma"):
-        value = params["targets"].get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ParamError(f"targets.{key}: expected a number > 0, got {value!r}")
-    if not isinstance(tp.get("compile", False), bool):
-        raise ParamError(f"train.compile: expected true or false, got {tp.get('compile')!r}")
-    radius = params["evaluate"].get("decode_radius")
-    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
-        raise ParamError(f"evaluate.decode_radius: expected an integer >= 0, got {radius!r}")
 
 
 def auto_threads() -> int:
@@ -168,7 +129,8 @@ class TrainSetup:
     (checkpoints, validation); ``engine`` is what the training step calls: ``model``, or its DDP
     wrapper under torchrun, compiled when ``train.compile`` is true."""
 
-    params: dict
+    params: dict          # as given (what the checkpoint stores)
+    config: Config        # the same, typed, defaults filled
     variant: str
     scheme: object
     model: torch.nn.Module
@@ -196,49 +158,46 @@ def build_setup(params: dict, variant: str, device: torch.device, progress: bool
     ctx = ctx or distributed.DistContext()
     params = apply_overrides(params, [f"model.variant={variant}"])
     spec = variant_spec(variant)
-    check_train_params(params)
-    tp, dp = params["train"], params["data"]
-    distributed.per_rank(tp["batch_size"], ctx, "train.batch_size")
-    input_size = params["crop"]["input_size"]
-    seed = int(params.get("seed", 0))
-    samples = read_source(dp["source"], dp["root"], dp["train_split"])
-    samples, held_out = held_out_split(samples, float(tp.get("val_fraction", 0.0) or 0.0),
-                                       int(tp.get("val_seed", 0)))
+    cfg = Config.from_params(params)  # the whole params checked before any data is read
+    tc, dc = cfg.train, cfg.data
+    distributed.per_rank(tc.batch_size, ctx, "train.batch_size")
+    input_size = cfg.crop.input_size
+    seed = int(cfg.seed)
+    samples = read_source(dc.source, dc.root, dc.train_split)
+    samples, held_out = held_out_split(samples, float(tc.val_fraction), int(tc.val_seed))
     scheme = get_scheme(len(samples[0].landmarks))
-    samples = samples + read_extra_train(dp.get("extra_train"), scheme.num_points)
+    samples = samples + read_extra_train(list(dc.extra_train), scheme.num_points)
     torch.manual_seed(seed)
-    model = build_model(params["model"], scheme.num_points, len(scheme.boundaries), input_size)
+    model = build_model(cfg.model, scheme.num_points, len(scheme.boundaries), input_size)
     resolutions = model.stage_resolutions
-    loss_config = LossConfig.from_params(params["loss"], params["targets"], input_size, resolutions[-1])
-    if 2 * params["evaluate"]["decode_radius"] + 1 > resolutions[-1]:
+    loss_config = LossConfig.from_params(cfg.loss, cfg.targets, input_size, resolutions[-1])
+    if 2 * cfg.evaluate.decode_radius + 1 > resolutions[-1]:
         raise ParamError(f"evaluate.decode_radius: the window is larger than the {resolutions[-1]}x"
                          f"{resolutions[-1]} last-stage map")
-    dataset = PairedFaceDataset(samples, scheme, input_size, resolutions, resolutions[-1], params,
+    dataset = PairedFaceDataset(samples, scheme, input_size, resolutions, resolutions[-1], cfg,
                                 train=True, labeled=True, seed=seed, targets=_target_kinds(spec),
                                 progress=progress)
-    workers = tp["num_workers"]
     pin = device.type == "cuda"
-    labeled = BatchStream(dataset, tp["batch_size"], seed, workers, ctx=ctx, pin_memory=pin)
+    labeled = BatchStream(dataset, tc.batch_size, seed, tc.num_workers, ctx=ctx, pin_memory=pin)
     unlabeled = None
-    n_unlabeled = int(round(tp["batch_size"] * tp.get("unlabeled_ratio", 0)))
+    n_unlabeled = int(round(tc.batch_size * tc.unlabeled_ratio))
     if spec.unlabeled and n_unlabeled > 0:
-        if not dp.get("unlabeled_source") or not dp.get("unlabeled_root"):
+        if not dc.unlabeled_source or not dc.unlabeled_root:
             raise ParamError("data.unlabeled_source / data.unlabeled_root: semi_scpan needs unlabeled faces")
         distributed.per_rank(n_unlabeled, ctx, "train.batch_size * train.unlabeled_ratio (unlabeled pairs)")
-        faces = read_source(dp["unlabeled_source"], dp["unlabeled_root"])
-        udata = PairedFaceDataset(faces, scheme, input_size, resolutions, resolutions[-1], params,
+        faces = read_source(dc.unlabeled_source, dc.unlabeled_root)
+        udata = PairedFaceDataset(faces, scheme, input_size, resolutions, resolutions[-1], cfg,
                                   train=True, labeled=False, seed=seed + 1, targets=("heatmaps",),
                                   progress=progress)
-        unlabeled = BatchStream(udata, n_unlabeled, seed + 1, workers, ctx=ctx, pin_memory=pin)
+        unlabeled = BatchStream(udata, n_unlabeled, seed + 1, tc.num_workers, ctx=ctx, pin_memory=pin)
     val_dataset = None
-    if tp["val_every"] > 0 and (held_out or dp.get("test_splits")):
-        val_samples = (held_out or read_source(dp.get("test_source") or dp["source"],
-                                               dp.get("test_root") or dp["root"],
-                                               dp["test_splits"][0]))[: tp["val_faces"]]
+    if tc.val_every > 0 and (held_out or dc.test_splits):
+        val_samples = (held_out or read_source(dc.test_source or dc.source, dc.test_root or dc.root,
+                                               dc.test_splits[0]))[: tc.val_faces]
         # the training crop's box rule (crop.box), so validation sees faces at the scale training does
-        val_dataset = EvalFaceDataset(val_samples, input_size, params["crop"]["scale"],
-                                      prefer=train_box_preference(params["crop"].get("box", "dataset")))
-    return TrainSetup(params, variant, scheme, model.to(device), loss_config, labeled, unlabeled,
+        val_dataset = EvalFaceDataset(val_samples, input_size, cfg.crop.scale,
+                                      prefer=train_box_preference(cfg.crop.box))
+    return TrainSetup(params, cfg, variant, scheme, model.to(device), loss_config, labeled, unlabeled,
                       val_dataset, device, ctx)
 
 
@@ -337,12 +296,11 @@ def validation_nme(model, dataset, scheme, radius: int, device, batch_size: int 
     preds, gts = [], []
     try:
         for batch in DataLoader(dataset, batch_size=batch_size):
+            cuda = device.type == "cuda"  # bf16 autocast and channels_last as in training
             images = batch["image"].to(device)
-            if device.type == "cuda":
+            if cuda:
                 images = images.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    crop_pts = predict_crops(model, images, radius)[0]
-            else:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 crop_pts = predict_crops(model, images, radius)[0]
             preds.append(crop_points_to_image(crop_pts, batch["crop_matrix"]).numpy())
             gts.append(batch["landmarks"].double().numpy())
@@ -410,9 +368,8 @@ class TrainingInterrupted(KeyboardInterrupt):
                 f"Resume with: {resume_command}")
 
 
-def _live_dir(params: dict, out: Path) -> Path:
-    configured = params["train"].get("live_dir")
-    return Path(configured) if configured else out.with_name(out.stem + "_live")
+def _live_dir(train_config, out: Path) -> Path:
+    return Path(train_config.live_dir) if train_config.live_dir else out.with_name(out.stem + "_live")
 
 
 def truncate_live(live_dir: Path, step: int) -> int:
@@ -442,7 +399,7 @@ def save_checkpoint(path: Path, setup: TrainSetup, optimizer, iteration: int, me
     """Write the training checkpoint (format: ``spanlib.checkpoint``) atomically."""
     data_state = {"labeled": setup.labeled.state(),
                   "unlabeled": setup.unlabeled.state() if setup.unlabeled else None}
-    lr_total = setup.params["train"]["iterations"] if lr_total is None else lr_total
+    lr_total = setup.config.train.iterations if lr_total is None else lr_total
     write_checkpoint(path, make_checkpoint(
         variant=setup.variant, scheme=setup.scheme.name, params=setup.params, model=setup.model,
         optimizer=optimizer, iteration=iteration, data_state=data_state, metrics=metrics,
@@ -466,16 +423,13 @@ def train(params: dict | str | Path, variant: str, out: str | Path, resume: bool
     if not isinstance(params, dict):
         params = load_params(params)
     params = apply_overrides(params, overrides)
-    params["train"].setdefault("val_faces", 100)
-    params["train"].setdefault("threads", 0)
     variant_spec(variant)
-    check_train_params(params)
+    threads = Config.from_params(params).train.threads
     dev = resolve_device(device)
-    tp = params["train"]
     threads_before = torch.get_num_threads()
     ctx, dev = distributed.setup(dev)
     if dev.type == "cpu":
-        torch.set_num_threads(tp["threads"] if tp["threads"] > 0 else auto_threads())
+        torch.set_num_threads(threads if threads > 0 else auto_threads())
     try:
         return _train(params, variant, out, resume, dev, progress, stop_after, ctx)
     finally:
@@ -523,7 +477,7 @@ def _read_resume(out: Path, variant: str) -> dict:
     return ckpt
 
 
-def _resume_schedule(out: Path, ckpt: dict, params: dict) -> int:
+def _resume_schedule(out: Path, ckpt: dict, params: dict, total: int) -> int:
     """Check that ``params`` may resume ``ckpt`` and return the iterations its learning-rate
     staircase is scaled to: those the run was started with, also when it is extended."""
     refused = [k for k in differing_params(ckpt["params"], params) if k not in RESUME_MAY_DIFFER]
@@ -533,7 +487,7 @@ def _resume_schedule(out: Path, ckpt: dict, params: dict) -> int:
         raise ParamError(f"--resume: {out} was trained with different {', '.join(refused)} ({shown}). Only "
                          f"train.iterations (to extend the run) and {', '.join(RESUME_MAY_DIFFER[1:])} may "
                          f"change on resume: set the checkpoint's values back, or start a new run without --resume")
-    iteration, total = int(ckpt["iteration"]), int(params["train"]["iterations"])
+    iteration = int(ckpt["iteration"])
     if total < iteration:
         raise ParamError(f"train.iterations: {total}, but {out} is already at iteration {iteration}; a resumed "
                          f"run can only be extended")
@@ -543,24 +497,24 @@ def _resume_schedule(out: Path, ckpt: dict, params: dict) -> int:
 
 def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.device, progress: bool,
            stop_after: int | None, ctx: distributed.DistContext) -> Path:
-    tp = params["train"]
     main = ctx.is_main
     ckpt = _read_resume(out, variant) if resume else None
     setup = build_setup(params, variant, dev, progress=progress and main, ctx=ctx)
+    tc = setup.config.train
     if ctx.enabled:
         setup.model = distributed.sync_batchnorm(setup.model, dev)
     if dev.type == "cuda":
         setup.model = setup.model.to(memory_format=torch.channels_last)
-    if ckpt is None and tp.get("init_from"):
-        metrics_init = init_weights(setup.model, tp["init_from"])
+    start, metrics, total = 0, {}, tc.iterations
+    lr_total = total
+    if ckpt is None and tc.init_from:
+        metrics["init_from"] = init_weights(setup.model, tc.init_from)
         if main:
-            print(f"initialised {metrics_init['copied']} of {metrics_init['tensors']} weight tensors from "
-                  f"{tp['init_from']} (sha256 {metrics_init['sha256'][:12]})", flush=True)
-    optimizer = make_optimizer(tp["optimizer"], setup.model.parameters(), tp["lr"])
-    total = tp["iterations"]
-    start, metrics, lr_total = 0, ({"init_from": metrics_init} if ckpt is None and tp.get("init_from") else {}), total
+            print(f"initialised {metrics['init_from']['copied']} of {metrics['init_from']['tensors']} weight "
+                  f"tensors from {tc.init_from} (sha256 {metrics['init_from']['sha256'][:12]})", flush=True)
+    optimizer = make_optimizer(tc.optimizer, setup.model.parameters(), tc.lr)
     if ckpt is not None:
-        lr_total = _resume_schedule(out, ckpt, setup.params)
+        lr_total = _resume_schedule(out, ckpt, setup.params, total)
         setup.model.load_state_dict(ckpt["model_state"])
         optimizer.load_state_dict(ckpt["optimizer_state"])
         start, metrics = int(ckpt["iteration"]), dict(ckpt.get("metrics", {}))
@@ -576,31 +530,31 @@ def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.devic
             planned = int(ckpt["params"]["train"]["iterations"])
             note = ""
             if total != planned:
-                lr = lr_at(start, lr_total, tp["lr"], tp["lr_milestones"], tp["lr_divisors"])
+                lr = lr_at(start, lr_total, tc.lr, tc.lr_milestones, tc.lr_divisors)
                 note = (f", extending the run to {total} iterations (the learning-rate staircase stays "
                         f"scaled to {lr_total} iterations: {lr:.3g} from here)")
             print(f"resumed from iteration {start} of {planned}{note}", flush=True)
-    setup.engine = make_engine(setup.model, ctx, dev, tp.get("compile", False))
+    setup.engine = make_engine(setup.model, ctx, dev, tc.compile)
     end = total if stop_after is None else min(total, stop_after)
     live = None
-    if main and (tp["val_every"] > 0 or progress):
+    if main and (tc.val_every > 0 or progress):
         try:
             from dvclive import Live
         except ImportError:  # an environment without the pins (a cluster's image): train, log nothing
             print("dvclive is not installed: training without the metrics log (pip install dvclive)")
         else:
             if resume:
-                truncate_live(_live_dir(params, out), start)
-            live = Live(str(_live_dir(params, out)), resume=resume, save_dvc_exp=False, dvcyaml=False)
+                truncate_live(_live_dir(tc, out), start)
+            live = Live(str(_live_dir(tc, out)), resume=resume, save_dvc_exp=False, dvcyaml=False)
     setup.model.train()
     bar = tqdm(range(start, end), initial=start, total=total, desc=f"train {variant}", unit="it",
                disable=not (progress and main), dynamic_ncols=True)
-    images_per_step = 2 * tp["batch_size"] + (2 * setup.unlabeled.batch_size if setup.unlabeled else 0)
+    images_per_step = 2 * tc.batch_size + (2 * setup.unlabeled.batch_size if setup.unlabeled else 0)
     t0, done = time.perf_counter(), 0
     saved = start if ckpt is not None else None  # the iteration of the intact checkpoint at ``out``
     try:
         for iteration in bar:
-            lr = lr_at(iteration, lr_total, tp["lr"], tp["lr_milestones"], tp["lr_divisors"])
+            lr = lr_at(iteration, lr_total, tc.lr, tc.lr_milestones, tc.lr_divisors)
             terms = train_step(setup, optimizer, lr)
             done += 1
             step = iteration + 1
@@ -613,19 +567,19 @@ def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.devic
                 for name, value in terms.items():
                     live.log_metric(f"train/{name}", value)
                 live.log_metric("train/lr", lr)
-            val_due = tp["val_every"] > 0 and (step % tp["val_every"] == 0 or step == total)
+            val_due = tc.val_every > 0 and (step % tc.val_every == 0 or step == total)
             if main and setup.val_dataset is not None and val_due:
                 nme = validation_nme(setup.model, setup.val_dataset, setup.scheme,
-                                     params["evaluate"]["decode_radius"], dev)
+                                     setup.config.evaluate.decode_radius, dev)
                 metrics["val_nme_io"] = nme
                 metrics.setdefault("val_history", []).append([step, nme])
                 if live is not None:
                     live.log_metric("val/nme_io", nme)
-                where = (f"held-out {tp['val_fraction']:.0%} of {params['data']['train_split']}"
-                         if tp.get("val_fraction") else params["data"]["test_splits"][0])
+                where = (f"held-out {tc.val_fraction:.0%} of {setup.config.data.train_split}"
+                         if tc.val_fraction else setup.config.data.test_splits[0])
                 bar.write(f"iteration {step}: validation NME_io {100 * nme:.2f}% "
                           f"({len(setup.val_dataset)} faces of {where})")
-            if step % tp["checkpoint_every"] == 0 or step == end:
+            if step % tc.checkpoint_every == 0 or step == end:
                 if main:
                     save_checkpoint(out, setup, optimizer, step, metrics, lr_total)
                 saved = step

@@ -254,7 +254,7 @@ def test_run_all_then_the_sigma_slider_redraws_one_figure_and_the_study_stays_cl
             "const p = Array.from(window.jupyterapp.shell.widgets('main'))"
             f"  .find(w => w.context && w.context.path === '{copy_path}');"
             "return p ? (Array.from(p.node.querySelectorAll('.jp-CodeCell'))"
-            "  .find(c => c.textContent.includes('show_live_or_static(draw_profiles')) || null) : null;"), 60,
+            "  .find(c => c.textContent.includes('show_live_or_static(draw_distributions')) || null) : null;"), 60,
             "the saved copy to open")
         _wait(lambda: reopened.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output img"), 30, "its static figure")
         assert "run this cell to make it live" in reopened.text

@@ -20,7 +20,7 @@ from test_targets import mean_face
 SCHEME = get_scheme("68")
 PARAMS = {
     "crop": {"input_size": 64, "scale": 1.25, "context": 1.5},
-    "targets": {"profile": "gaussian", "sigma": 1.0, "ged_shape": 2.0, "student_df": 3.0,
+    "targets": {"distribution": "gaussian", "sigma": 1.0, "ged_shape": 2.0, "student_df": 3.0,
                 "boundary_sigma": 1.0, "boundary_xi": 0.0, "field_radius": 3},
     "disturb": {"p_gaussian_noise": 0.3, "noise_std": 12.0, "p_salt_noise": 0.2,
                 "salt_fraction": 0.02, "p_blur": 0.3, "blur_sizes": [128, 64, 32, 16],
@@ -222,11 +222,13 @@ def test_train_and_test_crops_of_a_face_with_a_dataset_box_are_the_same_crop():
     """A face with a dataset box (WFLW, COFW, AFLW): the training crop (crop.box: dataset, the
     default) and the evaluation crop (evaluate.crop_box: detector, the default) have the same
     centre and scale; crop.box: landmarks would not."""
-    from spanlib.evaluate import EVALUATE_DEFAULTS, crop_rule_mismatch
+    from spanlib.evaluate import crop_rule_mismatch, evaluate_params
+
+    defaults = evaluate_params({})
 
     face = make_samples(1)[0]
     face.box = np.array([12, 20, 80, 86], np.float32)  # not the landmarks' box: other centre, other side
-    test = EvalFaceDataset([face], 64, 1.25, prefer=EVALUATE_DEFAULTS["crop_box"])[0]
+    test = EvalFaceDataset([face], 64, 1.25, prefer=defaults.crop_box)[0]
     matrix = test["crop_matrix"].numpy()
     train = PairedFaceDataset([face], SCHEME, 64, [16], 16, PARAMS, train=False, progress=False)[0]["a"]
     points = train["landmarks"].numpy().astype(np.float64)
@@ -239,17 +241,17 @@ def test_train_and_test_crops_of_a_face_with_a_dataset_box_are_the_same_crop():
     np.testing.assert_allclose(points, apply_affine(matrix, face.landmarks), atol=1e-3)
     crop_pixels = test["image"].numpy().transpose(1, 2, 0) * 255
     assert np.abs(train["image"].numpy().transpose(1, 2, 0) * 255 - crop_pixels).max() <= 3.0
-    assert crop_rule_mismatch({"crop": PARAMS["crop"]}, EVALUATE_DEFAULTS) is None
+    assert crop_rule_mismatch({"crop": PARAMS["crop"]}, defaults) is None
     old = PairedFaceDataset([face], SCHEME, 64, [16], 16, _with_crop_box("landmarks"), train=False,
                             progress=False)[0]["a"]["landmarks"].numpy()
     assert np.abs(old - points).max() > 5  # the former rule: another crop
-    assert "crop.box='landmarks'" in crop_rule_mismatch({"crop": {"box": "landmarks"}}, EVALUATE_DEFAULTS)
+    assert "crop.box='landmarks'" in crop_rule_mismatch({"crop": {"box": "landmarks"}}, defaults)
 
 
 def test_an_unknown_crop_box_rule_names_the_param():
     from spanlib.errors import ParamError
 
-    with pytest.raises(ParamError, match="crop.box: expected one of \\['dataset', 'landmarks'\\], got 'face'"):
+    with pytest.raises(ParamError, match="crop.box: expected one of dataset, landmarks, got 'face'"):
         PairedFaceDataset(make_samples(1), SCHEME, 64, [16], 16, _with_crop_box("face"), progress=False)
 
 

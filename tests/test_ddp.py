@@ -174,11 +174,12 @@ def test_compile_wraps_the_model_lazily(ddp_params):
     """train.compile: true compiles what the step calls, around the network itself, which the
     checkpoints save (no _orig_mod. keys); nothing compiles before a step runs, so this is quick."""
     from spanlib.distributed import DistContext
-    from spanlib.train import check_train_params, make_engine
+    from spanlib.config import Config
+    from spanlib.train import make_engine
 
     params = {**ddp_params, "train": {**ddp_params["train"], "compile": "yes"}}
     with pytest.raises(ParamError, match="train.compile"):
-        check_train_params(params)
+        Config.from_params(params)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
     assert make_engine(model, DistContext(), torch.device("cpu"), False) is model
     engine = make_engine(model, DistContext(), torch.device("cpu"), True)

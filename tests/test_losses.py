@@ -127,7 +127,7 @@ def test_scl_on_intermediate_stages_only_drops_the_last_stage():
     assert float(paper) == pytest.approx(float(no_last), rel=1e-6) and float(paper) < float(all_stages)
     with pytest.raises(ParamError, match="loss.scl_stages"):
         LossConfig.from_params({"lambda1": 1.0, "lambda2": 16.0, "gamma": 40.0, "eta": 4.0, "scl_stages": "last"},
-                               {"field_radius": 3}, 64, 32)
+                               targets_group(3), 64, 32)
 
 
 def gaussian_logits(points_map: np.ndarray, size: int, sigma: float) -> torch.Tensor:
@@ -246,17 +246,22 @@ def test_unlabeled_pairs_only_enter_scl():
     assert set(terms) == {"scl"} and float(total) > 0
 
 
+def targets_group(field_radius: int) -> dict:
+    """A ``targets`` group (the schema requires both sigmas) with this field radius."""
+    return {"sigma": 1.0, "boundary_sigma": 1.0, "field_radius": field_radius}
+
+
 def test_invalid_loss_params():
     good = {"lambda1": 1.0, "lambda2": 16.0, "gamma": 40.0, "eta": 4.0, "field_loss": "l1"}
     with pytest.raises(ParamError, match="targets.field_radius.*larger than"):
-        LossConfig.from_params(good, {"field_radius": 20}, 64, 32)
+        LossConfig.from_params(good, targets_group(20), 64, 32)
     with pytest.raises(ParamError, match="loss.gamma"):
-        LossConfig.from_params(dict(good, gamma=-1), {"field_radius": 2}, 64, 32)
+        LossConfig.from_params(dict(good, gamma=-1), targets_group(2), 64, 32)
     with pytest.raises(ParamError, match="loss.field_loss"):
-        LossConfig.from_params(dict(good, field_loss="l7"), {"field_radius": 2}, 64, 32)
+        LossConfig.from_params(dict(good, field_loss="l7"), targets_group(2), 64, 32)
     with pytest.raises(ParamError, match="loss.heatmap_loss"):
-        LossConfig.from_params(dict(good, heatmap_loss="kl"), {"field_radius": 2}, 64, 32)
-    config = LossConfig.from_params(good, {"field_radius": 5}, 64, 32)
+        LossConfig.from_params(dict(good, heatmap_loss="kl"), targets_group(2), 64, 32)
+    config = LossConfig.from_params(good, targets_group(5), 64, 32)
     assert (config.lambda2, config.field_radius) == (16.0, 5)
 
 
@@ -401,10 +406,10 @@ def test_unlabeled_weighting_param_is_read_and_checked():
     from spanlib.losses import UNLABELED_WEIGHTINGS
 
     good = {"lambda1": 1.0, "lambda2": 16.0, "gamma": 40.0, "eta": 4.0}
-    assert LossConfig.from_params(good, {"field_radius": 2}, 64, 32).unlabeled_weighting == "mean"
-    got = LossConfig.from_params(dict(good, unlabeled_weighting="sum"), {"field_radius": 2}, 64, 32)
+    assert LossConfig.from_params(good, targets_group(2), 64, 32).unlabeled_weighting == "mean"
+    got = LossConfig.from_params(dict(good, unlabeled_weighting="sum"), targets_group(2), 64, 32)
     assert got.unlabeled_weighting == "sum"
     with pytest.raises(ParamError, match="loss.unlabeled_weighting"):
-        LossConfig.from_params(dict(good, unlabeled_weighting="median"), {"field_radius": 2}, 64, 32)
+        LossConfig.from_params(dict(good, unlabeled_weighting="median"), targets_group(2), 64, 32)
     field = {f.name: f for f in dataclasses.fields(schema.LossConfigParams)}["unlabeled_weighting"]
     assert field.metadata["choices"] == UNLABELED_WEIGHTINGS and field.default == "mean"

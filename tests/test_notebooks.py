@@ -108,7 +108,10 @@ def test_every_notebook_is_clean_and_parameterised():
         assert nb.cells[0].cell_type == "markdown", f"{path.name}: should open with prose"
 
 
-def test_dvc_passes_only_declared_parameters_with_matching_defaults():
+def test_dvc_passes_the_params_file_and_paths_not_hyperparameters():
+    """A notebook reads every hyperparameter from the params file (stage_params), so the same
+    notebook opened by hand runs what dvc repro runs: DVC passes it the params file, the paths it
+    writes, the foreach item and the stage's switches, never a value of params.yaml."""
     params = load_params()
     used = set()
     for stage, notebook, passed in papermill_calls():
@@ -116,15 +119,19 @@ def test_dvc_passes_only_declared_parameters_with_matching_defaults():
         assert path.is_file(), f"stage {stage}: {notebook} does not exist"
         used.add(path)
         declared = parameters_cell(nbformat.read(path, as_version=4))
+        assert passed.get("params_file") == "params.yaml", f"stage {stage}: -p params_file params.yaml"
         for name, raw in passed.items():
             assert name in declared, f"stage {stage}: -p {name} is not in {notebook}'s parameters cell"
-            match = INTERPOLATION.fullmatch(raw)
-            if match and match.group(1) != "item" and name not in WRITTEN:
-                # opened by hand in JupyterLab, the notebook must run what dvc repro runs: a
-                # hyperparameter defaults to None, which stage_params reads from params.yaml
-                assert declared[name] is None, \
-                    f"{notebook}: {name} should default to None (params.yaml {match.group(1)})"
-                lookup(params, match.group(1))
+            for key in INTERPOLATION.findall(raw):
+                assert key == "item" or name in WRITTEN, \
+                    f"stage {stage}: -p {name} passes params.yaml's {key}; the notebook reads it from params_file"
+                if key != "item":
+                    lookup(params, key)
+        # every knob left to the params file defaults to None: None reads params.yaml
+        for name, value in declared.items():
+            if name not in passed and name not in WRITTEN and name not in ("params_file", "face_root", "train_runs",
+                                                                           "checkpoint", "variant"):
+                assert value is None, f"{notebook}: {name} = {value!r} should default to None (read from params.yaml)"
     assert used == set(NOTEBOOKS), f"notebooks no stage runs: {set(NOTEBOOKS) - used}"
 
 
@@ -242,7 +249,7 @@ def test_every_notebook_runs_as_opened_and_leaves_the_study_alone(tmp_path, kern
     scratch = work / "outputs" / "interactive"
     assert all((scratch / "models" / "scpan" / f"s{seed}" / "checkpoint.pt").is_file() for seed in (0, 1))
     assert (scratch / "03_evaluate" / "tables" / "ablation.md").is_file()
-    assert (scratch / "04_heatmap_distributions" / "figures" / "profiles.png").is_file()
+    assert (scratch / "04_heatmap_distributions" / "figures" / "distributions.png").is_file()
     assert (scratch / "07_report" / "report.md").is_file()
     assert not (work / "notebooks" / "results").exists() and not (work / "notebooks" / "outputs").exists()
     assert {p.name for p in work.iterdir()} <= {"notebooks", "results", "kernels", "dvc.yaml", "params.yaml",
@@ -258,14 +265,14 @@ def test_every_notebook_runs_as_opened_and_leaves_the_study_alone(tmp_path, kern
 
 
 def test_find_root_looks_upward_for_dvc_yaml(tmp_path, monkeypatch):
-    from spanlib.pipeline import enter_project, find_root
+    from spanlib.notebook import enter_project, find_root
 
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     (tmp_path / "params.yaml").write_text("seed: 3\n")
     (tmp_path / "notebooks" / "deep").mkdir(parents=True)
     assert find_root(tmp_path / "notebooks" / "deep") == tmp_path.resolve()
     monkeypatch.chdir(tmp_path / "notebooks")
-    from spanlib.pipeline import stage_params
+    from spanlib.notebook import stage_params
 
     assert stage_params("params.yaml")["seed"] == 3  # from notebooks/: params.yaml of the root
     assert enter_project() == tmp_path.resolve() and Path.cwd() == tmp_path.resolve()

@@ -1,5 +1,5 @@
 """params.yaml checked as a whole against spanlib.config: unknown and misspelt names (with the
-nearest valid one), duplicated keys, types, --set and profile overrides, missing groups."""
+nearest valid one), duplicated keys, types, --set and recipe overrides, missing groups."""
 
 from pathlib import Path
 
@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from spanlib import config
-from spanlib.config import Config, check_params
+from spanlib.config import Config, apply_overrides, check_params
 from spanlib.errors import ParamError
-from spanlib.params import apply_overrides, load_params
+from spanlib.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,16 +24,16 @@ def write(tmp_path, params: dict) -> Path:
     return path
 
 
-def test_the_repository_params_load_complete_with_every_profile():
+def test_the_repository_params_load_complete_with_every_recipe():
     params = load_params(REPO / "params.yaml", complete=True)
     assert params == repo_params()  # returned as in the file: no defaults filled in
     typed = Config.from_params(params, "params.yaml")
     assert typed.train.iterations == params["train"]["iterations"]
     assert typed.train.compile is False  # optional, absent from the file: the schema's default
-    from spanlib.train import apply_profile
+    from spanlib.config import apply_recipe
 
-    for name in params["profiles"]:
-        apply_profile(params, name)
+    for name in params["recipes"]:
+        apply_recipe(params, name)
 
 
 def test_a_misspelt_group_names_it_the_file_the_line_and_the_nearest_group(tmp_path):
@@ -109,18 +109,18 @@ def test_extra_training_folders_are_checked(tmp_path, extra, expected):
         load_params(write(tmp_path, params))
 
 
-def test_profiles_are_checked_when_the_file_loads(tmp_path):
+def test_recipes_are_checked_when_the_file_loads(tmp_path):
     params = repo_params()
-    params["profiles"]["paper"]["train.iteratons"] = 5
-    with pytest.raises(ParamError, match=r"\(profile paper\).*did you mean 'train.iterations'"):
+    params["recipes"]["paper"]["train.iteratons"] = 5
+    with pytest.raises(ParamError, match=r"\(recipe paper\).*did you mean 'train.iterations'"):
         load_params(write(tmp_path, params))
     params = repo_params()
-    params["profiles"]["real"]["model.width"] = "wide"
+    params["recipes"]["real"]["model.width"] = "wide"
     with pytest.raises(ParamError, match=r"model.width: expected an integer"):
         load_params(write(tmp_path, params))
     params = repo_params()
-    params["pipeline"]["profile"] = "papr"
-    with pytest.raises(ParamError, match=r"pipeline.profile names 'papr'.*did you mean 'paper'"):
+    params["pipeline"]["recipe"] = "papr"
+    with pytest.raises(ParamError, match=r"pipeline.recipe names 'papr'.*did you mean 'paper'"):
         load_params(write(tmp_path, params))
 
 
@@ -149,22 +149,82 @@ def test_the_cli_checks_the_params_file_before_running(tmp_path, capsys):
 
 def test_the_schema_choices_match_the_code():
     from spanlib.data.sources import SOURCES
-    from spanlib.data.targets import PROFILES
-    from spanlib.evaluate import EVALUATE_DEFAULTS
+    from spanlib.data.targets import DISTRIBUTIONS
     from spanlib.losses import FIELD_LOSSES, HEATMAP_LOSSES
     from spanlib.metrics import NORMS
     from spanlib.model.network import VARIANTS
     from spanlib.train import OPTIMIZERS
 
     assert config.VARIANTS == tuple(VARIANTS) and config.SOURCES == SOURCES
-    assert config.OPTIMIZERS == OPTIMIZERS and config.NORMS == NORMS and config.HEATMAP_PROFILES == PROFILES
+    assert config.OPTIMIZERS == OPTIMIZERS and config.NORMS == NORMS and config.HEATMAP_DISTRIBUTIONS == DISTRIBUTIONS
     assert set(config.FIELD_LOSSES) == set(FIELD_LOSSES) and set(config.HEATMAP_LOSSES) == set(HEATMAP_LOSSES)
-    for key, value in EVALUATE_DEFAULTS.items():  # evaluate.py's fallbacks are the schema's defaults
-        assert key == "decode_radius" or config.default(f"evaluate.{key}") == value, key
+    from spanlib.evaluate import evaluate_params
+    from spanlib.inference import decode_radius
+
+    # a checkpoint without an evaluate group evaluates with the schema's defaults, 7x7 decoding
+    assert config.to_mapping(evaluate_params({})) == {k: config.default(f"evaluate.{k}") for k in config.fields_of("evaluate")}
+    assert decode_radius({}) == 3 == evaluate_params({}).decode_radius
 
 
 def test_check_params_accepts_every_key_of_the_repository_file():
     params = repo_params()
-    keys = {f"{g}.{k}" for g, v in params.items() if isinstance(v, dict) and g != "profiles" for k in v}
+    keys = {f"{g}.{k}" for g, v in params.items() if isinstance(v, dict) and g != "recipes" for k in v}
     assert keys <= set(config.all_keys())
     check_params(params, "params.yaml", complete=True)
+
+
+def test_a_group_mapping_becomes_its_typed_group_with_the_schema_defaults():
+    disturb = config.as_group("disturb", {"p_flip": 0.5})
+    assert isinstance(disturb, config.DisturbConfig) and disturb.p_flip == 0.5
+    assert disturb.redraw == "epoch" and disturb.scale_range == (1.0, 1.0)  # the schema's defaults
+    assert config.as_group("disturb", disturb) is disturb  # already typed: used as is
+    with pytest.raises(ParamError, match="disturb.p_flip: expected a number >= 0 and <= 1"):
+        config.as_group("disturb", {"p_flip": 1.5})
+    with pytest.raises(ParamError, match="disturb.scale_range: expected \\[low, high\\]"):
+        config.as_group("disturb", {"scale_range": [1.0, 0.5]})
+    with pytest.raises(ParamError, match="group 'targets' lacks sigma, boundary_sigma"):
+        config.as_group("targets", {"field_radius": 5})
+    typed = Config.from_params(repo_params())
+    assert config.group_of(typed, "crop") is typed.crop
+    assert config.group_of(repo_params(), "crop") == typed.crop
+    assert config.to_mapping(typed.disturb) == {**{k: config.default(f"disturb.{k}") for k in config.fields_of("disturb")},
+                                                **repo_params()["disturb"]}
+
+
+@pytest.mark.parametrize("old, new", [("profiles", "recipes"), ("targets.profile", "targets.distribution"),
+                                      ("pipeline.profile", "pipeline.recipe")])
+def test_a_renamed_name_is_told_its_new_name(tmp_path, old, new):
+    params = repo_params()
+    group, _, key = old.partition(".")
+    if key:
+        params[group][key] = params[group].pop(new.partition(".")[2])
+    else:
+        params[old] = params.pop(new)
+    with pytest.raises(ParamError, match=f"'{old}' \\(renamed to '{new}'\\)"):
+        load_params(write(tmp_path, params))
+
+
+def test_the_train_command_tells_that_profile_became_recipe(tmp_path, capsys):
+    from spanlib.cli import main
+
+    code = main(["train", "--profile", "real", "--variant", "shn", "--out", str(tmp_path / "x.pt")])
+    assert code == 2 and "renamed to --recipe" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_checkpoint_written_under_the_old_names_reads_under_the_new_ones():
+    old = repo_params()
+    old["profiles"] = old.pop("recipes")
+    old["targets"]["profile"] = old["targets"].pop("distribution")
+    old["pipeline"]["profile"] = old["pipeline"].pop("recipe")
+    old["real_study"]["profile"] = old["real_study"].pop("recipe")
+    old["distributions"]["settings"] = [{"profile": "ged", "ged_shape": 0.2}]
+    old["profiles"]["paper"]["targets.profile"] = "ged"
+    new = config.migrate(old)
+    assert new["recipes"]["real"] == repo_params()["recipes"]["real"]
+    assert new["targets"]["distribution"] == "gaussian" and "profile" not in new["targets"]
+    assert new["pipeline"]["recipe"] is None and new["real_study"]["recipe"] == "real,shared300w"
+    assert new["distributions"]["settings"] == [{"distribution": "ged", "ged_shape": 0.2}]
+    assert new["recipes"]["paper"]["targets.distribution"] == "ged"
+    check_params(new, "migrated", complete=True)
+    assert "profiles" in old  # the input is left alone

@@ -18,8 +18,11 @@ import pytest
 import yaml
 
 from spanlib.errors import DataError, ParamError
-from spanlib.pipeline import (notebook_timings, read_loss_curves, set_values, spread,
-                              stage_params)
+from spanlib.experiments import spread
+from spanlib.figures import read_loss_curves
+from spanlib.notebook import stage_params
+from spanlib.params import set_values
+from spanlib.report import notebook_timings
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -43,7 +46,7 @@ def tiny_params() -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params = set_values(params, TINY, origin="tests/test_pipeline.py TINY")
     params["sensitivity"]["settings"] = params["sensitivity"]["settings"][:2]
-    params["distributions"]["settings"] = [{"profile": "gaussian"}, {"profile": "ged", "ged_shape": 0.2}]
+    params["distributions"]["settings"] = [{"distribution": "gaussian"}, {"distribution": "ged", "ged_shape": 0.2}]
     return params
 
 
@@ -93,7 +96,7 @@ def test_repro_runs_every_notebook_and_writes_every_output(pipeline_copy):
     for fig in ("samples.png", "targets.png", "bali_fields.png"):
         assert (work / "results" / "figures" / "01_prepare_data" / fig).is_file()
     assert (work / "results" / "figures" / "03_evaluate" / "ced.png").is_file()
-    assert (work / "results" / "figures" / "04_heatmap_distributions" / "profiles.png").is_file()
+    assert (work / "results" / "figures" / "04_heatmap_distributions" / "distributions.png").is_file()
 
     summary = json.loads((work / "results" / "metrics" / "evaluate.json").read_text())
     assert list(summary) == variants and all(set(summary[v]) == {"nme_io", "sd"} for v in variants)
@@ -140,25 +143,25 @@ def test_second_repro_does_nothing_and_one_param_reruns_only_its_stages(pipeline
 
 # ---- the helpers the notebooks call (fast) -------------------------------------------------------
 
-def test_stage_params_profile_defers_to_file_values_but_not_to_hand_changes(tmp_path):
+def test_stage_params_reads_the_file_then_its_recipe_then_the_values_set_by_hand(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({
-        "pipeline": {"profile": "paper"}, "train": {"iterations": 600, "batch_size": 16},
+        "pipeline": {"recipe": "paper"}, "train": {"iterations": 600, "batch_size": 16},
         "data": {"root": "data/synthetic"},
-        "profiles": {"paper": {"train.iterations": 200000}}}))
-    # DVC passes params.yaml's own value: the profile wins
-    assert stage_params(path, {"train.iterations": 600})["train"]["iterations"] == 200000
-    # a value changed by hand wins over both
-    assert stage_params(path, {"train.iterations": 5})["train"]["iterations"] == 5
-    assert stage_params(path, {"data.root": "x"})["data"]["root"] == "x"
-    # None (a notebook parameter's default) keeps the file's value, or the profile's
+        "recipes": {"paper": {"train.iterations": 200000}}}))
+    # None (a notebook parameter's default, what dvc repro leaves) keeps the file's value, or the recipe's
+    assert stage_params(path)["train"]["iterations"] == 200000
     assert stage_params(path, {"train.iterations": None})["train"]["iterations"] == 200000
     assert stage_params(path, {"data.root": None})["data"]["root"] == "data/synthetic"
+    # a value set by hand wins over both
+    assert stage_params(path, {"train.iterations": 5})["train"]["iterations"] == 5
+    assert stage_params(path, {"train.iterations": 600})["train"]["iterations"] == 600
+    assert stage_params(path, {"data.root": "x"})["data"]["root"] == "x"
     with pytest.raises(ParamError, match="train.iters"):
         stage_params(path, {"train.iters": 5})
-    # without a profile the file and the values are all there is
-    path.write_text(yaml.safe_dump({"pipeline": {"profile": None}, "train": {"iterations": 600}}))
-    assert stage_params(path, {"train.iterations": 600})["train"]["iterations"] == 600
+    # without a recipe the file and the values are all there is
+    path.write_text(yaml.safe_dump({"pipeline": {"recipe": None}, "train": {"iterations": 600}}))
+    assert stage_params(path)["train"]["iterations"] == 600
 
 
 def test_set_values_copies_and_rejects_unknown_keys():

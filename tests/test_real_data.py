@@ -5,7 +5,8 @@ from pathlib import Path
 import torch
 
 from spanlib.params import load_params
-from spanlib.train import apply_profile, train
+from spanlib.config import apply_recipe
+from spanlib.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -14,7 +15,7 @@ def test_short_real_face_training_validates_on_the_held_out_split(shared_data, t
     from spanlib.data.sources import read_source
     from spanlib.data.split import held_out_split
 
-    params = apply_profile(load_params(REPO / "params.yaml"), "real,shared300w")
+    params = apply_recipe(load_params(REPO / "params.yaml"), "real,shared300w")
     params["data"]["root"] = str(shared_data / "300w")
     params["crop"]["input_size"] = 64
     params["model"].update(width=16, depth=2)

@@ -85,7 +85,7 @@ def test_tables_hold_the_json_values(metrics_dir, tmp_path):
 
 
 def test_setup_table_vii(metrics_dir, tmp_path):
-    setup = {"table": "VII", "title": "heatmap profiles", "rows": [
+    setup = {"table": "VII", "title": "heatmap distributions", "rows": [
         {"setting": "gaussian", "metrics": "scpan_synth.json"}, {"setting": "ged", "metrics": "shn_300w.json"}]}
     (metrics_dir / "table7.json").write_text(json.dumps(setup))
     runs, setups = collect([metrics_dir / "table7.json"])

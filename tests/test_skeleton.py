@@ -7,7 +7,8 @@ import yaml
 from spanlib.cli import COMMANDS
 from spanlib.errors import ParamError
 from spanlib.io import write_json
-from spanlib.params import apply_overrides, get
+from spanlib.config import apply_overrides
+from spanlib.params import get
 
 
 def test_overrides_parse_yaml_values_and_reject_unknown_keys():

@@ -1,4 +1,4 @@
-"""Targets: heatmap profiles, eq. 3 boundary maps, eq. 2 BALI fields, decode round trip, speed."""
+"""Targets: heatmap distributions (Table VII), eq. 3 boundary maps, eq. 2 BALI fields, decode round trip, speed."""
 
 import time
 
@@ -13,7 +13,7 @@ from spanlib.errors import ParamError
 from spanlib.schemes import get_scheme
 
 SCHEME = get_scheme("68")
-TARGET_PARAMS = {"profile": "gaussian", "sigma": 1.0, "ged_shape": 0.0, "student_df": 3.0,
+TARGET_PARAMS = {"distribution": "gaussian", "sigma": 1.0, "ged_shape": 0.0, "student_df": 3.0,
                  "boundary_sigma": 1.0, "boundary_xi": 0.0, "field_radius": 5}
 
 
@@ -46,7 +46,7 @@ def test_gaussian_heatmap_hand_values():
     assert maps[1, 3, 2] == pytest.approx(np.exp(-0.5 / 8))
 
 
-def test_profiles_against_formulas():
+def test_distributions_against_formulas():
     point = np.array([[7.3, 9.8]])
     ys, xs = np.mgrid[:20, :20] + 0.5
     r2 = (xs - 7.3) ** 2 + (ys - 9.8) ** 2
@@ -59,7 +59,7 @@ def test_profiles_against_formulas():
     np.testing.assert_allclose(ged1[0], np.exp(-0.5 * np.sqrt(r2) / sigma), rtol=1e-5)
     student = landmark_heatmaps(point, 20, sigma, "student_t", student_df=3.0)
     np.testing.assert_allclose(student[0], (1 + r2 / (3 * sigma**2)) ** -2.5, rtol=1e-5)
-    with pytest.raises(ParamError, match="targets.profile"):
+    with pytest.raises(ParamError, match="targets.distribution"):
         landmark_heatmaps(point, 20, sigma, "laplace")
     with pytest.raises(ParamError, match="targets.sigma"):
         landmark_heatmaps(point, 20, 0.0)
@@ -84,15 +84,15 @@ def windowed_soft_argmax(heatmap: torch.Tensor, field: torch.Tensor, radius: int
     return out
 
 
-@pytest.mark.parametrize("profile", ["gaussian", "ged", "student_t"])
-def test_round_trip_heatmap_and_field_decode(profile):
+@pytest.mark.parametrize("distribution", ["gaussian", "ged", "student_t"])
+def test_round_trip_heatmap_and_field_decode(distribution):
     rng = np.random.default_rng(3)
     size = 64
     points = np.concatenate([
         rng.uniform(0, size, (40, 2)),                                   # anywhere, off centre
         [[0.01, 0.02], [63.99, 63.98], [0.49, 40.2], [63.51, 5.5], [30.5, 30.5], [12.0, 17.0]],
     ]).astype(np.float32)
-    heat = landmark_heatmaps(points, size, 1.5, profile, ged_shape=1.5, student_df=4.0)
+    heat = landmark_heatmaps(points, size, 1.5, distribution, ged_shape=1.5, student_df=4.0)
     fields, mask = bali_fields(points, size, radius=3)
     # the argmax is the pixel that contains the point, so the window is centred there
     argmax = heat.reshape(len(points), -1).argmax(1)
@@ -133,16 +133,16 @@ def test_boundary_eq3_hand_values():
     assert maps[0, 10, 31] == pytest.approx(np.exp(-np.sqrt(2.5) / 2), rel=1e-5)
     # every other boundary has no points: xi everywhere
     assert np.all(maps[1:] == np.float32(0.1))
-    # Table VII's profiles replace the exponential, with q = Dist / sigma^2 (sigma 1 here), same cut-off
-    student = boundary_heatmaps(points, scheme, 40, sigma=1.0, xi=0.1, profile="student_t", student_df=1.0)
+    # Table VII's distributions replace the exponential, with q = Dist / sigma^2 (sigma 1 here), same cut-off
+    student = boundary_heatmaps(points, scheme, 40, sigma=1.0, xi=0.1, distribution="student_t", student_df=1.0)
     assert student[0, 11, 15] == pytest.approx((1 + 1.5 / 1.0) ** -1.5)
     assert student[0, 12, 15] == pytest.approx(0.1)
-    ged = boundary_heatmaps(points, scheme, 40, sigma=1.0, xi=0.1, profile="ged", ged_shape=0.2)
+    ged = boundary_heatmaps(points, scheme, 40, sigma=1.0, xi=0.1, distribution="ged", ged_shape=0.2)
     assert ged[0, 11, 15] == pytest.approx(np.exp(-0.5 * 1.5 ** (1 / 1.2)))
-    np.testing.assert_allclose(boundary_heatmaps(points, scheme, 40, sigma=1.0, xi=0.1, profile="ged", ged_shape=0.0),
+    np.testing.assert_allclose(boundary_heatmaps(points, scheme, 40, sigma=1.0, xi=0.1, distribution="ged", ged_shape=0.0),
                                maps, atol=1e-6)  # d = 0 is the Gaussian of eq. 3
     with pytest.raises(ParamError, match="ged_shape"):
-        boundary_heatmaps(points, scheme, 40, sigma=1.0, profile="ged", ged_shape=-1.0)
+        boundary_heatmaps(points, scheme, 40, sigma=1.0, distribution="ged", ged_shape=-1.0)
 
 
 def test_boundary_matches_dense_line_distance_transform():

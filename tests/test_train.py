@@ -239,15 +239,15 @@ def test_term_gradients_show_js_weak_start_against_ce(faces):
     assert found["ce"]["field"]["value"] == pytest.approx(found["js"]["field"]["value"])
 
 
-def test_profiles_apply_in_order_and_unknown_names_are_refused():
-    from spanlib.train import apply_profile
+def test_recipes_apply_in_order_and_unknown_names_are_refused():
+    from spanlib.config import apply_recipe
 
     params = load_params(REPO / "params.yaml")
-    both = apply_profile(params, "real,shared300w")
+    both = apply_recipe(params, "real,shared300w")
     assert both["loss"]["heatmap_loss"] == "ce" and both["data"]["root"] == "../shared/data/300w"
-    assert apply_profile(params, ["real"])["data"] == params["data"]  # the recipe leaves the data alone
-    with pytest.raises(ParamError, match="--profile nope"):
-        apply_profile(params, "real,nope")
+    assert apply_recipe(params, ["real"])["data"] == params["data"]  # the recipe leaves the data alone
+    with pytest.raises(ParamError, match="--recipe nope"):
+        apply_recipe(params, "real,nope")
 
 
 # ---------------------------------------------------------------- resume, extend, interrupt

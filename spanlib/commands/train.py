@@ -19,8 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="checkpoint to write, e.g. models/scpan.pt")
     parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override a parameter, e.g. --set train.iterations=200 (repeatable)")
-    parser.add_argument("--profile", default=None,
-                        help="apply a named profile from params.yaml 'profiles:' (e.g. paper, or real,shared300w: several are applied in order)")
+    parser.add_argument("--recipe", default=None,
+                        help="apply named recipes from params.yaml 'recipes:' (e.g. paper, or real,shared300w: several are applied in order)")
+    parser.add_argument("--profile", dest="renamed_profile", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--resume", action="store_true",
                         help="continue from the checkpoint at --out; with a larger train.iterations, extend it")
     parser.add_argument("--device", default=None,
@@ -30,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def resume_command(args: argparse.Namespace) -> str:
     """The command line that resumes this run (the same options, plus --resume)."""
     words = ["spanlib", "train", "--params", args.params]
-    if args.profile:
-        words += ["--profile", args.profile]
+    if args.recipe:
+        words += ["--recipe", args.recipe]
     if args.variant:
         words += ["--variant", args.variant]
     words += ["--out", args.out]
@@ -43,14 +44,18 @@ def resume_command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config import apply_recipe
     from ..distributed import env_context
+    from ..errors import ParamError
     from ..params import load_params
-    from ..params import apply_profile
     from ..train import TrainingInterrupted, train
 
+    if args.renamed_profile:
+        raise ParamError(f"--profile {args.renamed_profile}: renamed to --recipe (params.yaml's 'profiles:' is now "
+                         f"'recipes:'); run with --recipe {args.renamed_profile}")
     params = load_params(args.params)
-    if args.profile:
-        params = apply_profile(params, args.profile)
+    if args.recipe:
+        params = apply_recipe(params, args.recipe)
     variant = args.variant or params["model"]["variant"]
     try:
         out = train(params, variant, args.out, resume=args.resume, overrides=args.overrides, device=args.device)

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm import tqdm
 
+from ..config import group_of
 from ..errors import DataError, ParamError
 from .crop import box_from_landmarks, crop_face
 from .disturb import Warp, disturb
@@ -76,14 +77,15 @@ def to_tensor_image(image: np.ndarray) -> torch.Tensor:
 class PairedFaceDataset(Dataset):
     """Training pairs: view a (the crop) and view b (its disturbed copy), targets of both, and D.
 
-    ``params`` is the full params dict (uses its ``crop``, ``targets`` and ``disturb`` groups).
+    ``params``: a ``spanlib.config.Config`` or a params mapping (its ``crop``, ``targets`` and
+    ``disturb`` groups are used, checked by the schema).
     ``train=False`` gives b = a and D = identity. ``labeled=False`` ignores landmarks: views carry
     the image and NaN landmarks only. ``targets`` names the target kinds to build (a variant
     without boundaries or fields need not pay for them); the default builds all.
     """
 
     def __init__(self, samples: Sequence, scheme, crop_size: int, resolutions: Sequence[int],
-                 field_resolution: int, params: dict, train: bool = True, labeled: bool = True,
+                 field_resolution: int, params, train: bool = True, labeled: bool = True,
                  seed: int = 0, targets: Sequence[str] = TARGET_KINDS, progress: bool = True):
         if len(samples) == 0:
             raise DataError("PairedFaceDataset: no samples given")
@@ -95,18 +97,15 @@ class PairedFaceDataset(Dataset):
         self.crop_size = int(crop_size)
         self.resolutions = sorted({int(r) for r in resolutions})
         self.field_resolution = int(field_resolution)
-        self.target_params = dict(params["targets"])
-        self.disturb_params = dict(params["disturb"])
+        crop = group_of(params, "crop")
+        self.target_settings = group_of(params, "targets")
+        self.disturb_settings = group_of(params, "disturb")
         self.train, self.labeled, self.seed = bool(train), bool(labeled), int(seed)
         self.target_kinds = tuple(targets)
         self.epoch = 0
         keep_freed_memory()
-        scale = float(params["crop"]["scale"])
-        context = float(params["crop"].get("context", 1.5))
-        if context < 1:
-            raise ParamError(f"crop.context: expected >= 1, got {context}")
-        self.margin = int(round(self.crop_size * (context - 1) / 2))
-        self._cache_faces(samples, scale, progress, str(params["crop"].get("box", "dataset")))
+        self.margin = int(round(self.crop_size * (float(crop.context) - 1) / 2))
+        self._cache_faces(samples, float(crop.scale), progress, crop.box)
 
     def _cache_faces(self, samples: Sequence, scale: float, progress: bool, box_rule: str = "dataset") -> None:
         from .crop import train_box_preference
@@ -137,9 +136,6 @@ class PairedFaceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    # disturb.redraw: a new disturbance every epoch (ours) | drawn once, as Algorithm 1's step 1
-    REDRAW_MODES = ("epoch", "once")
-
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
@@ -150,10 +146,7 @@ class PairedFaceDataset(Dataset):
         epoch. ``once`` (Algorithm 1, step 1: each disturbance is generated once, before the epoch
         loop): always the epoch-0 seed [seed, 0, index], so view b is the same in every epoch and
         equals the default's first-epoch view (the two readings differ from epoch 1 on only)."""
-        redraw = self.disturb_params.get("redraw", "epoch")
-        if redraw not in self.REDRAW_MODES:
-            raise ParamError(f"disturb.redraw: expected one of {', '.join(self.REDRAW_MODES)}, got {redraw!r}")
-        epoch = self.epoch if redraw == "epoch" else 0
+        epoch = self.epoch if self.disturb_settings.redraw == "epoch" else 0
         return np.random.default_rng([self.seed, epoch, int(index)])
 
     def _view(self, image: np.ndarray, points: np.ndarray | None) -> dict:
@@ -163,7 +156,7 @@ class PairedFaceDataset(Dataset):
             return view
         view["landmarks"] = torch.from_numpy(np.asarray(points, dtype=np.float32))
         built = build_targets(points, self.scheme, self.crop_size, self.resolutions,
-                              self.field_resolution, self.target_params,
+                              self.field_resolution, self.target_settings,
                               kinds=self.target_kinds)
         for key, value in built.items():
             view[key] = ({r: torch.from_numpy(v) for r, v in value.items()}
@@ -179,7 +172,7 @@ class PairedFaceDataset(Dataset):
         points_a = self.points[index] if self.labeled else None
         if self.train:
             shift = np.array([[1.0, 0.0, m], [0.0, 1.0, m]])  # crop-a points -> context points
-            out = disturb(image_a, points_a, self.scheme, self.disturb_params, self.rng(index),
+            out = disturb(image_a, points_a, self.scheme, self.disturb_settings, self.rng(index),
                           context=(context, shift))
             image_b, points_b, D = out.image, out.landmarks, out.D
             view_a, view_b = self._view(image_a, points_a), self._view(image_b, points_b)
@@ -266,17 +259,17 @@ class EpochShuffleSampler(Sampler):
         return iter(order.tolist())
 
 
-def make_train_loader(samples: Sequence, scheme, params: dict, resolutions: Sequence[int],
+def make_train_loader(samples: Sequence, scheme, params, resolutions: Sequence[int],
                       field_resolution: int, batch_size: int, num_workers: int = 0, seed: int = 0,
                       labeled: bool = True, train: bool = True, targets: Sequence[str] = TARGET_KINDS,
                       crop_size: int | None = None, progress: bool = True) -> DataLoader:
     """DataLoader of PairedFaceDataset batches, shuffled per epoch, last partial batch dropped.
 
-    ``crop_size`` defaults to params["crop"]["input_size"]. Iterate with ``iterate_batches``, which
+    ``crop_size`` defaults to ``crop.input_size``. Iterate with ``iterate_batches``, which
     sets the epoch of the sampler and the dataset, so any number of workers gives the same batches.
     Workers are not persistent: each epoch forks fresh ones that see the new epoch.
     """
-    size = int(crop_size or params["crop"]["input_size"])
+    size = int(crop_size or group_of(params, "crop").input_size)
     dataset = PairedFaceDataset(samples, scheme, size, resolutions, field_resolution, params,
                                 train=train, labeled=labeled, seed=seed, targets=targets,
                                 progress=progress)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ..config import as_group
 from ..errors import ParamError
 from .crop import apply_affine, compose_affine, invert_affine, warp_image
 
@@ -72,48 +73,34 @@ def transform_landmarks(landmarks: np.ndarray, D: Warp, flip_perm: np.ndarray) -
     return moved[np.asarray(flip_perm)] if D.flipped else moved
 
 
-def _check(params: dict) -> None:
-    for key, value in params.items():
-        if key.startswith("p_") and not 0.0 <= float(value) <= 1.0:
-            raise ParamError(f"disturb.{key}: expected a probability in [0, 1], got {value}")
-    lo, hi = params.get("scale_range", (1.0, 1.0))
-    if not 0 < lo <= hi:
-        raise ParamError(f"disturb.scale_range: expected 0 < low <= high, got {[lo, hi]}")
-    if not 0.0 <= float(params.get("max_translation", 0.1)) <= 1.0:
-        raise ParamError(f"disturb.max_translation: expected a fraction of the crop side in [0, 1], "
-                         f"got {params['max_translation']}")
-
-
-def sample_shift(params: dict, rng: np.random.Generator, size: int) -> tuple[float, float]:
+def sample_shift(settings, rng: np.random.Generator, size: int) -> tuple[float, float]:
     """The translation (section III-B): with probability ``p_translate``, (dx, dy) drawn uniformly
     in [-1, 1]^2 times ``max_translation`` times the crop side, in crop-b pixels; else (0, 0).
-    ``p_translate`` 0 (or absent) draws nothing, so the other draws keep their place in the stream."""
-    p = float(params.get("p_translate", 0.0))
+    ``p_translate`` 0 draws nothing, so the other draws keep their place in the stream."""
+    p = float(settings.p_translate)
     if p <= 0.0 or not rng.random() < p:
         return (0.0, 0.0)
-    dx, dy = rng.uniform(-1, 1, 2) * float(params.get("max_translation", 0.1)) * size
+    dx, dy = rng.uniform(-1, 1, 2) * float(settings.max_translation) * size
     return (float(dx), float(dy))
 
 
-def sample_plan(params: dict, rng: np.random.Generator, size: int) -> dict:
+def sample_plan(settings, rng: np.random.Generator, size: int) -> dict:
     """Draw which disturbances apply and their geometric parameters (all randomness but the noise
-    values): {"flip", "angle", "scale", "shift", "texture": [(kind, args), ...]}."""
-    _check(params)
-    flip = bool(rng.random() < params.get("p_flip", 0.0))
-    angle = float(rng.uniform(-1, 1) * params.get("max_rotation", 0.0)) \
-        if rng.random() < params.get("p_rotate", 0.0) else 0.0
-    scale = float(rng.uniform(*params.get("scale_range", (1.0, 1.0)))) \
-        if rng.random() < params.get("p_scale", 0.0) else 1.0
-    shift = sample_shift(params, rng, size)
+    values): {"flip", "angle", "scale", "shift", "texture": [(kind, args), ...]}. ``settings``: the
+    ``disturb`` group (a DisturbConfig, or a mapping checked by the schema; absent keys draw nothing)."""
+    d = as_group("disturb", settings)
+    flip = bool(rng.random() < d.p_flip)
+    angle = float(rng.uniform(-1, 1) * d.max_rotation) if rng.random() < d.p_rotate else 0.0
+    scale = float(rng.uniform(*d.scale_range)) if rng.random() < d.p_scale else 1.0
+    shift = sample_shift(d, rng, size)
     texture = []
-    if rng.random() < params.get("p_blur", 0.0):
-        sizes = params.get("blur_sizes", [64])
-        reference = params.get("blur_reference_size", 256)
+    if rng.random() < d.p_blur:
+        sizes = d.blur_sizes
         target = int(sizes[rng.integers(len(sizes))])
-        texture.append(("blur", max(2, int(round(target * size / reference)))))
-    max_frac = float(params.get("occlusion_max_fraction", 0.4))
+        texture.append(("blur", max(2, int(round(target * size / d.blur_reference_size)))))
+    max_frac = float(d.occlusion_max_fraction)
     for kind in ("occlusion_box", "occlusion_patch"):
-        if rng.random() < params.get(f"p_{kind}", 0.0):
+        if rng.random() < getattr(d, f"p_{kind}"):
             w, h = (np.maximum(2, rng.uniform(0.1, max_frac, 2) * size)).astype(int)
             x0, y0 = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
             if kind == "occlusion_patch":
@@ -121,10 +108,10 @@ def sample_plan(params: dict, rng: np.random.Generator, size: int) -> dict:
                 texture.append((kind, (x0, y0, w, h, sx, sy)))
             else:
                 texture.append((kind, (x0, y0, w, h)))
-    if rng.random() < params.get("p_gaussian_noise", 0.0):
-        texture.append(("gaussian_noise", float(params.get("noise_std", 10.0))))
-    if rng.random() < params.get("p_salt_noise", 0.0):
-        texture.append(("salt_noise", float(params.get("salt_fraction", 0.02))))
+    if rng.random() < d.p_gaussian_noise:
+        texture.append(("gaussian_noise", float(d.noise_std)))
+    if rng.random() < d.p_salt_noise:
+        texture.append(("salt_noise", float(d.salt_fraction)))
     return {"flip": flip, "angle": angle, "scale": scale, "shift": shift, "texture": texture}
 
 
@@ -182,10 +169,10 @@ def apply_plan(image: np.ndarray, landmarks: np.ndarray | None, scheme, plan: di
     return Disturbed(out, points, D, tuple(applied))
 
 
-def disturb(image: np.ndarray, landmarks: np.ndarray | None, scheme, disturb_params: dict,
+def disturb(image: np.ndarray, landmarks: np.ndarray | None, scheme, settings,
             rng: np.random.Generator, context: tuple[np.ndarray, np.ndarray] | None = None
             ) -> Disturbed:
-    """A random combination of disturbances with the probabilities of ``disturb_params``
-    (params["disturb"]): the disturbed image, its landmarks and D."""
-    plan = sample_plan(disturb_params, rng, image.shape[0])
+    """A random combination of disturbances with the probabilities of ``settings`` (the
+    ``disturb`` group): the disturbed image, its landmarks and D."""
+    plan = sample_plan(settings, rng, image.shape[0])
     return apply_plan(image, landmarks, scheme, plan, rng, context)

@@ -13,15 +13,15 @@ import numpy as np
 
 from ..errors import ParamError
 
-PROFILES = ("gaussian", "ged", "student_t")
+DISTRIBUTIONS = ("gaussian", "ged", "student_t")
 
 
 def _centres(size: int) -> np.ndarray:
     return np.arange(size, dtype=np.float32) + np.float32(0.5)
 
 
-def profile_values(q: np.ndarray, profile: str, ged_shape: float = 0.0, student_df: float = 3.0) -> np.ndarray:
-    """Table VII's heatmap profiles as functions of q, the squared normalised distance (q = r^2 /
+def distribution_values(q: np.ndarray, distribution: str, ged_shape: float = 0.0, student_df: float = 3.0) -> np.ndarray:
+    """Table VII's heatmap distributions as functions of q, the squared normalised distance (q = r^2 /
     sigma^2 for a landmark, q = Dist / sigma^2 for a boundary, eq. 3), all with value 1 at q = 0:
 
     - gaussian:  exp(-q / 2)
@@ -32,23 +32,23 @@ def profile_values(q: np.ndarray, profile: str, ged_shape: float = 0.0, student_
     - student_t: (1 + q / df)^(-(df + 2) / 2), the 2-D Student-t density's shape (df -> inf: Gaussian)
     """
     q = np.asarray(q, dtype=np.float32)
-    if profile == "gaussian":
+    if distribution == "gaussian":
         return np.exp(np.float32(-0.5) * q)
-    if profile == "ged":
+    if distribution == "ged":
         if not ged_shape > -1:
             raise ParamError(f"targets.ged_shape: expected d > -1 (d = 0: Gaussian), got {ged_shape}")
         return np.exp(np.float32(-0.5) * q ** np.float32(1.0 / (1.0 + ged_shape)))
-    if profile == "student_t":
+    if distribution == "student_t":
         if student_df <= 0:
             raise ParamError(f"targets.student_df: expected > 0, got {student_df}")
         return (1 + q / np.float32(student_df)) ** np.float32(-(student_df + 2) / 2)
-    raise ParamError(f"targets.profile: expected one of {PROFILES}, got {profile!r}")
+    raise ParamError(f"targets.distribution: expected one of {DISTRIBUTIONS}, got {distribution!r}")
 
 
-def landmark_heatmaps(points_map: np.ndarray, size: int, sigma: float, profile: str = "gaussian",
+def landmark_heatmaps(points_map: np.ndarray, size: int, sigma: float, distribution: str = "gaussian",
                       ged_shape: float = 0.0, student_df: float = 3.0) -> np.ndarray:
-    """(K, size, size) float32 heatmaps with peak 1 at each point (Table VII profiles,
-    ``profile_values`` of q = r^2 / sigma^2, r the distance from a pixel centre to the point; the
+    """(K, size, size) float32 heatmaps with peak 1 at each point (Table VII distributions,
+    ``distribution_values`` of q = r^2 / sigma^2, r the distance from a pixel centre to the point; the
     Gaussian is computed separably, as an outer product)."""
     if sigma <= 0:
         raise ParamError(f"targets.sigma: expected > 0, got {sigma}")
@@ -59,15 +59,15 @@ def landmark_heatmaps(points_map: np.ndarray, size: int, sigma: float, profile: 
     c = _centres(size)
     dx = c[None, :] - points[:, :1]  # (K, size) along x (columns)
     dy = c[None, :] - points[:, 1:]  # (K, size) along y (rows)
-    if profile == "gaussian":
+    if distribution == "gaussian":
         inv = np.float32(-0.5 / sigma**2)
         gx, gy = np.exp(dx * dx * inv), np.exp(dy * dy * inv)
         maps = gy[:, :, None] * gx[:, None, :]
-    elif profile in ("ged", "student_t"):
+    elif distribution in ("ged", "student_t"):
         r2 = (dy * dy)[:, :, None] + (dx * dx)[:, None, :]
-        maps = profile_values(r2 / np.float32(sigma**2), profile, ged_shape, student_df)
+        maps = distribution_values(r2 / np.float32(sigma**2), distribution, ged_shape, student_df)
     else:
-        raise ParamError(f"targets.profile: expected one of {PROFILES}, got {profile!r}")
+        raise ParamError(f"targets.distribution: expected one of {DISTRIBUTIONS}, got {distribution!r}")
     maps = maps.astype(np.float32, copy=False)
     maps[~finite] = 0.0
     return maps
@@ -173,12 +173,12 @@ def boundary_segments(points_map: np.ndarray, scheme) -> tuple[np.ndarray, np.nd
 
 
 def boundary_heatmaps(points_map: np.ndarray, scheme, size: int, sigma: float,
-                      xi: float = 0.0, profile: str = "gaussian", ged_shape: float = 0.0,
+                      xi: float = 0.0, distribution: str = "gaussian", ged_shape: float = 0.0,
                       student_df: float = 3.0) -> np.ndarray:
     """(C, size, size) float32 boundary heatmaps, eq. 3.
 
-    B_c = exp(-Dist / (2 sigma^2)) where Dist < 2 sigma, else xi (the Gaussian profile; Table VII's
-    other profiles replace the exponential by ``profile_values`` of q = Dist / sigma^2, as the paper
+    B_c = exp(-Dist / (2 sigma^2)) where Dist < 2 sigma, else xi (the Gaussian distribution; Table VII's
+    other distributions replace the exponential by ``distribution_values`` of q = Dist / sigma^2, as the paper
     applies them to the landmark and the boundary heatmaps); Dist is the distance from a pixel
     centre to boundary c. Eq. 3 asks for the distance transform of the boundary line made dense by
     interpolation between its points; the distance to a line that is dense in the limit is the
@@ -193,10 +193,10 @@ def boundary_heatmaps(points_map: np.ndarray, scheme, size: int, sigma: float,
     dist = banded_boundary_distance(segments, owner, num, size, cutoff=2 * sigma)
     inside = dist < 2 * sigma
     out = np.full((num, size, size), xi, dtype=np.float32)
-    if profile == "gaussian":
+    if distribution == "gaussian":
         out[inside] = np.exp(dist[inside] * np.float32(-0.5 / sigma**2))
     else:
-        out[inside] = profile_values(dist[inside] / np.float32(sigma**2), profile, ged_shape, student_df)
+        out[inside] = distribution_values(dist[inside] / np.float32(sigma**2), distribution, ged_shape, student_df)
     return out
 
 
@@ -233,40 +233,39 @@ def sigma_at(sigma: float, resolution: int, resolutions) -> float:
 
 
 def build_targets(points_crop: np.ndarray, scheme, crop_size: int, resolutions, field_resolution: int,
-                  target_params: dict,
-                  kinds=("heatmaps", "boundaries", "field")) -> dict:
+                  settings, kinds=("heatmaps", "boundaries", "field")) -> dict:
     """All targets of one face: {"heatmaps": {res: (K, res, res)}, "boundaries": {res: (C, res, res)},
     "field": (2, K, r, r), "field_mask": (K, r, r)} with r = field_resolution.
 
-    ``target_params`` is params["targets"]; sigma and boundary_sigma are in pixels of the coarsest
-    resolution in ``resolutions`` and scale with the resolution (same width in crop pixels).
-    ``kinds`` limits the work to the targets a model variant uses (absent keys are not built).
+    ``settings`` is the ``targets`` group (a TargetsConfig, or a mapping checked by the schema);
+    sigma and boundary_sigma are in pixels of the coarsest resolution in ``resolutions`` and scale
+    with the resolution (same width in crop pixels). ``kinds`` limits the work to the targets a
+    model variant uses (absent keys are not built).
     """
+    from ..config import as_group
+
+    t = as_group("targets", settings)
     points = np.asarray(points_crop, dtype=np.float32)
     if points.shape != (scheme.num_points, 2):
         raise ParamError(f"build_targets: expected ({scheme.num_points}, 2) points for scheme "
                          f"{scheme.name}, got {points.shape}")
     resolutions = sorted({int(r) for r in resolutions})
-    tp = target_params
     heatmaps, boundaries = {}, {}
     out = {}
     for res in resolutions:
         pm = points * np.float32(res / crop_size)
         if "heatmaps" in kinds:
             heatmaps[res] = landmark_heatmaps(
-                pm, res, sigma_at(tp["sigma"], res, resolutions), tp.get("profile", "gaussian"),
-                tp.get("ged_shape", 0.0), tp.get("student_df", 3.0))
+                pm, res, sigma_at(t.sigma, res, resolutions), t.distribution, t.ged_shape, t.student_df)
         if "boundaries" in kinds:
             boundaries[res] = boundary_heatmaps(
-                pm, scheme, res, sigma_at(tp["boundary_sigma"], res, resolutions),
-                tp.get("boundary_xi", 0.0), tp.get("profile", "gaussian"),
-                tp.get("ged_shape", 0.0), tp.get("student_df", 3.0))
+                pm, scheme, res, sigma_at(t.boundary_sigma, res, resolutions), t.boundary_xi, t.distribution,
+                t.ged_shape, t.student_df)
     if "heatmaps" in kinds:
         out["heatmaps"] = heatmaps
     if "boundaries" in kinds:
         out["boundaries"] = boundaries
     if "field" in kinds:
         out["field"], out["field_mask"] = bali_fields(
-            points * np.float32(field_resolution / crop_size), field_resolution,
-            int(tp["field_radius"]))
+            points * np.float32(field_resolution / crop_size), field_resolution, int(t.field_radius))
     return out

@@ -128,27 +128,23 @@ class SpanNet(nn.Module):
         return {"heatmaps": heatmaps, "boundaries": boundaries, "offsets": offsets, "input_size": self.input_size}
 
 
-def check_model_params(model_params: dict, input_size: int) -> None:
-    """Stop with a ParamError naming the parameter when the configuration cannot be built."""
-    variant_spec(str(model_params.get("variant")))
-    for key, low in (("stages", 1), ("width", 8), ("depth", 1)):
-        value = model_params.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ParamError(f"model.{key}: expected an integer >= {low}, got {value!r}")
-    if model_params["width"] % 2:
-        raise ParamError(f"model.width: expected an even number of channels, got {model_params['width']}")
-    multiple = 4 * 2 ** model_params["depth"]
+def check_model_params(model, input_size: int) -> None:
+    """Stop with a ParamError naming the parameter when the configuration cannot be built (the
+    schema checks each value; this, what depends on two of them)."""
+    if model.width % 2:
+        raise ParamError(f"model.width: expected an even number of channels, got {model.width}")
+    multiple = 4 * 2 ** model.depth
     if not isinstance(input_size, int) or input_size < multiple or input_size % multiple:
         raise ParamError(
             f"crop.input_size: expected a multiple of {multiple} (4 * 2**model.depth), got {input_size!r}"
         )
 
 
-def build_model(model_params: dict, num_points: int, num_boundaries: int, input_size: int) -> SpanNet:
-    """The SpanNet for ``model_params`` (params.yaml ``model:`` group)."""
-    check_model_params(model_params, input_size)
-    return SpanNet(
-        variant=model_params["variant"], num_points=num_points, num_boundaries=num_boundaries,
-        input_size=input_size, stages=model_params["stages"], width=model_params["width"],
-        depth=model_params["depth"],
-    )
+def build_model(model, num_points: int, num_boundaries: int, input_size: int) -> SpanNet:
+    """The SpanNet of the ``model`` group (a ModelConfig, or a mapping checked by the schema)."""
+    from ..config import as_group
+
+    model = as_group("model", model)
+    check_model_params(model, input_size)
+    return SpanNet(variant=model.variant, num_points=num_points, num_boundaries=num_boundaries,
+                   input_size=input_size, stages=model.stages, width=model.width, depth=model.depth)

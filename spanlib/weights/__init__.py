@@ -22,7 +22,7 @@ BUNDLED = {
     "real_scpan": {
         "file": "real_scpan.safetensors",
         "sha256": "64f01a480a67c2956bd16167d61d3dbd4ed1ccfc849fd613c08784c498ec1e65",
-        "description": "scpan trained on real faces (300W, spanlib train --profile real,shared300w)",
+        "description": "scpan trained on real faces (300W, spanlib train --recipe real,shared300w)",
     },
 }
 

@@ -1,6 +1,6 @@
 """The ops benchmark harness lives in ``kernels/benchmark.py`` (outside the package: it is a tool
-of this repository, not part of the library). This module loads it for the callers that import
-``spanlib.ops.benchmark`` (notebook 05_kernel_profiling, ``spanlib bench``)."""
+of this repository, not part of the library, and not of ``spanlib.ops``). This module loads it for
+notebook 05_kernel_profiling and ``spanlib bench``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from ..errors import ParamError
+from .errors import ParamError
 
-HARNESS = Path(__file__).resolve().parents[2] / "kernels" / "benchmark.py"
+HARNESS = Path(__file__).resolve().parents[1] / "kernels" / "benchmark.py"
 
 
 def _load():
