@@ -238,8 +238,10 @@ GROUPS: dict[str, type] = {
 TOP_LEVEL = ("seed", *GROUPS, "recipes")
 # names that changed (issue 12: "profile" had five meanings), old -> new: a params file with an old
 # name is told the new one; a checkpoint's params are renamed when read (``migrate``)
+# old name -> new name of the keys `migrate` renames (distributions.settings[].profile -> distribution
+# is per list item: `migrate` and `_check_across` handle it)
 RENAMED = {"profiles": "recipes", "targets.profile": "targets.distribution", "pipeline.profile": "pipeline.recipe",
-           "real_study.profile": "real_study.recipe", "distributions.settings[].profile": "distribution"}
+           "real_study.profile": "real_study.recipe"}
 # what training, evaluation and the commands read without a fallback; the pipeline groups
 # (synth, pipeline, distributions, sensitivity, kernel_profiling) only the notebooks need
 REQUIRED_GROUPS = ("data", "crop", "targets", "disturb", "model", "loss", "train", "evaluate")

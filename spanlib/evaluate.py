@@ -132,10 +132,17 @@ def predict_samples(model, samples: Sequence, settings, progress: bool = True) -
 def held_out_settings(params: dict, held_out) -> tuple[float, int]:
     """(fraction, seed) of the held-out split: ``held_out`` True takes the checkpoint's
     ``train.val_fraction`` / ``train.val_seed``; a (fraction, seed) pair overrides them (None: keep)."""
+    from .config import default
+
     train = params.get("train") or {}
     fraction, seed = (None, None) if held_out is True else tuple(held_out)
-    fraction = float(train.get("val_fraction", 0.0) or 0.0) if fraction is None else float(fraction)
-    seed = int(train.get("val_seed", 0) or 0) if seed is None else int(seed)
+    if fraction is None:
+        fraction = train.get("val_fraction")
+        fraction = default("train.val_fraction") if fraction is None else fraction
+    if seed is None:
+        seed = train.get("val_seed")
+        seed = default("train.val_seed") if seed is None else seed
+    fraction, seed = float(fraction), int(seed)
     if not 0 < fraction < 1:
         raise ParamError(f"--held-out: the validation fraction must be in (0, 1), got {fraction} (the checkpoint's "
                          f"train.val_fraction is {train.get('val_fraction')!r}; give --val-fraction)")
