@@ -27,9 +27,10 @@ def tiny_params(variant: str = "scpan", input_size: int = 32) -> dict:
     return params
 
 
-def save_tiny_checkpoint(path: Path, variant: str = "scpan", input_size: int = 32, seed: int = 0) -> Path:
+def save_tiny_checkpoint(path: Path, variant: str = "scpan", input_size: int = 32, seed: int = 0,
+                         scheme: str = "68") -> Path:
     params = tiny_params(variant, input_size)
-    scheme = get_scheme("68")
+    scheme = get_scheme(scheme)
     torch.manual_seed(seed)
     model = build_model(params["model"], scheme.num_points, scheme.num_boundaries, input_size)
     torch.save({"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_FORMAT_VERSION,

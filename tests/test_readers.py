@@ -16,26 +16,8 @@ from spanlib.data.sample import Sample
 from spanlib.data.sources import inspect_source, list_splits, read_source
 from spanlib.errors import DataError, ParamError
 
-RNG = np.random.default_rng(0)
-
-
-def _points(k, size=60):
-    return RNG.uniform(5, size - 5, size=(k, 2)).astype(np.float32).round(3)
-
-
-def _write_image(path, color=(10, 20, 200), size=(60, 40)):
-    """BGR colour as OpenCV writes it; (width, height)."""
-    image = np.zeros((size[1], size[0], 3), np.uint8)
-    image[:] = color
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), image)
-
-
-def _face(folder, name, k=68, ext=".png", size=(60, 40)):
-    _write_image(folder / f"{name}{ext}", size=size)
-    points = _points(k)
-    write_pts(folder / f"{name}.pts", points)
-    return points
+from format_writers import RNG, points as _points, wflw_line as _wflw_line, write_cofw_mat as _write_mat_v5
+from format_writers import write_face as _face, write_image as _write_image
 
 
 def test_pts_round_trip_and_bad_files(tmp_path):
@@ -139,10 +121,6 @@ def test_menpo_keeps_frontal_faces(tmp_path):
     assert len(samples) == 1 and samples[0].attributes["profile_faces_skipped"] == 1
 
 
-def _wflw_line(points, box, flags, name):
-    return " ".join([*(f"{v:.3f}" for v in points.ravel()), *map(str, box), *map(str, flags), name])
-
-
 def test_wflw_list_files_and_attribute_subsets(tmp_path):
     root = tmp_path / "WFLW"
     lists = root / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
@@ -171,13 +149,6 @@ def _cofw_data(n=3):
     phis = np.concatenate([RNG.uniform(2, 28, (n, 58)), RNG.integers(0, 2, (n, 29))], axis=1)
     boxes = RNG.uniform(1, 20, (n, 4))
     return images, phis, boxes
-
-
-def _write_mat_v5(path, images, phis, boxes, names=("IsT", "phisT", "bboxesT")):
-    cell = np.empty((len(images), 1), dtype=object)
-    for i, im in enumerate(images):
-        cell[i, 0] = im
-    scipy.io.savemat(str(path), {names[0]: cell, names[1]: phis, names[2]: boxes})
 
 
 def _write_mat_v73(path, images, phis, boxes, names=("IsT", "phisT", "bboxesT")):
