@@ -38,8 +38,8 @@ def _cofw(root):
     """COFW's test .mat (29 points, Table IV) and COFW-68's per-face annotations (Table II)."""
     n = FACES
     images = [np.full((40, 60, 3), 90 + 10 * i, np.uint8) for i in range(n)]
-    phis = np.concatenate([np.stack([np.concatenate([points(29)[:, 0], points(29)[:, 1]]) for _ in range(n)]),
-                           np.zeros((n, 29))], axis=1)
+    xy = [points(29) for _ in range(n)]  # phisT rows: 29 x, 29 y, 29 occlusion flags
+    phis = np.concatenate([np.stack([np.concatenate([p[:, 0], p[:, 1]]) for p in xy]), np.zeros((n, 29))], axis=1)
     write_cofw_mat(root / "COFW_test_color.mat", images, phis, np.tile([5.0, 5.0, 50.0, 30.0], (n, 1)))
     ann = root / "COFW68_Data" / "test_annotations"
     ann.mkdir(parents=True)
