@@ -23,6 +23,10 @@ a frozen or exported graph does not compute the last stage's boundary head at al
                    convolutions), ``torch.jit.optimize_for_inference``
 ``compile``        ``torch.compile`` of ``head`` (Inductor, needs a C++ compiler; compiles on first call)
 ``onnxruntime``    ``head`` exported by ``torch.onnx`` (``spanlib.onnx_export``) and run by ONNX Runtime
+``onnxruntime_int8``  the same graph with its convolutions statically quantised to INT8
+                   (``onnx_export.quantize_int8``: per-channel weights, ranges calibrated on
+                   ``calibration`` crops, which the caller must give); NOT within ``TOLERANCE_PX``
+                   of eager: its NME change is measured, not assumed (results/real/inference_speed.md)
 =================  ==============================================================================
 
 Which is fastest, and how close each stays to ``eager``, is measured by ``python -m
@@ -39,7 +43,7 @@ import torch
 
 from .errors import ParamError
 
-BACKENDS = ("eager", "head", "channels_last", "jit", "compile", "onnxruntime")
+BACKENDS = ("eager", "head", "channels_last", "jit", "compile", "onnxruntime", "onnxruntime_int8")
 # `predict --backend auto`: the fastest back-end of results/real/inference_speed.md whose landmarks
 # stayed within TOLERANCE_PX of eager, then the next ones, eager last (always available).
 AUTO_ORDER = ("onnxruntime", "jit", "eager")
@@ -108,9 +112,11 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 
 def make_runner(model: torch.nn.Module, backend: str = "eager", radius: int | None = None,
-                example_batch: int = 1) -> Runner:
+                example_batch: int = 1, calibration: torch.Tensor | None = None) -> Runner:
     """A ``Runner`` for ``model`` (left as it is: back-ends that change weights work on a copy).
-    ``radius``: the decoding window, default ``evaluate.decode_radius`` of the model's params."""
+    ``radius``: the decoding window, default ``evaluate.decode_radius`` of the model's params.
+    ``calibration`` (N, 3, S, S): the crops ``onnxruntime_int8`` calibrates its ranges on (required
+    there: real training crops, not the faces it will be measured on)."""
     from .inference import decode_radius, predict_crops
 
     if backend not in BACKENDS:
@@ -144,14 +150,22 @@ def make_runner(model: torch.nn.Module, backend: str = "eager", radius: int | No
         compiled = torch.compile(head, dynamic=False)
         return Runner(backend, radius, lambda images: compiled(images.to(device)),
                       "torch.compile (Inductor), recompiles for each new batch size")
-    from .onnx_export import onnx_session
+    from .onnx_export import make_session, onnx_bytes, onnx_session, quantize_int8
 
-    session = onnx_session(head, example)
+    if backend == "onnxruntime_int8":
+        if calibration is None:
+            raise ParamError("backend onnxruntime_int8: give calibration crops (make_runner(..., calibration=...)); "
+                             "its ranges come from them")
+        session = make_session(quantize_int8(onnx_bytes(head, example.cpu()), calibration), torch.get_num_threads())
+        note = f"ONNX Runtime, Conv INT8 (QDQ, per-channel weights), calibrated on {len(calibration)} crops"
+    else:
+        session = onnx_session(head, example)
+        note = "torch.onnx export, ONNX Runtime CPU, as many intra-op threads as torch uses"
 
     def run_ort(images):
         points, confidence = session.run(None, {"images": images.detach().cpu().float().numpy()})
         return torch.from_numpy(points), torch.from_numpy(confidence)
-    return Runner(backend, radius, run_ort, "torch.onnx export, ONNX Runtime CPU, as many intra-op threads as torch uses")
+    return Runner(backend, radius, run_ort, note)
 
 
 def auto_runner(model: torch.nn.Module, radius: int | None = None) -> tuple[Runner, list[str]]:

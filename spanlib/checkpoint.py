@@ -20,6 +20,14 @@ Two formats:
 ``load_model(path)`` reads either (told apart by their first bytes, not their names);
 ``load_model()`` with no path loads the model bundled in ``spanlib/weights`` after checking its
 SHA-256 (``spanlib.weights``).
+
+Limits before allocation (issue 26): a file names its own architecture, so before any network is
+built :func:`check_model_state` checks the declared sizes against spanlib's upper bounds
+(``model.stages`` <= 16, ``model.width`` <= 1024, ``model.depth`` <= 8, ``crop.input_size`` <= 1024:
+``spanlib.config.MAX_*``), builds the network's skeleton on the ``meta`` device (no memory) and
+compares every tensor's name, shape and kind (floating or integer) in the file with it, and refuses
+NaN or infinite weights. ``load_model``, ``export`` (and ``--register``) and ``train.init_from``
+all go through it. Only regular files are opened (a FIFO would block the reader forever).
 """
 
 from __future__ import annotations
@@ -120,9 +128,12 @@ def _weights_only_reason(exc: Exception) -> str:
 def load_plain(path: str | Path, device: str | torch.device = "cpu") -> Any:
     """``torch.load(path, weights_only=True)``: only tensors and plain data are rebuilt. A file
     that needs anything else, or is not a torch file, is a DataError naming it; nothing in it runs."""
+    from .io import file_problem
+
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: checkpoint not found")
+    problem = file_problem(path)
+    if problem:
+        raise DataError(f"{path}: {problem} (expected a checkpoint file)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "pickle protocol 4 ..." on foreign pickles
@@ -163,8 +174,12 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu", resume
 # ---------------------------------------------------------------- sharing files (.safetensors)
 def is_safetensors(path: str | Path) -> bool:
     """True when the file starts as a safetensors file: an 8-byte little-endian header length
-    that fits the file, then ``{``."""
+    that fits the file, then ``{``. Never opens anything but a regular file."""
+    from .io import file_problem
+
     path = Path(path)
+    if file_problem(path):
+        return False
     try:
         with open(path, "rb") as handle:
             head = handle.read(9)
@@ -250,19 +265,29 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, metrics: list[st
     """Turn a training checkpoint into a sharing file ``out`` (.safetensors, atomically) and,
     unless ``write_json_copy`` is False, ``out`` with suffix ``.json`` beside it. ``metrics``:
     ``spanlib evaluate`` JSON files of this checkpoint to include. The written file is read back
-    and its tensors compared with the checkpoint's. Returns the description, plus ``sha256``."""
+    and its tensors compared with the checkpoint's. Returns the description, plus ``sha256``.
+
+    Refused before anything is written: an ``out`` (or its ``.json`` copy) that is the checkpoint
+    or a metrics file, and a checkpoint that fails :func:`check_model_state` (sizes past the bounds,
+    tensors that do not fit, NaN weights). The same checkpoint gives the same bytes in any process
+    (:func:`canonical_safetensors`)."""
     from safetensors.torch import save
 
-    from .io import write_bytes, write_text
+    from .io import check_outputs, write_bytes, write_text
 
     checkpoint, out = Path(checkpoint), Path(out)
+    outputs = {"--out": out, **({"the .json copy beside --out": out.with_suffix(".json")} if write_json_copy else {})}
+    check_outputs(outputs, {"the checkpoint": checkpoint,
+                            **{f"--metrics file {i + 1}": Path(m) for i, m in enumerate(metrics)}})
     ckpt = read_checkpoint(checkpoint)
+    ckpt["params"] = check_model_state(checkpoint, ckpt["variant"], ckpt["scheme"], ckpt["params"],
+                                       ckpt["model_state"], "checkpoint")
     description = describe_checkpoint(ckpt, checkpoint)
     ckpt_sha = description["source_checkpoint"]["sha256"]
     description["metrics"]["evaluations"] = [evaluation_summary(m, ckpt_sha) for m in metrics]
     text = json.dumps(description, sort_keys=True, default=_json_default)
     state = {k: v.detach().cpu().clone().contiguous() for k, v in ckpt["model_state"].items()}
-    data = save(state, metadata={"format": MODEL_FORMAT, METADATA_KEY: text})
+    data = canonical_safetensors(save(state, metadata={"format": MODEL_FORMAT, METADATA_KEY: text}))
     back, _ = read_model_file(out, data)
     for key, value in state.items():
         if not torch.equal(back[key], value):
@@ -273,15 +298,31 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, metrics: list[st
     return {**description, "sha256": sha256_bytes(data)}
 
 
+def canonical_safetensors(data: bytes) -> bytes:
+    """``data`` (a safetensors file) with its JSON header rewritten with sorted keys. The safetensors
+    library writes the metadata from a hash map whose order changes from one process to the next, so
+    the same weights gave different bytes (and hashes, and DVC cache entries); the tensors' bytes
+    and offsets are unchanged. The header is padded with spaces to a multiple of 8 bytes, as the
+    format asks."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n:]
+
+
 def read_model_file(path: str | Path, data: bytes | None = None) -> tuple[dict, dict]:
     """(tensors, description) of a .safetensors model file (``data``: its bytes, already read).
     Only the JSON header and the raw arrays are parsed; DataError for anything else."""
     from safetensors.torch import load
 
+    from .io import file_problem
+
     path = Path(path)
     if data is None:
-        if not path.is_file():
-            raise DataError(f"{path}: model file not found")
+        problem = file_problem(path)
+        if problem:
+            raise DataError(f"{path}: {problem} (expected a .safetensors model file)")
         data = path.read_bytes()
     n = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
     if n <= 0 or n > len(data) - 8 or data[8:9] != b"{":
@@ -290,7 +331,12 @@ def read_model_file(path: str | Path, data: bytes | None = None) -> tuple[dict, 
         header = json.loads(data[8:8 + n])
     except ValueError as exc:
         raise DataError(f"{path}: safetensors header is not JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise DataError(f"{path}: safetensors header is a JSON {type(header).__name__}, not an object")
     meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict) or not isinstance(meta.get(METADATA_KEY, ""), str):
+        raise DataError(f"{path}: safetensors header metadata must map names to strings (the spanlib "
+                        f"description is a JSON string under {METADATA_KEY!r})")
     if METADATA_KEY not in meta:
         raise DataError(f"{path}: a safetensors file without a spanlib description (header metadata "
                         f"key {METADATA_KEY!r}); export models with `spanlib export`")
@@ -315,16 +361,62 @@ def read_model_file(path: str | Path, data: bytes | None = None) -> tuple[dict, 
 
 
 # ---------------------------------------------------------------- building the model
-def _build(path, variant: str, scheme_name: str, params: dict, state: dict, device, what: str):
+def check_model_state(path, variant: Any, scheme_name: Any, params: Any, state: Any,
+                      what: str = "checkpoint") -> dict:
+    """Check a file's declared network against its tensors before anything real is built; returns
+    its params (migrated). DataError naming ``path`` for: params that are not a dict or lack
+    ``model`` / ``crop``; sizes past spanlib's bounds (``spanlib.config.MAX_*``); a tensor that is
+    missing, unexpected, of another shape or kind than the network those params build (built on the
+    ``meta`` device: no memory); a NaN or infinite value in any floating tensor."""
     from .model import build_model
     from .schemes import get_scheme
 
     if not isinstance(params, dict):
-        raise DataError(f"{path}: {what} params are not a dict")
+        raise DataError(f"{path}: {what} params are {type(params).__name__}, not a dict (expected the "
+                        f"params the model was trained with)")
     params = migrate(params)
     for key in ("model", "crop"):
         if not isinstance(params.get(key), dict):
             raise DataError(f"{path}: {what} params lack the {key!r} group")
+    if not isinstance(variant, str) or not isinstance(scheme_name, str):
+        raise DataError(f"{path}: {what} variant and scheme must be names, got {variant!r} and {scheme_name!r}")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"{path}: {what} weights are not a dict of tensors")
+    input_size = params["crop"].get("input_size")
+    if not isinstance(input_size, int) or isinstance(input_size, bool):
+        raise DataError(f"{path}: {what} params crop.input_size: expected an integer, got {input_size!r}")
+    try:
+        scheme = get_scheme(scheme_name)
+        with torch.device("meta"):  # shapes only: a hostile size cannot allocate anything here
+            skeleton = build_model({**params["model"], "variant": variant}, scheme.num_points,
+                                   scheme.num_boundaries, input_size)
+    except ParamError as exc:
+        raise DataError(f"{path}: {what} declares a network spanlib will not build: {exc}") from None
+    expected = skeleton.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise DataError(
+            f"{path}: {what} weights do not fit variant {variant!r} with params.model {params['model']}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for key, want in expected.items():
+        have = state[key]
+        if tuple(have.shape) != tuple(want.shape) or have.is_floating_point() != want.is_floating_point() \
+                or have.is_complex():
+            raise DataError(f"{path}: {what} tensor {key}: {have.dtype} of shape {list(have.shape)}, but "
+                            f"params.model {params['model']} builds {want.dtype} of shape {list(want.shape)}")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise DataError(f"{path}: {what} holds NaN or infinite weights in {len(bad)} of {len(state)} tensors "
+                        f"(first: {bad[0]}); the training run diverged: use an earlier checkpoint")
+    return params
+
+
+def _build(path, variant: str, scheme_name: str, params: dict, state: dict, device, what: str):
+    from .model import build_model
+    from .schemes import get_scheme
+
+    params = check_model_state(path, variant, scheme_name, params, state, what)
     scheme = get_scheme(scheme_name)
     model_params = {**params["model"], "variant": variant}
     model = build_model(model_params, scheme.num_points, scheme.num_boundaries, int(params["crop"]["input_size"]))
@@ -357,6 +449,12 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
 
         path, data = verified_bundled()
     path = Path(path)
+    if data is None:
+        from .io import file_problem
+
+        problem = file_problem(path)
+        if problem:
+            raise DataError(f"{path}: {problem} (expected a checkpoint or .safetensors model file)")
     if data is not None or is_safetensors(path):
         tensors, desc = read_model_file(path, data)
         model = _build(path, desc["variant"], desc["scheme"], desc["params"], tensors, device, "model file")

@@ -3,7 +3,14 @@
 ``spanlib --help`` stays fast and one broken command cannot take the others down.
 
 A command with a ``--params`` file gets it checked as a whole (``load_params(complete=True)``)
-before it runs, so a missing group or key is a message naming it, not a KeyError mid-run."""
+before it runs, so a missing group or key is a message naming it, not a KeyError mid-run.
+
+Errors are one line ``spanlib COMMAND: error: ...`` naming the file or parameter, never a traceback,
+with these exit statuses (also in ``spanlib --help``): 0 success; 1 some inputs of a batch failed
+(``predict``: the others still have results); 2 a usage, parameter or data error (``SpanlibError``,
+a file that is not UTF-8 text, YAML that does not parse); 3 a file could not be read or written (an
+``OSError``: a read-only folder, an existing directory, a parent that is a file, a full disk); 130
+interrupted (Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -16,7 +23,13 @@ from .errors import SpanlibError
 
 DESCRIPTION = ("spanlib: facial landmarks with SPAN (Wan et al., 2021) - inspect datasets, draw synthetic "
                "faces, train, evaluate, compare, report, predict, export, profile and benchmark.")
-EPILOG = "Run `spanlib COMMAND --help` for a command's options. Hyperparameters: params.yaml."
+EPILOG = ("Run `spanlib COMMAND --help` for a command's options. Hyperparameters: params.yaml. "
+          "Exit status: 0 success, 1 some inputs of a batch failed, 2 usage, parameter or data error, "
+          "3 a file could not be read or written, 130 interrupted. Limits on what is read: images of at "
+          "most 50000000 pixels by their header (SPANLIB_MAX_IMAGE_PIXELS=N changes it); model files "
+          "and checkpoints of model.stages <= 16, model.width <= 1024, model.depth <= 8, crop.input_size "
+          "<= 1024, finite weights; YAML of at most 100000 nodes once aliases are expanded.")
+EXIT_BATCH, EXIT_USAGE, EXIT_IO, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 # name -> (module, one-line help: shown by `spanlib --help` and as the command's description)
 COMMANDS = {
@@ -58,9 +71,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_params_file(args)
         return int(module.run(args) or 0)
-    except SpanlibError as exc:
-        print(f"spanlib {name}: error: {exc}", file=sys.stderr)
-        return 2
+    except BaseException as exc:  # noqa: BLE001 - sorted into the documented statuses, else re-raised
+        code, message = error_status(exc)
+        if code is None:
+            raise
+        print(f"spanlib {name}: {message}", file=sys.stderr)
+        return code
+
+
+def error_status(exc: BaseException) -> tuple[int | None, str]:
+    """(exit status, one-line message) for the error classes a user can cause; (None, "") for a
+    bug, which keeps its traceback."""
+    import yaml
+
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted (Ctrl-C); files are written atomically, so none is half-written"
+    if isinstance(exc, SpanlibError):
+        return EXIT_USAGE, f"error: {exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        return EXIT_USAGE, f"error: a file is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    if isinstance(exc, yaml.YAMLError):
+        return EXIT_USAGE, f"error: not valid YAML ({' '.join(str(exc).split())})"
+    if isinstance(exc, OSError):
+        where = ": ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        return EXIT_IO, f"error: {where + ': ' if where else ''}{exc.strerror or exc}"
+    return None, ""
 
 
 def check_params_file(args: argparse.Namespace) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import MISSING, dataclass, field
@@ -88,6 +89,11 @@ class CropConfig:
     # training crops of labeled faces: `dataset` = the dataset's face box when it ships one (as
     # evaluate.crop_box: detector), else the landmarks' box; `landmarks` = always the landmarks' box
     box: str = param("dataset", choices=("dataset", "landmarks"))
+    # box jitter of the training crops (view a; docs/model.md "Crops that look like the detector's"):
+    # the crop box's centre moves by N(0, sd) per axis (x, y), as fractions of the box's side, and
+    # its side scales by exp(N(0, sd)), drawn anew each epoch and cut at 3 sd. 0: no jitter (no draw)
+    jitter_shift: list[float] = param((0.0, 0.0), low=0, length=2)
+    jitter_scale: float = param(0.0, low=0)
 
 
 @dataclass(**_FROZEN)
@@ -126,12 +132,20 @@ class DisturbConfig:
     redraw: str = param("epoch", choices=("epoch", "once"))
 
 
+# Upper bounds on the architecture. A model file or checkpoint declares its own sizes, and the network
+# is built from them: without a bound a small hostile file asks for any amount of memory (issue 26).
+# The paper's network (stages 4, width 256, depth 4, input 256) is well inside them; at the bounds the
+# network has about 1.6e9 weights (6 GB). crop.input_size's bound is checked with the model
+# (spanlib.model.network.check_model_params): at most MAX_INPUT_SIZE pixels a side.
+MAX_STAGES, MAX_WIDTH, MAX_DEPTH, MAX_INPUT_SIZE = 16, 1024, 8, 1024
+
+
 @dataclass(**_FROZEN)
 class ModelConfig:
     variant: str = param(choices=VARIANTS)
-    stages: int = param(low=1)
-    width: int = param(low=8)
-    depth: int = param(low=1)
+    stages: int = param(low=1, high=MAX_STAGES)
+    width: int = param(low=8, high=MAX_WIDTH)
+    depth: int = param(low=1, high=MAX_DEPTH)
 
 
 @dataclass(**_FROZEN)
@@ -182,6 +196,11 @@ class EvaluateConfig:
     profile_seconds: float = param(2.0, gt=0)
     profile_batch: int = param(16, low=1)
     flip_test: bool = param(False)
+    # the face boxes crops start from: ground_truth (the benchmark protocol: crop_box's rule) |
+    # detector (end to end, as `spanlib predict`: the face detector's calibrated box; docs/evaluation.md)
+    boxes: str = param("ground_truth", choices=("ground_truth", "detector"))
+    detector: str = param("auto", choices=("auto", "dlib", "haar"))  # with boxes: detector
+    refine: int = param(0, low=0, high=4)  # passes that re-crop on the model's own points (each costs one forward)
 
 
 @dataclass(**_FROZEN)
@@ -332,6 +351,75 @@ def migrate(params: Mapping) -> dict:
     return out
 
 
+# ---- YAML with bounded alias expansion --------------------------------------------------------------
+# YAML aliases (&a / *a) let a few lines stand for a huge tree: nine levels of nine aliases are 9**9
+# nodes, and walking, copying or printing them hangs or takes gigabytes (issue 26). PyYAML builds an
+# alias as a shared object, so loading is cheap; what is bounded is the tree the aliases expand to,
+# counted on the node graph in linear time before anything walks it. params.yaml has about 450.
+MAX_YAML_NODES = 100_000
+MAX_YAML_DEPTH = 64
+
+
+def check_yaml_node(node: yaml.Node, origin: str) -> int:
+    """The number of nodes ``node`` stands for with every alias expanded; a ParamError naming
+    ``origin`` when that is over MAX_YAML_NODES, nesting is deeper than MAX_YAML_DEPTH, or an
+    alias refers to a node that contains it."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(n: yaml.Node, depth: int) -> int:
+        key = id(n)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ParamError(f"{origin}: a YAML alias refers to a node that contains it (line "
+                             f"{n.start_mark.line + 1}); spanlib reads no recursive YAML")
+        if depth > MAX_YAML_DEPTH:
+            raise ParamError(f"{origin}: YAML nested deeper than {MAX_YAML_DEPTH} levels (line "
+                             f"{n.start_mark.line + 1}); params are a few levels deep")
+        active.add(key)
+        if isinstance(n, yaml.MappingNode):
+            children = [c for pair in n.value for c in pair]
+        elif isinstance(n, yaml.SequenceNode):
+            children = list(n.value)
+        else:
+            children = []
+        total = 1
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_YAML_NODES:
+                raise ParamError(f"{origin}: YAML expands to more than {MAX_YAML_NODES} nodes through its aliases "
+                                 f"(&anchor / *alias, line {n.start_mark.line + 1}); refused before reading it "
+                                 f"(an alias bomb, or write the values out)")
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(node, 0)
+
+
+def compose_checked(loader: yaml.SafeLoader, origin: str) -> yaml.Node | None:
+    """The loader's single document node, checked by :func:`check_yaml_node` (too deep for PyYAML's
+    recursive composer is the same ParamError)."""
+    try:
+        node = loader.get_single_node()
+    except RecursionError:
+        raise ParamError(f"{origin}: YAML nested too deeply to read (over {MAX_YAML_DEPTH} levels)") from None
+    if node is not None:
+        check_yaml_node(node, origin)
+    return node
+
+
+def safe_load_bounded(text: str, origin: str) -> Any:
+    """``yaml.safe_load(text)`` with alias expansion and nesting bounded (:func:`check_yaml_node`)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = compose_checked(loader, origin)
+        return loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+
+
 # ---- changing params: --set overrides and named recipes ------------------------------------------
 
 def apply_overrides(params: dict, overrides: Iterable[str], origin: str = "--set") -> dict:
@@ -348,7 +436,7 @@ def apply_overrides(params: dict, overrides: Iterable[str], origin: str = "--set
         key, raw = item.split("=", 1)
         key = key.strip()
         try:
-            value = yaml.safe_load(raw)
+            value = safe_load_bounded(raw, f"{origin} {key}")
         except yaml.YAMLError as exc:
             raise ParamError(f"{origin} {key}: the value {raw!r} is not valid YAML ({exc})") from exc
         check_override(key, value, f"{origin} {key}")
@@ -591,8 +679,8 @@ def _is(value: Any, hint: Any) -> bool:
         return isinstance(value, bool)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is float:  # .inf and .nan are YAML numbers, but no parameter means them (issue 26)
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if hint is dict:
         return isinstance(value, Mapping)
     return isinstance(value, hint)
@@ -610,6 +698,8 @@ def _name(hint: Any, meta: Mapping | None = None) -> str:
 
 def _yaml_hint(value: Any, hint: Any) -> str:
     """PyYAML reads YAML 1.1, where 1e-3 (no dot) is text, not a number: say so."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return " (NaN and infinities are refused: no parameter means them)"
     if isinstance(value, str):
         try:
             float(value)

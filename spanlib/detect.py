@@ -195,6 +195,17 @@ def detect_faces(image: np.ndarray, detector: FaceDetector | None = None) -> np.
     return (detector or FaceDetector()).detect(image)
 
 
+def match_detection(boxes: np.ndarray, target: np.ndarray, min_iou: float = 0.3) -> int | None:
+    """Index of the box in ``boxes`` (N, 4) that overlaps ``target`` most, when its IoU exceeds
+    ``min_iou``; else None. How a detection is matched to a labelled face (evaluation, peers,
+    benchmarks); a user's image is instead cropped on every face found."""
+    if len(boxes) == 0:
+        return None
+    ious = [box_iou(b, target) for b in np.asarray(boxes).reshape(-1, 4)]
+    best = int(np.argmax(ious))
+    return best if ious[best] > min_iou else None
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two (x0, y0, x1, y1) boxes."""
     w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
@@ -202,3 +213,36 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     inter = w * h
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return float(inter / union) if union > 0 else 0.0
+
+
+def box_residuals(detector: "FaceDetector", samples, resize_range: tuple[float, float] = (0.6, 1.5),
+                  seed: int = 0, min_iou: float = 0.3, progress: bool = True) -> dict:
+    """How the calibrated detector's box differs from the landmarks' box, face by face: what
+    ``crop.jitter_shift`` / ``crop.jitter_scale`` draw from in training (docs/model.md).
+
+    Each image is resized by a seeded factor in ``resize_range`` (so that the faces fall across the
+    detector's scale pyramid, as in the calibration above); the detection overlapping the landmarks'
+    box (IoU > ``min_iou``) is calibrated to a square landmark box. Returns {"dx", "dy"}: (its centre
+    - the landmark box centre) / the landmark box's max side, {"log_scale"}: log(its side / that
+    side), each (N,) over the faces found, and "found" / "faces" counts."""
+    from tqdm import tqdm
+
+    from .data.crop import box_from_landmarks
+
+    rng = np.random.default_rng([int(seed), 4242])
+    dx, dy, log_scale = [], [], []
+    for sample in tqdm(samples, desc=f"{detector.kind} boxes", unit="face", disable=not progress):
+        factor = float(rng.uniform(*resize_range))
+        image = cv2.resize(sample.image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        gt = box_from_landmarks(sample.landmarks * factor)
+        raw = detector.detect_raw(image)
+        best = match_detection(raw, gt, min_iou)
+        if best is None:
+            continue
+        box = detector.calibration.to_landmark_box(raw[best:best + 1])[0].astype(np.float64)
+        side = float(max(gt[2] - gt[0], gt[3] - gt[1]))
+        dx.append(((box[0] + box[2]) / 2 - (gt[0] + gt[2]) / 2) / side)
+        dy.append(((box[1] + box[3]) / 2 - (gt[1] + gt[3]) / 2) / side)
+        log_scale.append(np.log((box[2] - box[0]) / side))
+    return {"dx": np.asarray(dx), "dy": np.asarray(dy), "log_scale": np.asarray(log_scale),
+            "found": len(dx), "faces": len(samples)}

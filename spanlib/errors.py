@@ -11,3 +11,8 @@ class DataError(SpanlibError, ValueError):
 
 class ParamError(SpanlibError, ValueError):
     """An impossible or unknown parameter."""
+
+
+class DivergedError(SpanlibError, FloatingPointError):
+    """Training produced a NaN or infinite loss or weights: it stops, naming the step and the last
+    good checkpoint, instead of writing weights nobody can use."""

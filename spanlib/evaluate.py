@@ -96,10 +96,53 @@ def evaluate_params(params: dict, overrides: dict | None = None) -> config.Evalu
     return config.as_group("evaluate", merged, "evaluate settings")
 
 
-@torch.no_grad()
-def predict_samples(model, samples: Sequence, settings, progress: bool = True) -> dict:
+def detector_boxes(samples: Sequence, detector, min_iou: float = 0.3, progress: bool = True) -> dict:
+    """The end-to-end protocol's boxes: for each labelled face, the detection that overlaps its
+    landmarks' box (IoU > ``min_iou``, ``spanlib.detect.match_detection``), as the detector gives it
+    ("raw", (N, 4), NaN where missed) and calibrated to a landmark box ("box", as ``spanlib predict``
+    crops), "found" (N,) bool, and "seconds" (N,) in the detector."""
+    import time
+
+    from tqdm import tqdm
+
+    from .data.crop import box_from_landmarks
+    from .detect import match_detection
+
+    raw = np.full((len(samples), 4), np.nan, np.float32)
+    seconds = np.zeros(len(samples))
+    for i, sample in enumerate(tqdm(samples, desc=f"detect ({detector.kind})", unit="face", disable=not progress)):
+        image = sample.image
+        start = time.perf_counter()
+        boxes = detector.detect_raw(image)
+        seconds[i] = time.perf_counter() - start
+        best = match_detection(boxes, box_from_landmarks(sample.landmarks), min_iou)
+        if best is not None:
+            raw[i] = boxes[best]
+    found = np.isfinite(raw).all(axis=1)
+    calibrated = np.full_like(raw, np.nan)
+    if found.any():
+        calibrated[found] = detector.calibration.to_landmark_box(raw[found])
+    return {"raw": raw, "box": calibrated, "found": found, "seconds": seconds}
+
+
+def predict_samples(model, samples: Sequence, settings, progress: bool = True,
+                    boxes: np.ndarray | None = None) -> dict:
     """Predictions in image pixels for labeled samples: {"pred" (N, K, 2), "gt", "box",
-    "confidence" (N, K), "crop_matrix" (N, 2, 3)}. ``settings``: an EvaluateConfig (or a mapping)."""
+    "confidence" (N, K), "crop_matrix" (N, 2, 3)}. ``settings``: an EvaluateConfig (or a mapping).
+    ``boxes`` (N, 4): crop boxes instead of the protocol's (``evaluate.crop_box``). With
+    ``evaluate.refine`` = n, n more passes each crop on the box of the previous pass's points."""
+    settings = config.as_group("evaluate", settings, "evaluate settings")
+    from .data.crop import box_from_landmarks
+
+    preds = _predict_pass(model, samples, settings, progress, boxes)
+    for _ in range(settings.refine):
+        boxes = np.stack([box_from_landmarks(p) for p in preds["pred"]])
+        preds = _predict_pass(model, samples, settings, progress, boxes)
+    return preds
+
+
+@torch.no_grad()
+def _predict_pass(model, samples: Sequence, settings, progress: bool, boxes: np.ndarray | None) -> dict:
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
@@ -107,10 +150,9 @@ def predict_samples(model, samples: Sequence, settings, progress: bool = True) -
     from .data.dataset import EvalFaceDataset
     from .inference import predict_crops
 
-    settings = config.as_group("evaluate", settings, "evaluate settings")
     crop = model.params["crop"]
     dataset = EvalFaceDataset(samples, int(crop["input_size"]), float(crop["scale"]),
-                              prefer=settings.crop_box, num_points=model.scheme.num_points)
+                              prefer=settings.crop_box, num_points=model.scheme.num_points, boxes=boxes)
     loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=False,
                         num_workers=settings.num_workers)
     out = {"pred": [], "gt": [], "box": [], "confidence": [], "crop_matrix": []}
@@ -196,9 +238,13 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
         raise DataError(f"{root}: faces have {sorted(wrong)} points but checkpoint {checkpoint} "
                         f"predicts {k} (scheme {model.scheme.name})")
     mismatch = crop_rule_mismatch(model.params, settings)
-    if mismatch and any(s.box is not None for s in labeled):
+    if mismatch and any(s.box is not None for s in labeled) and settings.boxes == "ground_truth":
         warnings.warn(mismatch, stacklevel=2)
-    preds = predict_samples(model, labeled, settings, progress)
+    detection, peer_boxes = None, None
+    if settings.boxes == "detector":  # end to end: only the faces the detector finds are scored
+        labeled, detection, peer_boxes = _detect_faces(labeled, settings, progress)
+    preds = predict_samples(model, labeled, settings, progress,
+                            None if detection is None else detection.pop("boxes"))
     box_sizes = provided_box_sizes(labeled)
     thresholds = sorted({*DEFAULT_THRESHOLDS, float(settings.fr_threshold), float(settings.auc_threshold)})
     subsets = {}
@@ -212,7 +258,7 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
         from .peers import evaluate_peer
 
         peers[peer] = evaluate_peer(peer, labeled, groups, model.scheme, thresholds, settings.nme_norm,
-                                    progress, return_predictions=True)
+                                    progress, return_predictions=True, boxes=peer_boxes)
         peer_preds[peer] = peers[peer].pop("predictions")
     result = {
         "provenance": {
@@ -236,6 +282,8 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
         },
         "subsets": subsets,
     }
+    if detection is not None:
+        result["detection"] = detection
     if peers:
         result["peers"] = peers
     if json_path is not None:
@@ -246,6 +294,29 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
         for name, entry in peers.items():
             entry["predictions"] = peer_preds[name]
     return result
+
+
+def _detect_faces(labeled: list, settings, progress: bool) -> tuple[list, dict, np.ndarray | None]:
+    """The end-to-end protocol's faces: (the faces the detector finds, the "detection" entry of the
+    metrics JSON with their calibrated crop boxes under "boxes" (popped before writing), the raw
+    boxes to give the dlib peer when the detector is dlib's HOG, else None: the peer finds its own)."""
+    from .detect import FaceDetector
+
+    detector = FaceDetector(backend=settings.detector)
+    if not detector.available or detector.kind not in ("dlib", "haar"):
+        raise DataError(f"evaluate.boxes=detector: {detector.describe()}")
+    found = detector_boxes(labeled, detector, progress=progress)
+    keep = np.flatnonzero(found["found"])
+    if len(keep) == 0:
+        raise DataError(f"evaluate.boxes=detector: {detector.describe()} found none of the {len(labeled)} faces")
+    entry = {"detector": detector.describe(), "kind": detector.kind, "calibration": vars(detector.calibration),
+             "match": "the detection with IoU > 0.3 against the landmarks' box", "faces": len(labeled),
+             "found": int(len(keep)), "missed": int(len(labeled) - len(keep)),
+             "missed_paths": [labeled[i].path for i in np.flatnonzero(~found["found"])],
+             "detector_ms_per_face": float(1000 * np.median(found["seconds"])),
+             "boxes": found["box"][keep]}
+    peer_boxes = found["raw"][keep] if detector.kind == "dlib" else None
+    return [labeled[i] for i in keep], entry, peer_boxes
 
 
 def summary_text(result: dict) -> str:
@@ -259,6 +330,13 @@ def summary_text(result: dict) -> str:
     if held:
         head += (f"\n# held-out validation faces: {held['n']} of {held['of']} (held_out_split fraction "
                  f"{held['fraction']:g}, seed {held['seed']})")
+    det = result.get("detection")
+    if det:
+        head += (f"\n# end to end: crops from {det['detector']} boxes (calibrated), {det['found']} of {det['faces']} "
+                 f"faces found and scored, {det['missed']} missed (listed in the JSON); "
+                 f"re-crop passes: {prov['protocol']['refine']}")
+    elif prov["protocol"].get("refine"):
+        head += f"\n# re-crop passes on the model's own points: {prov['protocol']['refine']}"
     text = head + "\n" + format_metrics(result["subsets"])
     for subset, flagged in flagged_landmarks(result["subsets"]).items():
         for index, error, median in flagged:

@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CROP_BACKENDS = ("eager", "head", "channels_last", "jit", "compile", "onnxruntime")
+CROP_BACKENDS = ("eager", "head", "channels_last", "jit", "compile", "onnxruntime", "onnxruntime_int8")
+CALIBRATION_FACES = 64  # training crops the INT8 back-end calibrates on (never the measured faces)
 
 
 def _ms(seconds) -> float:
@@ -77,7 +78,27 @@ def held_out_faces(model, root: str | Path) -> list:
     return [s for s in held if s.landmarks is not None]
 
 
-def crop_given(model, faces, images, backends, repeats: int) -> dict:
+def calibration_crops(model, root: str | Path, n: int = CALIBRATION_FACES) -> torch.Tensor:
+    """``n`` evaluation crops of faces from the model's *training* part of 300W ``train`` (a seeded
+    choice, none of the held-out faces the speed is measured on): what INT8 calibrates on."""
+    from .data.crop import box_from_landmarks, crop_face
+    from .data.dataset import to_tensor_image
+    from .data.sources import read_source
+    from .data.split import held_out_split
+    from .evaluate import held_out_settings
+
+    fraction, seed = held_out_settings(model.params, True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        samples = read_source("300w", root, "train")
+    train, _ = held_out_split(samples, fraction, seed)
+    pick = np.random.default_rng([seed, 31337]).choice(len(train), size=min(n, len(train)), replace=False)
+    size, scale = int(model.params["crop"]["input_size"]), float(model.params["crop"]["scale"])
+    return torch.stack([to_tensor_image(crop_face(train[i].image, box_from_landmarks(train[i].landmarks), size, scale)[0])
+                        for i in sorted(pick)])
+
+
+def crop_given(model, faces, images, backends, repeats: int, calibration: torch.Tensor | None = None) -> dict:
     """Each back-end on each face's evaluation crop: ms/face, NME_io, agreement with eager."""
     from .backends import make_runner
     from .data.crop import apply_affine, box_from_landmarks, crop_face, invert_affine
@@ -95,7 +116,7 @@ def crop_given(model, faces, images, backends, repeats: int) -> dict:
     runners, build_s = {}, {}
     for name in backends:
         start = time.perf_counter()
-        runner = make_runner(model, name)
+        runner = make_runner(model, name, calibration=calibration if name == "onnxruntime_int8" else None)
         runner(crops[0])  # torch.compile compiles here; the others warm up
         build_s[name] = time.perf_counter() - start
         runners[name] = runner
@@ -120,13 +141,14 @@ def crop_given(model, faces, images, backends, repeats: int) -> dict:
     return out
 
 
-def detector_included(model, faces, images, backends, detectors) -> tuple[dict, dict]:
-    """Image -> detector -> calibrated box -> crop -> back-end, per face found; and dlib's
-    predictor (alone on its box, and with its HOG detector). Interleaved face by face, like
-    ``crop_given``. Returns (our entries, dlib's entry or {"error": why})."""
+def detector_included(model, faces, images, backends, detectors, refine: tuple[int, ...] = (0,),
+                      calibration: torch.Tensor | None = None) -> tuple[dict, dict]:
+    """Image -> detector -> calibrated box -> crop -> back-end (-> ``refine`` re-crops on its own
+    points), per face found; and dlib's predictor (alone on its box, and with its HOG detector).
+    Interleaved face by face, like ``crop_given``. Returns (our entries, dlib's entry or {"error": why})."""
     from .backends import make_runner
     from .data.crop import box_from_landmarks
-    from .detect import FaceDetector, box_iou
+    from .detect import FaceDetector, match_detection
     from .inference import decode_radius
     from .predict import _predict_boxes
 
@@ -135,7 +157,9 @@ def detector_included(model, faces, images, backends, detectors) -> tuple[dict, 
     for kind in detectors:
         detector = FaceDetector(backend=kind)
         for name in backends:
-            combos[f"{kind}+{name}"] = (detector, make_runner(model, name))
+            runner = make_runner(model, name, calibration=calibration if name == "onnxruntime_int8" else None)
+            for passes in refine:
+                combos[f"{kind}+{name}" + (f"+refine{passes}" if passes else "")] = (detector, runner, passes)
     try:
         from .peers import DlibPeer
 
@@ -146,16 +170,19 @@ def detector_included(model, faces, images, backends, detectors) -> tuple[dict, 
     peer_rec = {"pred_s": [], "det_s": [], "pred": [], "sources": []}
     for face, image in zip(faces, images):
         gt_box = box_from_landmarks(face.landmarks)
-        for label, (detector, runner) in combos.items():
+        for label, (detector, runner, passes) in combos.items():
             start = time.perf_counter()
             raw = detector.detect_raw(image)
-            ious = [box_iou(b, gt_box) for b in raw]
-            if not ious or max(ious) <= 0.3:
+            index = match_detection(raw, gt_box)
+            if index is None:
                 rec[label]["missed"] += 1
                 continue
-            best = raw[int(np.argmax(ious))][None]
+            best = raw[index][None]
             (result,) = _predict_boxes(model, image, detector.calibration.to_landmark_box(best), detector.kind,
                                        radius, best, runner)
+            for _ in range(passes):  # as predict_image's refine
+                box = box_from_landmarks(np.asarray(result.landmarks))[None]
+                (result,) = _predict_boxes(model, image, box, detector.kind, radius, best, runner)
             rec[label]["s"].append(time.perf_counter() - start)
             rec[label]["pred"].append(np.asarray(result.landmarks, np.float32))
             rec[label]["gt"].append(face.landmarks.astype(np.float32))
@@ -164,6 +191,7 @@ def detector_included(model, faces, images, backends, detectors) -> tuple[dict, 
             for key, value in zip(("pred_s", "det_s", "pred", "sources"), (p_s, d_s, points, source)):
                 peer_rec[key].append(value)
     ours = {label: {"detector": combos[label][0].describe(), "backend": combos[label][1].backend,
+                    "refine": combos[label][2],
                     "faces_timed": len(r["s"]), "missed": r["missed"], "ms_per_face": _ms(r["s"]),
                     "nme_io_found_faces": _nme(r["pred"], r["gt"], model.scheme)} for label, r in rec.items()}
     if peer is None:
@@ -201,11 +229,11 @@ def markdown(result: dict) -> str:
                      f"{b['nme_io']:.3f} | {b['max_abs_diff_vs_eager_px']:.1e} | {b['build_s']:.1f} |")
     lines += ["", f"Chosen for `spanlib predict --backend auto`: **{result['chosen']}** (the fastest within "
               f"{result['tolerance_px']} px of eager that builds in seconds).", "",
-              "| detector included | detector | faces timed / missed | ms/face | NME_io found faces (%) |",
-              "|---|---|---|---|---|"]
+              "| detector included | detector | re-crop passes | faces timed / missed | ms/face | NME_io found faces (%) |",
+              "|---|---|---|---|---|---|"]
     for name, d in result["detector_included"].items():
-        lines.append(f"| {name} | {d['detector']} | {d['faces_timed']} / {d['missed']} | {d['ms_per_face']:.1f} | "
-                     f"{d['nme_io_found_faces']:.2f} |")
+        lines.append(f"| {name} | {d['detector']} | {d.get('refine', 0)} | {d['faces_timed']} / {d['missed']} | "
+                     f"{d['ms_per_face']:.1f} | {d['nme_io_found_faces']:.2f} |")
     peer = result.get("dlib")
     if peer:
         lines += ["", f"dlib's 68-point shape predictor ({peer['package']}) on the same faces: "
@@ -216,10 +244,47 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_nme_against_ms(result: dict, path: str | Path) -> None:
+    """NME_io against ms/face, one point per model and back-end (crop given: the held-out faces'
+    evaluation crops) and per end-to-end path (detector included: the faces it finds), with dlib's
+    predictor on the same faces, all from the one run in ``result``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_path
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    for name, b in result["crop_given"]["backends"].items():
+        left.scatter(b["ms_per_face"], b["nme_io"], color="tab:blue")
+        left.annotate(name, (b["ms_per_face"], b["nme_io"]), textcoords="offset points", xytext=(4, 3), fontsize=8)
+    for label, d in result["detector_included"].items():
+        right.scatter(d["ms_per_face"], d["nme_io_found_faces"], color="tab:blue")
+        right.annotate(label, (d["ms_per_face"], d["nme_io_found_faces"]), textcoords="offset points",
+                       xytext=(4, 3), fontsize=7)
+    peer = result.get("dlib")
+    if peer:
+        left.scatter(peer["predictor_ms_per_face"], peer["nme_io"], color="tab:red", marker="s")
+        left.annotate("dlib predictor (its HOG box)", (peer["predictor_ms_per_face"], peer["nme_io"]),
+                      textcoords="offset points", xytext=(4, -10), fontsize=8, color="tab:red")
+        right.scatter(peer["hog_plus_predictor_ms_per_face"], peer["nme_io"], color="tab:red", marker="s")
+        right.annotate("dlib HOG + predictor", (peer["hog_plus_predictor_ms_per_face"], peer["nme_io"]),
+                       textcoords="offset points", xytext=(4, -10), fontsize=8, color="tab:red")
+    m = result["machine"]
+    left.set(title="crop given (network + decoding)", xlabel="ms / face (median, 1 thread, batch 1)", ylabel="NME_io (%)")
+    right.set(title="detector included (whole image)", xlabel="ms / face (median, 1 thread, batch 1)", ylabel="NME_io (%)")
+    fig.suptitle(f"{Path(result['model']).name} on {result['faces']} held-out faces; {m['cpu']}, torch {m['torch']}, "
+                 f"ONNX Runtime {m['onnxruntime']}, dlib {m['dlib']}", fontsize=9)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import load_model
     from .backends import AUTO_ORDER, TOLERANCE_PX
-    from .io import write_json
+    from .io import write_json, write_text
 
     parser = argparse.ArgumentParser(prog="python -m spanlib.inference_speed", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=None, help="model (default: the bundled real-face model)")
@@ -228,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="rounds over the faces (crop given)")
     parser.add_argument("--backends", nargs="+", default=list(CROP_BACKENDS), choices=CROP_BACKENDS)
     parser.add_argument("--limit", type=int, default=None, help="first N faces only (a quick look)")
+    parser.add_argument("--refine", type=int, nargs="+", default=[0, 1],
+                        help="detector included: re-crop passes to time (default: 0 1)")
     args = parser.parse_args(argv)
 
     import cv2
@@ -239,11 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     faces = held_out_faces(model, args.root)[: args.limit]
     images = [np.ascontiguousarray(f.image) for f in faces]  # decoded once, outside every timing
     backends = ["eager"] + [b for b in args.backends if b != "eager"]
-    crop = crop_given(model, faces, images, backends, args.repeats)
+    calibration = calibration_crops(model, args.root) if "onnxruntime_int8" in backends else None
+    crop = crop_given(model, faces, images, backends, args.repeats, calibration)
     chosen = next(b for b in AUTO_ORDER if b in crop["backends"]
                   and crop["backends"][b]["max_abs_diff_vs_eager_px"] <= TOLERANCE_PX)
     detectors = ["dlib", "haar"] if __import__("spanlib.detect").detect.import_dlib() else ["haar"]
-    det, peer = detector_included(model, faces, images, sorted({"eager", chosen}), detectors)
+    end_to_end = sorted({chosen} | ({"onnxruntime_int8"} & set(backends)))
+    det, peer = detector_included(model, faces, images, end_to_end, detectors, tuple(args.refine), calibration)
     result = {
         "command": "python -m spanlib.inference_speed" + ("" if argv is None else " " + " ".join(argv)),
         "model": str(model.checkpoint_path), "root": str(args.root), "faces": len(faces), "repeats": args.repeats,
@@ -255,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     write_json(out / "inference_speed.json", result)
-    (out / "inference_speed.md").write_text(markdown(result))
+    write_text(out / "inference_speed.md", markdown(result))
+    plot_nme_against_ms(result, out / "inference_speed.png")
     print(markdown(result))
     return 0
 

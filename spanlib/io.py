@@ -14,12 +14,35 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """An OSError naming ``path`` when a file cannot be written there: it is an existing directory,
+    a folder above it is a file, or the nearest existing folder is not writable. Commands call this
+    on their outputs before long work starts, and every atomic write does."""
+    import errno
+
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is an existing directory, not a file to write", str(path))
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"cannot be written: {parent} is a file, not a folder", str(path))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"cannot be written: the folder {parent} is not writable", str(path))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename. An
+    output that cannot be written is an OSError naming ``path`` (not the temporary file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    check_writable(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot be written ({exc.strerror})", str(path)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -30,6 +53,70 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not a regular file that can be opened for reading, or None: missing, a
+    directory, a symlink loop, or a FIFO, socket or device (opening a FIFO blocks until someone
+    writes to it, so this is checked with ``os.stat`` before any ``open``)."""
+    import errno
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        return f"{kind}, not a regular file (refused: reading it could block forever)"
+    return None
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when ``a`` and ``b`` name one file (also through links, or before either exists)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_outputs(outputs: dict[str, str | os.PathLike], inputs: dict[str, str | os.PathLike]) -> None:
+    """A ParamError when an output (or a side file written beside it) is one of the command's
+    inputs, or two outputs are one file: writing it would destroy what the command reads."""
+    from .errors import ParamError
+
+    items = list(outputs.items())
+    for i, (out_label, out) in enumerate(items):
+        for in_label, source in inputs.items():
+            if source is not None and same_file(out, source):
+                raise ParamError(f"{out}: {out_label} is {in_label} {source}; writing it would overwrite an "
+                                 f"input (choose another output name)")
+        for other_label, other in items[i + 1:]:
+            if same_file(out, other):
+                raise ParamError(f"{out}: {out_label} and {other_label} are the same file (choose an output "
+                                 f"name that does not end in the side file's suffix)")
+
+
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None: JSON has no NaN, and ``json.dumps``
+    would write the bare word ``NaN``, which JSON readers refuse."""
+    import math
+
+    if type(obj).__module__ == "numpy" and getattr(obj, "ndim", None) == 0:
+        obj = obj.item()  # np.float32 is no float subclass
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -73,11 +160,70 @@ def _json_default(value: Any) -> Any:
 _TAIL = 4096  # bytes searched for the end marker (trailing padding or metadata after it is common)
 _JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
 
+# Pixel budget: a 62 KB PNG can declare 8000x8000 pixels (3.4 GB and 38 s to decode), so an image is
+# refused by the size its header declares, before it is decoded. 50 megapixels (an 8660x5773 photo)
+# is far above any face image; SPANLIB_MAX_IMAGE_PIXELS=N changes it (spanlib --help says so).
+MAX_IMAGE_PIXELS = 50_000_000
+MAX_IMAGE_PIXELS_ENV = "SPANLIB_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The pixel budget: ``$SPANLIB_MAX_IMAGE_PIXELS`` when set (a positive integer), else 50e6."""
+    raw = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
+    if not raw:
+        return MAX_IMAGE_PIXELS
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        from .errors import ParamError
+
+        raise ParamError(f"{MAX_IMAGE_PIXELS_ENV}={raw!r}: expected a positive number of pixels, e.g. 50000000")
+    return value
+
+
+def declared_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) from the image header (Pillow reads only the header, nothing is decoded);
+    None when Pillow does not know the format. Pillow's own bomb check is off here: the size is
+    what is wanted, the budget is :func:`max_image_pixels`."""
+    from PIL import Image, UnidentifiedImageError
+
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path) as image:
+            return int(image.width), int(image.height)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def pixel_problem(path: str | os.PathLike) -> str | None:
+    """Why the image is too large to decode (its declared size over the budget), or None."""
+    size = declared_size(path)
+    if size is None:
+        return None
+    budget = max_image_pixels()
+    if size[0] * size[1] > budget:
+        return (f"declares {size[0]}x{size[1]} = {size[0] * size[1]} pixels, over the limit of {budget} pixels "
+                f"(not decoded; a larger limit: {MAX_IMAGE_PIXELS_ENV}=N)")
+    return None
+
 
 def image_problem(path: str | os.PathLike) -> str | None:
     """Why the image file ``path`` cannot be used, or None. Catches truncation: a JPEG without its
     end-of-image marker FFD9, a PNG without its IEND chunk, confirmed by a full Pillow decode (which
-    also accepts files that carry data after the marker). Other formats: None (OpenCV decides)."""
+    also accepts files that carry data after the marker). Other formats: None (OpenCV decides).
+    Before any of that: not a regular file (a FIFO would block), or a declared size over the pixel
+    budget (:func:`max_image_pixels`; nothing is decoded)."""
+    problem = file_problem(path)
+    if problem:
+        return problem
+    problem = pixel_problem(path)
+    if problem:
+        return problem
     try:
         with open(path, "rb") as handle:
             head = handle.read(8)

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from .config import apply_overrides, check_params
+from .config import apply_overrides, check_params, compose_checked
 from .errors import ParamError
 
 
@@ -41,11 +41,18 @@ class _Loader(yaml.SafeLoader):
 
 def read_yaml_checked(path: Path) -> tuple[Any, dict[str, int]]:
     """(data, {dotted key: line}) of a YAML file; a key given twice in one mapping is a ParamError
-    naming both lines (PyYAML would keep the last one silently)."""
+    naming both lines (PyYAML would keep the last one silently). Alias expansion and nesting are
+    bounded before the tree is walked (``spanlib.config.check_yaml_node``); a file that is not
+    UTF-8 text is a ParamError naming it."""
     try:
-        loader = _Loader(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParamError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); params files are "
+                         f"UTF-8 YAML") from None
+    try:
+        loader = _Loader(text)
         try:
-            node = loader.get_single_node()
+            node = compose_checked(loader, str(path))
             lines: dict[str, int] = {}
             if node is not None:
                 _walk(node, "", lines, path)

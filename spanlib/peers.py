@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from .data.crop import box_from_landmarks
-from .detect import DLIB_HOG_CALIBRATION, box_iou, box_to_dlib_rect, dlib_rect_to_box, import_dlib
+from .detect import DLIB_HOG_CALIBRATION, box_to_dlib_rect, dlib_rect_to_box, import_dlib, match_detection
 from .errors import DataError, ParamError
 
 PEERS = ("dlib",)
@@ -81,11 +81,9 @@ class DlibPeer:
         start = time.perf_counter()
         boxes = self.detect(image)
         seconds = time.perf_counter() - start
-        if len(boxes):
-            ious = [box_iou(b, gt_box) for b in boxes]
-            best = int(np.argmax(ious))
-            if ious[best] > self.min_iou:
-                return boxes[best], "hog", seconds
+        best = match_detection(boxes, gt_box, self.min_iou)
+        if best is not None:
+            return boxes[best], "hog", seconds
         return DLIB_HOG_CALIBRATION.from_landmark_box(gt_box)[0], "calibrated", seconds
 
     def predict_box(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -93,9 +91,15 @@ class DlibPeer:
         shape = self.predictor(image, box_to_dlib_rect(self.dlib, box))
         return np.array([(p.x + 0.5, p.y + 0.5) for p in shape.parts()], dtype=np.float32)
 
-    def predict(self, image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, float, float]:
+    def predict(self, image: np.ndarray, landmarks: np.ndarray, box: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, str, float, float]:
+        """``box``: the detector box to use (the end-to-end protocol gives every method the same
+        HOG box); None finds it (``face_box``)."""
         image = np.ascontiguousarray(image)
-        box, source, det_seconds = self.face_box(image, landmarks)
+        if box is None:
+            box, source, det_seconds = self.face_box(image, landmarks)
+        else:
+            box, source, det_seconds = np.asarray(box, np.float32), "given", float("nan")
         start = time.perf_counter()
         points = self.predict_box(image, box)
         return points, box, source, time.perf_counter() - start, det_seconds
@@ -107,19 +111,21 @@ def make_peer(name: str, **kwargs):
     return DlibPeer(**kwargs)
 
 
-def predict_peer(peer, samples: Sequence, progress: bool = True) -> dict:
+def predict_peer(peer, samples: Sequence, progress: bool = True, boxes: np.ndarray | None = None) -> dict:
     """The peer on labeled ``samples``: {"pred" (N, K, 2), "gt", "box" (N, 4) the boxes it was
-    given, "box_source" [N], "predictor_s" (N,), "detector_s" (N,)}."""
+    given, "box_source" [N], "predictor_s" (N,), "detector_s" (N,)}. ``boxes`` (N, 4): the HOG
+    boxes to use (source "given"); None: the peer finds its own (``DlibPeer.face_box``)."""
     from tqdm import tqdm
 
     out = {"pred": [], "gt": [], "box": [], "box_source": [], "predictor_s": [], "detector_s": []}
-    for sample in tqdm(samples, desc=f"peer {peer.name}", unit="face", disable=not progress):
+    for i, sample in enumerate(tqdm(samples, desc=f"peer {peer.name}", unit="face", disable=not progress)):
         if sample.landmarks is None:
             raise DataError(f"{sample.path}: the peer is evaluated on labeled faces only")
         if len(sample.landmarks) != peer.num_points:
             raise DataError(f"{sample.path}: {len(sample.landmarks)} points; peer {peer.name!r} predicts "
                             f"{peer.num_points} (iBUG 68)")
-        points, box, source, pred_s, det_s = peer.predict(sample.image, sample.landmarks)
+        points, box, source, pred_s, det_s = peer.predict(sample.image, sample.landmarks,
+                                                          None if boxes is None else boxes[i])
         out["pred"].append(points)
         out["gt"].append(sample.landmarks.astype(np.float32))
         out["box"].append(np.asarray(box, np.float32))
@@ -132,28 +138,32 @@ def predict_peer(peer, samples: Sequence, progress: bool = True) -> dict:
 
 
 def evaluate_peer(name: str, samples: Sequence, groups: dict, scheme, thresholds, norm: str,
-                  progress: bool = True, return_predictions: bool = False) -> dict:
+                  progress: bool = True, return_predictions: bool = False, boxes: np.ndarray | None = None) -> dict:
     """The peer's entry of the metrics JSON: {"label", "subsets" (as ours), "box_sources" counts,
-    "timing_ms_per_face", "provenance"}; ``groups`` are the subset indices our rows use."""
+    "timing_ms_per_face", "provenance"}; ``groups`` are the subset indices our rows use; ``boxes``
+    the HOG boxes every face is given (the end-to-end protocol), None: its own (``face_box``)."""
     from .metrics import subset_metrics
 
     peer = make_peer(name)
-    preds = predict_peer(peer, samples, progress)
+    preds = predict_peer(peer, samples, progress, boxes)
     subsets = {sub: subset_metrics(preds["pred"][idx], preds["gt"][idx], scheme, thresholds=thresholds, norm=norm)
                for sub, idx in groups.items()}
     sources = preds["box_source"]
     result = {
         "label": peer.label,
         "subsets": subsets,
-        "box_sources": {"hog": sources.count("hog"), "calibrated": sources.count("calibrated")},
+        "box_sources": {"hog": sources.count("hog"), "calibrated": sources.count("calibrated"),
+                        "given": sources.count("given")},
         "timing_ms_per_face": {
             "predictor": float(1000 * np.median(preds["predictor_s"])),
-            "hog_detector": float(1000 * np.median(preds["detector_s"])),
+            "hog_detector": (float(1000 * np.median(preds["detector_s"])) if boxes is None else None),
             "statistic": "median over faces, one thread, this process",
         },
         "provenance": {
             "package": f"dlib {peer.version}", "model": str(peer.model_path),
-            "box": (f"dlib HOG detector box (upsample {peer.upsample}) when it overlaps the ground truth "
+            "box": ("the HOG box our model's crop came from (end-to-end protocol: the same boxes for both)"
+                    if boxes is not None else
+                    f"dlib HOG detector box (upsample {peer.upsample}) when it overlaps the ground truth "
                     f"(IoU > {peer.min_iou}), else the landmarks' box through the inverse of "
                     f"{DLIB_HOG_CALIBRATION}"),
             "coordinates": "dlib pixel indices + 0.5 (corner-origin)",
@@ -170,9 +180,13 @@ def peer_summary_text(name: str, entry: dict) -> str:
     from .metrics import format_metrics
 
     boxes, timing = entry["box_sources"], entry["timing_ms_per_face"]
-    head = (f"# {entry['label']} ({entry['provenance']['package']}) on the same faces: face box from dlib's "
-            f"HOG detector for {boxes['hog']}, calibrated from the landmarks for {boxes['calibrated']}; "
-            f"{timing['predictor']:.2f} ms/face predictor, {timing['hog_detector']:.1f} ms/face HOG detector "
+    if boxes.get("given"):
+        where = f"the same HOG boxes as ours for all {boxes['given']} faces; {timing['predictor']:.2f} ms/face predictor"
+    else:
+        where = (f"face box from dlib's HOG detector for {boxes['hog']}, calibrated from the landmarks for "
+                 f"{boxes['calibrated']}; {timing['predictor']:.2f} ms/face predictor, "
+                 f"{timing['hog_detector']:.1f} ms/face HOG detector")
+    head = (f"# {entry['label']} ({entry['provenance']['package']}) on the same faces: {where} "
             f"(median, one thread)\n#   caveat: dlib's model was trained on {entry['provenance']['trained_on']}")
     rows = format_metrics(entry["subsets"]).splitlines()
     return head + "\n" + "\n".join(f"{line}  [{entry['label']}]" for line in rows)

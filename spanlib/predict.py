@@ -65,15 +65,23 @@ class FrameResult:
                 "detector": self.detector, "faces": [vars(f) for f in self.faces]}
 
 
+def refine_passes(params: dict) -> int:
+    """``evaluate.refine`` of a checkpoint's params (the schema's default when absent)."""
+    from .config import default
+
+    return int((params.get("evaluate") or {}).get("refine", default("evaluate.refine")))
+
+
 def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray | None = None,
                   detector: FaceDetector | None = None, radius: int | None = None,
-                  runner=None) -> tuple[list[FaceResult], str]:
+                  runner=None, refine: int | None = None) -> tuple[list[FaceResult], str]:
     """Faces in one RGB image: (results, message). ``boxes`` (N, 4) skips detection; without boxes
     and without an available detector the whole image is the box, refined once (see FaceDetector).
     A detector's boxes go through its calibration to landmark boxes (``spanlib.detect``) so that the
     crop matches the training crop; the message names the detector. ``runner``: a
     ``spanlib.backends.Runner`` (a faster back-end, same landmarks within its tolerance); None runs
-    ``predict_crops``."""
+    ``predict_crops``. ``refine`` (default: the checkpoint's ``evaluate.refine``): passes that each
+    crop again on the box of the previous pass's points (``box_source`` gains "+refined")."""
     from .data.crop import box_from_landmarks
 
     detector = detector or FaceDetector()
@@ -90,9 +98,12 @@ def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray |
     if len(boxes) == 0:
         return [], f"no face found; detector: {name}"
     faces = _predict_boxes(model, image, boxes, source, radius, raw, runner)
-    if source == "image":
+    passes = refine_passes(model.params) if refine is None else int(refine)
+    if source == "image":  # the whole image is no face box: always refine at least once
+        passes = max(1, passes)
+    for _ in range(passes):
         refined = np.stack([box_from_landmarks(np.asarray(f.landmarks)) for f in faces])
-        faces = _predict_boxes(model, image, refined, "image+refined", radius, None, runner)
+        faces = _predict_boxes(model, image, refined, source + "+refined", radius, raw, runner)
     return faces, f"{len(faces)} face(s); detector: {name}"
 
 
@@ -131,8 +142,11 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 def iter_frames(path: Path, every: int = 1, max_frames: int | None = None) -> Iterator[tuple[int | None, np.ndarray]]:
     """(frame index or None, RGB image) for an image file or each ``every``-th frame of a video."""
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
+    from .io import file_problem
+
+    problem = file_problem(path)  # also a FIFO or a device: opening those can block forever
+    if problem:
+        raise DataError(f"{path}: {problem}")
     if path.suffix.lower() in VIDEO_SUFFIXES:
         capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
@@ -158,7 +172,7 @@ def iter_frames(path: Path, every: int = 1, max_frames: int | None = None) -> It
 def predict_paths(model: torch.nn.Module, paths: Sequence[str | Path], box: Sequence[float] | None = None,
                   overlay_dir: str | Path | None = None, every: int = 1, max_frames: int | None = None,
                   progress: bool = True, detector: FaceDetector | None = None,
-                  runner=None) -> list[FrameResult]:
+                  runner=None, refine: int | None = None) -> list[FrameResult]:
     """Predict on images and videos. A file that cannot be read, or a frame with no face, gives a
     FrameResult with ``error`` or ``message`` set and the batch goes on. ``runner``: None (eager
     ``predict_crops``), a ``spanlib.backends.Runner``, or a back-end name (``"auto"``: the fastest
@@ -174,20 +188,38 @@ def predict_paths(model: torch.nn.Module, paths: Sequence[str | Path], box: Sequ
     boxes = None if box is None else np.asarray([box], dtype=np.float32)
     name = "given box" if boxes is not None else detector.describe()
     results: list[FrameResult] = []
+    stems = overlay_stems(paths)
     for path in tqdm([Path(p) for p in paths], desc="predict", unit="file", disable=not progress):
         try:
             for frame, image in iter_frames(path, every, max_frames):
-                faces, message = predict_image(model, image, boxes, detector, runner=runner)
+                faces, message = predict_image(model, image, boxes, detector, runner=runner, refine=refine)
                 results.append(FrameResult(str(path), frame, faces, message, detector=name))
                 if overlay_dir is not None:
-                    _write_overlay(image, faces, model.scheme, Path(overlay_dir), path, frame)
+                    _write_overlay(image, faces, model.scheme, Path(overlay_dir), path, frame, stems[path])
         except DataError as exc:
             results.append(FrameResult(str(path), None, [], "", str(exc)))
     return results
 
 
+def overlay_stems(paths: Sequence[str | Path]) -> dict[Path, str]:
+    """The overlay name (without ``.png``) of each input: its own stem, or, when two different
+    inputs share a stem (``a/face.jpg``, ``b/face.jpg``), the stem plus ``_`` and the first 8 hex
+    digits of the SHA-1 of the input's absolute path, so that no overlay replaces another."""
+    import hashlib
+
+    paths = [Path(p) for p in paths]
+    owners: dict[str, set[Path]] = {}
+    for p in paths:
+        owners.setdefault(p.stem, set()).add(p.resolve())
+    stems = {}
+    for p in paths:
+        tag = hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]
+        stems[p] = p.stem if len(owners[p.stem]) == 1 else f"{p.stem}_{tag}"
+    return stems
+
+
 def _write_overlay(image: np.ndarray, faces: list[FaceResult], scheme, out_dir: Path, path: Path,
-                   frame: int | None) -> Path:
+                   frame: int | None, stem: str | None = None) -> Path:
     from .figures import draw_landmarks
     from .io import atomic_path
 
@@ -195,7 +227,7 @@ def _write_overlay(image: np.ndarray, faces: list[FaceResult], scheme, out_dir: 
     for face in faces:
         canvas = draw_landmarks(canvas, np.asarray(face.landmarks), scheme, box=face.box,
                                 label=f"{face.confidence:.2f}")
-    name = path.stem + ("" if frame is None else f"_f{frame:06d}") + ".png"
+    name = (path.stem if stem is None else stem) + ("" if frame is None else f"_f{frame:06d}") + ".png"
     target = out_dir / name
     with atomic_path(target) as tmp:
         if not cv2.imwrite(str(tmp) + ".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)):

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from . import distributed
 from .provenance import code_version
 from .devices import resolve_device  # noqa: F401  (also spanlib.train's API)
-from .errors import DataError, ParamError
+from .errors import DataError, DivergedError, ParamError
 from .checkpoint import CHECKPOINT_FORMAT, make_checkpoint, read_checkpoint, write_checkpoint  # noqa: F401
 from .losses import LossConfig, objective_terms, span_objective
 from .model import build_model, variant_spec
@@ -394,9 +394,29 @@ def truncate_live(live_dir: Path, step: int) -> int:
     return removed
 
 
+def diverged_message(what: str, step: int, out: Path, saved: int | None) -> str:
+    """What a user needs when training diverges: the step, and which checkpoint is still good."""
+    if saved is None:
+        last = f"no checkpoint was written by this run ({out} is untouched)"
+    else:
+        last = f"the last good checkpoint is {out} (iteration {saved})"
+    return (f"train: {what} at step {step}; training stopped before writing that step. {last}. Lower "
+            f"train.lr, check the data, or resume from that checkpoint")
+
+
+def non_finite_tensors(model: torch.nn.Module) -> list[str]:
+    """Names of the model's floating tensors (weights and BN statistics) holding a NaN or infinity."""
+    return [k for k, v in model.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def save_checkpoint(path: Path, setup: TrainSetup, optimizer, iteration: int, metrics: dict,
                     lr_total: int | None = None) -> None:
-    """Write the training checkpoint (format: ``spanlib.checkpoint``) atomically."""
+    """Write the training checkpoint (format: ``spanlib.checkpoint``) atomically; a model with
+    non-finite weights is a DivergedError and the file at ``path`` stays as it was."""
+    bad = non_finite_tensors(setup.model)
+    if bad:
+        raise DivergedError(f"{path}: not written: {len(bad)} weight tensors are NaN or infinite at "
+                            f"iteration {iteration} (first: {bad[0]})")
     data_state = {"labeled": setup.labeled.state(),
                   "unlabeled": setup.unlabeled.state() if setup.unlabeled else None}
     lr_total = setup.config.train.iterations if lr_total is None else lr_total
@@ -558,6 +578,12 @@ def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.devic
             terms = train_step(setup, optimizer, lr)
             done += 1
             step = iteration + 1
+            # terms["total"] is already a Python float (train_step synchronised): the check is free.
+            # The same value on every rank (averaged), so all ranks stop together.
+            if not math.isfinite(terms["total"]):
+                raise DivergedError(diverged_message(f"the loss is {terms['total']} (terms: "
+                                                     f"{ {k: v for k, v in terms.items() if k != 'total'} })",
+                                                     step, out, saved))
             bar.set_postfix({k: f"{v:.3f}" for k, v in terms.items()})
             metrics["train"] = terms
             metrics["images_per_s"] = images_per_step * done / (time.perf_counter() - t0)
@@ -580,6 +606,10 @@ def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.devic
                 bar.write(f"iteration {step}: validation NME_io {100 * nme:.2f}% "
                           f"({len(setup.val_dataset)} faces of {where})")
             if step % tc.checkpoint_every == 0 or step == end:
+                bad = non_finite_tensors(setup.model)  # a finite loss can still leave inf weights (lr .inf)
+                if bad:
+                    raise DivergedError(diverged_message(f"{len(bad)} weight tensors became NaN or infinite "
+                                                         f"(first: {bad[0]})", step, out, saved))
                 if main:
                     save_checkpoint(out, setup, optimizer, step, metrics, lr_total)
                 saved = step

@@ -98,7 +98,7 @@ def test_peer_row_equals_direct_computation(shared_data, tmp_path):
     np.testing.assert_allclose(entry["subsets"][name]["per_face_nme"]["io"], direct, rtol=1e-5)
     assert entry["subsets"][name]["nme"]["io"] == pytest.approx(direct.mean(), rel=1e-5)
     assert entry["subsets"][name]["fr"]["0.1"] == pytest.approx(np.mean(direct > 0.1))
-    assert entry["box_sources"] == {"hog": sources.count("hog"), "calibrated": sources.count("calibrated")}
+    assert entry["box_sources"] == {"hog": sources.count("hog"), "calibrated": sources.count("calibrated"), "given": 0}
     assert direct.mean() < 0.1  # dlib is a working landmarker on these faces
     text = summary_text(result)
     assert LABEL in text and text.count(f"[{LABEL}]") == 1 and "NME_io" in text.splitlines()[-1]

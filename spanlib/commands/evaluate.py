@@ -1,5 +1,5 @@
 """``spanlib evaluate --checkpoint CKPT --source FORMAT --root DIR [--split NAME] [--json FILE]
-[--held-out [--val-fraction F] [--val-seed S]] [--peer dlib]``"""
+[--boxes ground_truth|detector] [--refine N] [--held-out [--val-fraction F] [--val-seed S]] [--peer dlib]``"""
 
 from __future__ import annotations
 
@@ -20,6 +20,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decode-radius", type=int, default=None, help="r of the (2r+1) window (default: evaluate.decode_radius of the checkpoint, else 3)")
     parser.add_argument("--crop-box", default=None, choices=("detector", "landmarks"),
                         help="crop around the dataset's face box or the landmarks' box")
+    parser.add_argument("--boxes", default=None, choices=("ground_truth", "detector"),
+                        help="ground_truth: crop around the ground truth's box (the benchmark protocol); "
+                             "detector: end to end as `spanlib predict`, from the face detector's calibrated "
+                             "box; faces it misses are counted apart (default: evaluate.boxes, ground_truth)")
+    parser.add_argument("--detector", default=None, choices=("auto", "dlib", "haar"),
+                        help="with --boxes detector: the face detector (default: auto, dlib's HOG when installed)")
+    parser.add_argument("--refine", type=int, default=None, metavar="N",
+                        help="N more passes, each cropping on the box of the previous pass's points "
+                             "(default: evaluate.refine of the checkpoint)")
     parser.add_argument("--held-out", action="store_true",
                         help="evaluate only the validation faces held out of this (training) split: "
                              "held_out_split with the checkpoint's train.val_fraction and train.val_seed")
@@ -36,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate, summary_text
 
     settings = {k: v for k, v in (("batch_size", args.batch_size), ("nme_norm", args.norm),
-                                  ("decode_radius", args.decode_radius), ("crop_box", args.crop_box))
+                                  ("decode_radius", args.decode_radius), ("crop_box", args.crop_box),
+                                  ("boxes", args.boxes), ("detector", args.detector), ("refine", args.refine))
                 if v is not None}
     if not args.held_out and (args.val_fraction is not None or args.val_seed is not None):
         raise ParamError("--val-fraction / --val-seed: only with --held-out")

@@ -3,7 +3,12 @@
 
 safetensors: a model file to share: the weights as safetensors (no pickle, so no code) and a JSON
 description in its header (variant, scheme, params, code version, training data, seed, metrics and
-their protocol), with a readable copy at FILE's name with ``.json``.
+their protocol), with a readable copy at FILE's name with ``.json``. The same checkpoint gives the
+same bytes. Refused before anything is written: an ``--out`` (or its ``.json`` copy) that is the
+checkpoint or a ``--metrics`` file, and a checkpoint (or, for ``--register``, a model file) past
+spanlib's bounds (model.stages <= 16, model.width <= 1024, model.depth <= 8, crop.input_size <=
+1024), whose tensors do not fit the network its params build, or with NaN or infinite weights
+(``spanlib.checkpoint.check_model_state``).
 
 onnx: the network and the BALI decoding as one ONNX graph (crops -> points, confidence), checked
 in ONNX Runtime against PyTorch before it is written (``spanlib.onnx_export``); needs the ``onnx``
@@ -24,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default=None, choices=FORMATS, help="file format (default: safetensors)")
     parser.add_argument("--checkpoint", default=None, metavar="FILE",
                         help="the model to export (same as the positional CHECKPOINT)")
-    parser.add_argument("--out", required=True, metavar="FILE", help="file to write, e.g. scpan.safetensors or model.onnx")
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help="file to write, e.g. scpan.safetensors or model.onnx (a .json description goes "
+                             "beside it, so --out may not end in .json; neither may replace an input)")
     parser.add_argument("--metrics", nargs="+", default=[], metavar="JSON",
                         help="safetensors: spanlib evaluate JSON files of this checkpoint to include in the description")
     parser.add_argument("--no-json", action="store_true", help="safetensors: do not write the readable FILE.json copy")
@@ -52,7 +59,7 @@ def _resolve(args: argparse.Namespace) -> tuple[str, str | None]:
     checkpoint = items[0] if items else args.checkpoint
     if fmt == "safetensors" and checkpoint is None:
         raise ParamError("export --format safetensors: CHECKPOINT is required (the training checkpoint to share)")
-    if fmt == "onnx" and (args.metrics or args.register or args.no_json):
+    if fmt == "onnx" and (args.metrics or args.register is not None or args.no_json):
         raise ParamError("export onnx: --metrics, --register and --no-json apply to safetensors only")
     return fmt, checkpoint
 
@@ -65,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
         return _run_onnx(args, checkpoint)
     from ..checkpoint import export_safetensors
 
+    if args.register is not None:  # an unknown (or empty) name is refused before --out is written
+        from ..weights import _entry
+
+        _entry(args.register)
+
     desc = export_safetensors(checkpoint, args.out, metrics=args.metrics, write_json_copy=not args.no_json)
     out = Path(args.out)
     print(f"wrote {out} ({out.stat().st_size} bytes, sha256 {desc['sha256']}): {desc['variant']}, scheme "
@@ -72,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
           f"{len(desc['metrics']['evaluations'])} evaluation(s)")
     if not args.no_json:
         print(f"wrote {out.with_suffix('.json')}")
-    if args.register:
+    if args.register is not None:
         from ..weights import bundled_path, register_bundled
 
         digest = register_bundled(out, args.register)
@@ -85,8 +97,13 @@ def _run_onnx(args: argparse.Namespace, checkpoint: str | None) -> int:
     from pathlib import Path
 
     from .. import load_model
+    from ..io import check_outputs
     from ..onnx_export import export_onnx, require
 
+    out = Path(args.out)
+    # the description goes beside --out as .json: `--out net.json` would replace the graph with it
+    check_outputs({"--out": out, "the .json description beside --out": out.with_suffix(".json")},
+                  {"the model": checkpoint})
     require("onnx"), require("onnxruntime")  # a clear message before the model is loaded
     model = load_model(checkpoint, device="cpu")
     desc = export_onnx(model, args.out, real_root=args.real_root)

@@ -1,7 +1,9 @@
 """``spanlib predict PATH... [--checkpoint CKPT] [--box x0,y0,x1,y1] [--json FILE] [--overlay DIR]``
 
 Exit status: 0 when every input was read (a frame without a face is not a failure), 1 when any
-input failed (unreadable or missing file; the count is printed), 2 on a usage or model error."""
+input failed (unreadable or missing file, a FIFO, an image over the pixel budget; the count is
+printed, and the others still have results), 2 on a usage or model error, 3 when --json cannot be
+written, 130 on Ctrl-C (``spanlib.cli``)."""
 
 from __future__ import annotations
 
@@ -22,14 +24,19 @@ def _box(text: str) -> list[float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="images and videos")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="images and videos (regular files; an image whose header declares more than "
+                             "50000000 pixels is refused undecoded: set SPANLIB_MAX_IMAGE_PIXELS=N to change it)")
     parser.add_argument("--checkpoint", default=None,
                         help="checkpoint written by spanlib train, or a .safetensors file of spanlib export "
                              "(default: the model bundled with spanlib, checked against its SHA-256)")
     parser.add_argument("--box", type=_box, default=None,
                         help="face box x0,y0,x1,y1 in pixels for every input (skips face detection)")
     parser.add_argument("--json", default=None, metavar="FILE", help="write the landmarks as JSON")
-    parser.add_argument("--overlay", default=None, metavar="DIR", help="write overlay images here")
+    parser.add_argument("--overlay", default=None, metavar="DIR",
+                        help="write overlay images here, named after each input (NAME.png, NAME_fNNNNNN.png for "
+                             "video frames; two inputs with one name from different folders get NAME_<8 hex of "
+                             "the SHA-1 of their path>.png)")
     parser.add_argument("--every", type=int, default=1, help="videos: every N-th frame")
     parser.add_argument("--max-frames", type=int, default=None, help="videos: at most this many frames")
     parser.add_argument("--detector", default="auto", choices=("auto", "dlib", "haar"),
@@ -41,12 +48,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use OpenCV's YuNet detector (cv2.FaceDetectorYN) with these weights instead of "
                              "dlib or Haar (OpenCV ships the class, not the weights; boxes uncalibrated). Only "
                              "when no detector at all is available is the whole image the box, refined once")
-    parser.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
+    # onnxruntime_int8 needs calibration crops and moves points by more than the tolerance: measured
+    # by `python -m spanlib.inference_speed`, not offered here
+    parser.add_argument("--backend", default="auto", choices=("auto",) + tuple(b for b in BACKENDS if b != "onnxruntime_int8"),
                         help="inference back-end (docs/inference.md). auto (default): for a video or at "
                              "least 50 images, ONNX Runtime when onnxruntime is installed (pip install -e "
                              "'.[onnx]'), else the frozen TorchScript model; for fewer images eager PyTorch "
                              "(building the others takes about a second). All give the eager landmarks within "
                              "0.01 px")
+    parser.add_argument("--refine", type=int, default=None, metavar="N",
+                        help="N more passes, each cropping on the box of the previous pass's points (each "
+                             "costs one more forward; default: the model's evaluate.refine, docs/evaluation.md)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
 
 
@@ -65,9 +77,12 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import load_model
     from ..backends import auto_runner, make_runner
-    from ..io import write_json
+    from ..io import check_outputs, check_writable, finite_json, write_json
     from ..predict import FaceDetector, predict_paths
 
+    if args.json:  # before the model is loaded and every input predicted, not after
+        check_outputs({"--json": args.json}, {f"input {i + 1}": p for i, p in enumerate(args.paths)})
+        check_writable(args.json)
     model = load_model(args.checkpoint, device=args.device)
     detector = FaceDetector(args.detector_model, backend=args.detector)
     if args.backend == "auto" and not _many_faces(args.paths):
@@ -81,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"inference: {runner.backend} ({runner.note})", file=sys.stderr)
     results = predict_paths(model, args.paths, box=args.box, overlay_dir=args.overlay,
                             every=max(1, args.every), max_frames=args.max_frames,
-                            detector=detector, runner=runner)
+                            detector=detector, runner=runner, refine=args.refine)
     failed = []
     for r in results:
         where = r.path + ("" if r.frame is None else f" frame {r.frame}")
@@ -92,11 +107,12 @@ def run(args: argparse.Namespace) -> int:
             confs = ", ".join(f"{f.confidence:.2f}" for f in r.faces)
             print(f"{where}: {r.message}" + (f" (confidence {confs})" if confs else ""))
     if args.json:
-        write_json(args.json, {"checkpoint": model.checkpoint_path, "variant": model.variant, "scheme": model.scheme.name,
+        # finite_json: a NaN (a diverged model) is written as null, never as the invalid word NaN
+        write_json(args.json, finite_json({"checkpoint": model.checkpoint_path, "variant": model.variant, "scheme": model.scheme.name,
                                "backend": runner.backend,
                                "detector": "given box (--box)" if args.box else detector.describe(),
                                "confidence": "mean over landmarks of the softmax mass in the decoding window",
-                               "results": [r.to_json() for r in results]})
+                               "results": [r.to_json() for r in results]}))
         print(f"wrote {args.json}")
     if failed:  # every input is tried; the status says that some failed
         print(f"spanlib predict: {len(failed)} of {len(args.paths)} input(s) failed: {', '.join(failed)}",

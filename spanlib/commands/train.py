@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     if args.renamed_profile:
         raise ParamError(f"--profile {args.renamed_profile}: renamed to --recipe (params.yaml's 'profiles:' is now "
                          f"'recipes:'); run with --recipe {args.renamed_profile}")
+    from ..io import check_writable
+
+    check_writable(args.out)  # an --out that is a directory fails now, not after the last iteration
     params = load_params(args.params)
     if args.recipe:
         params = apply_recipe(params, args.recipe)

@@ -25,11 +25,14 @@ from tqdm import tqdm
 
 from ..config import group_of
 from ..errors import DataError, ParamError
-from .crop import box_from_landmarks, crop_face
+from .crop import apply_affine, box_from_landmarks, crop_face, invert_affine, warp_image
 from .disturb import Warp, disturb
 from .targets import build_targets
 
 SHUFFLE_STREAM = 7_919  # third seed word of the shuffle generator (items use the index there)
+JITTER_STREAM = 104_729  # fourth seed word of the box jitter's generator (its own stream: the
+# disturbance draws keep their place, so runs without jitter repeat bit for bit)
+JITTER_CUT = 3.0  # jitter draws are cut at this many sd (a detector's box is never that far off)
 TARGET_KINDS = ("heatmaps", "boundaries", "field")
 
 
@@ -105,6 +108,9 @@ class PairedFaceDataset(Dataset):
         self.epoch = 0
         keep_freed_memory()
         self.margin = int(round(self.crop_size * (float(crop.context) - 1) / 2))
+        self.crop_scale = float(crop.scale)
+        self.jitter_shift = tuple(float(v) for v in crop.jitter_shift)
+        self.jitter_scale = float(crop.jitter_scale)
         self._cache_faces(samples, float(crop.scale), progress, crop.box)
 
     def _cache_faces(self, samples: Sequence, scale: float, progress: bool, box_rule: str = "dataset") -> None:
@@ -149,6 +155,25 @@ class PairedFaceDataset(Dataset):
         epoch = self.epoch if self.disturb_settings.redraw == "epoch" else 0
         return np.random.default_rng([self.seed, epoch, int(index)])
 
+    def jitter_matrix(self, index: int) -> np.ndarray | None:
+        """(2, 3) context pixels -> view-a pixels of a jittered crop box, or None without jitter.
+
+        The box a detector gives differs from the landmarks' box the training crop is cut around
+        (``spanlib.detect.box_residuals``: on 300-W, the calibrated HOG box's centre is off by sd
+        0.09 / 0.05 of the box side in x / y, its side by sd 0.09 in log): the crop's centre moves
+        by N(0, jitter_shift) box sides per axis and its side scales by exp(N(0, jitter_scale)),
+        seeded [seed, epoch, index, JITTER_STREAM], so the network sees crops like the detector's."""
+        if not self.train or (max(self.jitter_shift) <= 0 and self.jitter_scale <= 0):
+            return None
+        rng = np.random.default_rng([self.seed, self.epoch, int(index), JITTER_STREAM])
+        z = np.clip(rng.standard_normal(3), -JITTER_CUT, JITTER_CUT)
+        size, m = self.crop_size, self.margin
+        box_side = size / self.crop_scale  # the box's side in view-a pixels
+        dx, dy = z[:2] * np.asarray(self.jitter_shift) * box_side
+        s = float(np.exp(z[2] * self.jitter_scale))  # crop side grows by s: the face shrinks by 1/s
+        c = size / 2.0
+        return np.array([[1 / s, 0.0, c - (m + c + dx) / s], [0.0, 1 / s, c - (m + c + dy) / s]])
+
     def _view(self, image: np.ndarray, points: np.ndarray | None) -> dict:
         view = {"image": to_tensor_image(image)}
         if points is None:
@@ -170,8 +195,14 @@ class PairedFaceDataset(Dataset):
         context = self.images[index]
         image_a = context[m:m + size, m:m + size]
         points_a = self.points[index] if self.labeled else None
+        shift = np.array([[1.0, 0.0, m], [0.0, 1.0, m]])  # crop-a points -> context points
+        jitter = self.jitter_matrix(index)
+        if jitter is not None:  # view a from a jittered box: one warp of the context crop
+            image_a = warp_image(context, jitter, size)
+            if points_a is not None:
+                points_a = apply_affine(jitter, points_a + np.float32(m)).astype(np.float32)
+            shift = invert_affine(jitter)
         if self.train:
-            shift = np.array([[1.0, 0.0, m], [0.0, 1.0, m]])  # crop-a points -> context points
             out = disturb(image_a, points_a, self.scheme, self.disturb_settings, self.rng(index),
                           context=(context, shift))
             image_b, points_b, D = out.image, out.landmarks, out.D
@@ -214,14 +245,18 @@ class EvalFaceDataset(Dataset):
     "crop_matrix" (2, 3) float64 image -> crop, "box" (4,), "index"}.
 
     The crop comes from the detector box when the sample has one (``prefer="detector"``), else
-    from the landmarks' box; images are decoded on access (each is read once per evaluation).
+    from the landmarks' box, or from ``boxes`` when given; images are decoded on access (each is
+    read once per evaluation).
     """
 
     def __init__(self, samples: Sequence, crop_size: int, scale: float, prefer: str = "detector",
-                 num_points: int | None = None):
+                 num_points: int | None = None, boxes: np.ndarray | None = None):
         if len(samples) == 0:
             raise DataError("EvalFaceDataset: no samples given")
         self.samples = list(samples)
+        # boxes (N, 4): the crop boxes to use instead of face_box (a detector's calibrated boxes, or
+        # the box of a first pass's points when re-cropping)
+        self.boxes = None if boxes is None else np.asarray(boxes, dtype=np.float32).reshape(len(self.samples), 4)
         self.crop_size, self.scale, self.prefer = int(crop_size), float(scale), prefer
         labeled = [s.landmarks for s in self.samples if s.landmarks is not None]
         self.num_points = num_points or (len(labeled[0]) if labeled else 0)
@@ -231,7 +266,7 @@ class EvalFaceDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
-        box = face_box(sample, self.prefer)
+        box = face_box(sample, self.prefer) if self.boxes is None else self.boxes[index]
         crop, transform = crop_face(sample.image, box, self.crop_size, self.scale)
         points = (np.full((self.num_points, 2), np.nan, np.float32) if sample.landmarks is None
                   else sample.landmarks.astype(np.float32))

@@ -96,9 +96,18 @@ def read_image(path: str) -> np.ndarray:
 
 
 def image_file_size(path: str) -> tuple[int, int]:
-    """(width, height) from the file header (Pillow reads only the header)."""
+    """(width, height) from the file header (Pillow reads only the header; an image over Pillow's
+    own bomb limit still gets its size: ``spanlib.io.declared_size``)."""
     from PIL import Image, UnidentifiedImageError
 
+    from ..io import declared_size, file_problem
+
+    problem = file_problem(path)
+    if problem:
+        raise DataError(f"{path}: {problem} (expected an image)")
+    size = declared_size(path)
+    if size is not None:
+        return size
     try:
         with Image.open(path) as im:
             return int(im.width), int(im.height)

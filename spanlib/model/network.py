@@ -130,7 +130,18 @@ class SpanNet(nn.Module):
 
 def check_model_params(model, input_size: int) -> None:
     """Stop with a ParamError naming the parameter when the configuration cannot be built (the
-    schema checks each value; this, what depends on two of them)."""
+    schema checks each value; this, what depends on two of them, and the upper bounds again for a
+    ModelConfig made directly). Bounds: ``spanlib.config.MAX_*``."""
+    from ..config import MAX_DEPTH, MAX_INPUT_SIZE, MAX_STAGES, MAX_WIDTH
+
+    for key, value, high in (("stages", model.stages, MAX_STAGES), ("width", model.width, MAX_WIDTH),
+                             ("depth", model.depth, MAX_DEPTH)):
+        if not isinstance(value, int) or not 1 <= value <= high:
+            raise ParamError(f"model.{key}: expected an integer from 1 to {high} (spanlib's upper bound), "
+                             f"got {value!r}")
+    if isinstance(input_size, int) and input_size > MAX_INPUT_SIZE:
+        raise ParamError(f"crop.input_size: expected at most {MAX_INPUT_SIZE} pixels (spanlib's upper bound), "
+                         f"got {input_size}")
     if model.width % 2:
         raise ParamError(f"model.width: expected an even number of channels, got {model.width}")
     multiple = 4 * 2 ** model.depth

@@ -70,15 +70,18 @@ def register_bundled(path: str | Path, name: str = DEFAULT, registry_file: str |
     copy it into WEIGHTS_DIR (unless it is already there), and write its SHA-256 into
     ``BUNDLED[name]["sha256"]`` in ``registry_file`` (default: this module's source) and in the
     running process. Returns the hash."""
-    from ..checkpoint import read_model_file
+    from ..checkpoint import check_model_state, read_model_file
     from ..errors import DataError
-    from ..io import write_bytes, write_text
+    from ..io import file_problem, write_bytes, write_text
 
     entry, path = _entry(name), Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: model file not found")
+    problem = file_problem(path)
+    if problem:
+        raise DataError(f"{path}: {problem} (expected a .safetensors model file)")
     data = path.read_bytes()
-    read_model_file(path, data)  # a spanlib .safetensors model file, or DataError
+    tensors, desc = read_model_file(path, data)  # a spanlib .safetensors model file, or DataError
+    # a model that load_model() would refuse (sizes past the bounds, NaN weights) is not shipped
+    check_model_state(path, desc["variant"], desc["scheme"], desc["params"], tensors, "model file")
     digest = hashlib.sha256(data).hexdigest()
     target = WEIGHTS_DIR / entry["file"]
     if not (target.exists() and target.resolve() == path.resolve()):
