@@ -10,7 +10,7 @@ STAMP := $(VENV)/.spanlib-installed
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "spanlib needs Python 3.11+, got " + sys.version' 
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,onnx]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,onnx,peers]"
 	@touch $(STAMP)
 
 setup: $(STAMP)
