@@ -1,9 +1,9 @@
 """Peer landmark detectors evaluated on the same faces as our model (``spanlib evaluate --peer``).
 
 ``dlib``: dlib's 68-point shape predictor (an ensemble of regression trees, Kazemi & Sullivan 2014,
-trained by dlib on iBUG 300-W), from the optional packages ``dlib-bin`` and
+trained by dlib on iBUG 300-W), from ``dlib-bin`` (a dependency of spanlib) and the optional
 ``face_recognition_models`` (which ships ``shape_predictor_68_face_landmarks.dat``):
-``pip install -e .[peers]``. Its points are in the iBUG 68-point order, as ours.
+``pip install -e .[peers]``, which ``make`` installs. Its points are in the iBUG 68-point order, as ours.
 
 The face box. Our evaluation crops 300-W faces around the ground-truth landmarks' box. dlib's
 predictor was trained on boxes of dlib's HOG frontal face detector, and it is accurate only on such

@@ -15,7 +15,7 @@ def _pins(requirements):
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    wanted = _pins(project["dependencies"] + extras["dev"] + extras["onnx"])  # what `make` installs
+    wanted = _pins(project["dependencies"] + extras["dev"] + extras["onnx"] + extras["peers"])  # what `make` installs
     env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
     pip_list = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert _pins([p for p in pip_list if "==" in p]) == wanted

@@ -25,7 +25,15 @@ def test_short_real_face_training_validates_on_the_held_out_split(shared_data, t
     ckpt = torch.load(out, weights_only=True)
     history = ckpt["metrics"]["val_history"]
     assert history[-1][0] == 4 and 0 < history[-1][1] < 2.0
-    faces = read_source("300w", shared_data / "300w", "train")
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        faces = read_source("300w", shared_data / "300w", "train")
+    # 300-W's training split in full since lfpw/trainset arrived: afw + helen/trainset + lfpw/trainset
+    assert not [w for w in caught if "lfpw/trainset" in str(w.message)], "no part of the train split is missing"
+    assert {"afw", "helen", "lfpw"} <= {part for s in faces for part in Path(s.path).parts}
+    assert len(faces) == 2011
     train_faces, held = held_out_split(faces, 0.1, 0)
-    assert len(held) == 121 and len(train_faces) == len(faces) - 121
+    assert len(held) == 201 and len(train_faces) == len(faces) - 201
     assert not {s.path for s in held} & {s.path for s in train_faces}

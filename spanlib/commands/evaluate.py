@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-seed", type=int, default=None, help="with --held-out: override train.val_seed")
     parser.add_argument("--peer", default=None, choices=("dlib",),
                         help="also score a peer on the same faces: dlib = dlib's 68-point shape predictor "
-                             "(pip install -e '.[peers]')")
+                             "(face_recognition_models: pip install -e '.[peers]', which make installs)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

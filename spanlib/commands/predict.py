@@ -23,6 +23,16 @@ def _box(text: str) -> list[float]:
     return values
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="images and videos (regular files; an image whose header declares more than "
@@ -37,11 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write overlay images here, named after each input (NAME.png, NAME_fNNNNNN.png for "
                              "video frames; two inputs with one name from different folders get NAME_<8 hex of "
                              "the SHA-1 of their path>.png)")
-    parser.add_argument("--every", type=int, default=1, help="videos: every N-th frame")
-    parser.add_argument("--max-frames", type=int, default=None, help="videos: at most this many frames")
+    parser.add_argument("--every", type=_positive, default=1, help="videos: every N-th frame (N >= 1)")
+    parser.add_argument("--max-frames", type=_positive, default=None,
+                        help="videos: at most this many frames (>= 1; default: all)")
     parser.add_argument("--detector", default="auto", choices=("auto", "dlib", "haar"),
                         help="face detector. auto (default): dlib's HOG frontal face detector when dlib is "
-                             "installed (pip install -e '.[peers]'), otherwise OpenCV's bundled frontal-face "
+                             "installed (dlib-bin, a dependency: `make` installs it), otherwise OpenCV's bundled frontal-face "
                              "Haar cascade (shipped by the pinned OpenCV 4.x; OpenCV 5 removed it). dlib or "
                              "haar forces one. Boxes are calibrated to the training crop (docs/evaluation.md)")
     parser.add_argument("--detector-model", default=None, metavar="ONNX",
@@ -72,17 +83,44 @@ def _many_faces(paths) -> bool:
     return len(paths) >= AUTO_MIN_IMAGES or any(Path(p).suffix.lower() in VIDEO_SUFFIXES for p in paths)
 
 
+def check_predict_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, outputs that would replace an input: ``--json`` naming an input or
+    the model, an overlay (``--overlay DIR/NAME.png``) that is an input image, or ``--json`` that
+    is one of the overlays; and an output that cannot be written (OSError, exit status 3)."""
+    from pathlib import Path
+
+    from ..io import check_outputs, check_writable
+    from ..predict import VIDEO_SUFFIXES, overlay_stems
+
+    inputs = {f"input {i + 1}": p for i, p in enumerate(args.paths)}
+    if args.checkpoint is not None:
+        inputs["--checkpoint"] = args.checkpoint
+    else:
+        from ..weights import bundled_path
+
+        inputs["the bundled model"] = bundled_path()
+    outputs = {"--json": args.json} if args.json else {}
+    if args.overlay:
+        stems = overlay_stems(args.paths)
+        for i, path in enumerate(Path(p) for p in args.paths):
+            if path.suffix.lower() not in VIDEO_SUFFIXES:  # a video's overlays are NAME_fNNNNNN.png
+                outputs[f"the overlay of input {i + 1}"] = Path(args.overlay) / f"{stems[path]}.png"
+    check_outputs(outputs, inputs)
+    if args.json:
+        check_writable(args.json)
+    if args.overlay:
+        check_writable(Path(args.overlay) / ".overlay")
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
     from .. import load_model
     from ..backends import auto_runner, make_runner
-    from ..io import check_outputs, check_writable, finite_json, write_json
+    from ..io import finite_json, write_json
     from ..predict import FaceDetector, predict_paths
 
-    if args.json:  # before the model is loaded and every input predicted, not after
-        check_outputs({"--json": args.json}, {f"input {i + 1}": p for i, p in enumerate(args.paths)})
-        check_writable(args.json)
+    check_predict_outputs(args)  # before the model is loaded and every input predicted, not after
     model = load_model(args.checkpoint, device=args.device)
     detector = FaceDetector(args.detector_model, backend=args.detector)
     if args.backend == "auto" and not _many_faces(args.paths):
@@ -95,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         runner = make_runner(model, args.backend)
     print(f"inference: {runner.backend} ({runner.note})", file=sys.stderr)
     results = predict_paths(model, args.paths, box=args.box, overlay_dir=args.overlay,
-                            every=max(1, args.every), max_frames=args.max_frames,
+                            every=args.every, max_frames=args.max_frames,
                             detector=detector, runner=runner, refine=args.refine)
     failed = []
     for r in results:
