@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.spanlib-installed
 
-.PHONY: setup test repro clean-venv lab strip-notebooks
+.PHONY: setup test test-fast repro clean-venv lab strip-notebooks
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ setup: $(STAMP)
 # Triton kernels run through Triton's interpreter on machines without a GPU.
 test: $(STAMP)
 	TRITON_INTERPRET=1 $(PY) -m pytest -q --durations=15
+
+# The edit-test loop: everything but the tests marked slow (trainings, torchrun, the pipeline,
+# the notebooks, the browser); `make test` stays the full suite and what CI runs.
+test-fast: $(STAMP)
+	TRITON_INTERPRET=1 $(PY) -m pytest -q -m "not slow" -x
 
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro

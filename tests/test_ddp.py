@@ -95,6 +95,7 @@ def two_rank_run(ddp_params, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_two_ranks_learn_what_one_process_learns(ddp_params, two_rank_run, tmp_path):
     """2 processes x 4 pairs == 1 process x 8 pairs: the same loss terms at every step and the
     same weights and BN statistics, within float summation order."""
@@ -127,6 +128,7 @@ def test_two_ranks_learn_what_one_process_learns(ddp_params, two_rank_run, tmp_p
     assert moved > 10 * WEIGHT_ATOL
 
 
+@pytest.mark.slow
 def test_a_killed_rank_resumes_exactly_with_torchrun(ddp_params, two_rank_run, tmp_path):
     """Rank 1 is SIGKILLed on step 3 (rank 0's checkpoint of step 2 on disk); `torchrun
     --nproc-per-node 2 -m spanlib train --resume` then ends with the uninterrupted run's weights."""

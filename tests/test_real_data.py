@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from spanlib.params import load_params
@@ -11,6 +12,7 @@ from spanlib.train import train
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_short_real_face_training_validates_on_the_held_out_split(shared_data, tmp_path):
     from spanlib.data.sources import read_source
     from spanlib.data.split import held_out_split

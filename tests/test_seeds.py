@@ -107,6 +107,7 @@ def test_seed_parameters_are_checked():
         seed_path("models/x/checkpoint.pt", 2)
 
 
+@pytest.mark.slow
 def test_train_seeds_runs_side_by_side_then_keeps_finished_and_resumes_interrupted(tmp_path, capsys):
     import torch
 

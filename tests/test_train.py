@@ -92,6 +92,7 @@ def test_resume_gives_the_same_weights(faces, tmp_path, variant):
     assert a["format"] == "spanlib-checkpoint" and a["variant"] == variant and a["scheme"] == "68"
 
 
+@pytest.mark.slow
 def test_short_run_learns(faces, tmp_path):
     """NME_io on 24 held-out drawn faces falls at least 4x from the untrained model's after 80
     iterations of 8 pairs (scpan, 64 px input, Adam 4e-3, staircase at 60/80/90%)."""
