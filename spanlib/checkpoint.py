@@ -115,14 +115,55 @@ def write_checkpoint(path: str | Path, state: dict) -> None:
     save_torch(plain_data(state), path)
 
 
-def _weights_only_reason(exc: Exception) -> str:
+def _weights_only_reason(exc: Exception, path: str | Path) -> str:
+    """What the refused pickle wanted, in a few words: the function or class it names. torch's own
+    message is not shown: it leads with "Re-running `torch.load` with `weights_only` set to
+    `False` will likely succeed", advice that runs the file's code."""
     text = str(exc)
-    match = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-    if match:
-        return f"it needs the Python object {match.group(1)!r}"
+    match = re.search(r"unsupported global:? GLOBAL ([\w.]+)", text, re.I)
+    names = [match.group(1)] if match else pickle_globals(path)
+    if names:
+        shown = ", ".join(map(repr, names[:3])) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        return f"it needs the Python object {shown}, which unpickling would call"
     match = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|Check the documentation|$)", text, re.S)
-    detail = (match.group(1) if match else text)[:200].strip()
+    detail = " ".join((match.group(1) if match else type(exc).__name__).split())[:120]
     return f"it is not a pickle of tensors and plain data only ({detail})"
+
+
+# what torch.save itself names in a checkpoint of tensors and plain data
+_TORCH_GLOBALS = ("torch.", "collections.OrderedDict", "builtins.set", "builtins.frozenset", "builtins.bytearray",
+                  "builtins.complex", "builtins.slice")
+_PICKLE_BYTES = 64 * 2**20  # the pickle inside a checkpoint is small (tensor data lies beside it)
+
+
+def pickle_globals(path: str | Path) -> list[str]:
+    """The functions and classes a pickle (plain, or the ``data.pkl`` of a torch zip file) names,
+    other than torch's own, read with ``pickletools`` (which parses opcodes and runs nothing);
+    [] when it cannot be read."""
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                info = next((i for i in archive.infolist() if i.filename.endswith("data.pkl")), None)
+                if info is None or info.file_size > _PICKLE_BYTES:
+                    return []
+                data = archive.read(info)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(_PICKLE_BYTES)
+        names, strings = [], []
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name in ("GLOBAL", "INST"):
+                names.append(str(arg).replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+            if isinstance(arg, str) and ("UNICODE" in opcode.name or opcode.name.endswith("STRING")):
+                strings.append(str(arg))
+    except Exception:  # noqa: BLE001 - a pickle pickletools cannot follow: name nothing
+        return []
+    return list(dict.fromkeys(n for n in names if not n.startswith(_TORCH_GLOBALS)))
 
 
 def load_plain(path: str | Path, device: str | torch.device = "cpu") -> Any:
@@ -140,9 +181,10 @@ def load_plain(path: str | Path, device: str | torch.device = "cpu") -> Any:
             return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise DataError(
-            f"{path}: refused: {_weights_only_reason(exc)}; nothing in it was run. spanlib reads only "
-            f"checkpoints of tensors and plain data (spanlib train) and .safetensors model files "
-            f"(spanlib export)") from None
+            f"{path}: refused: {_weights_only_reason(exc, path)}; a pickle can run any code it names, so "
+            f"nothing in it was run (do not load it with torch.load(weights_only=False) unless you trust "
+            f"who made it). spanlib reads only checkpoints of tensors and plain data (spanlib train) and "
+            f".safetensors model files (spanlib export)") from None
     except Exception as exc:  # a truncated or foreign file: say which and why
         raise DataError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})") from None
 
@@ -232,7 +274,12 @@ def describe_checkpoint(ckpt: dict, checkpoint_path: str | Path | None = None,
 def evaluation_summary(metrics_path: str | Path, checkpoint_sha256: str | None = None) -> dict:
     """The parts of a ``spanlib evaluate`` JSON worth shipping: where, with which protocol, and
     NME / FR / AUC per subset (no per-face lists). DataError if it scored another checkpoint."""
+    from .io import file_problem
+
     metrics_path = Path(metrics_path)
+    problem = file_problem(metrics_path)  # a FIFO would block read_text forever
+    if problem:
+        raise DataError(f"{metrics_path}: {problem} (expected a spanlib evaluate metrics JSON)")
     try:
         result = json.loads(metrics_path.read_text())
         prov = result["provenance"]

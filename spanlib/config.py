@@ -55,6 +55,10 @@ def param(default: Any = MISSING, *, low: float | None = None, high: float | Non
 
 _FROZEN = dict(frozen=True, kw_only=True)
 
+# Seeds reach torch.manual_seed and numpy as 64-bit integers: a larger one was a ValueError traceback
+# ("Overflow when unpacking long long") after the params were accepted (issue 26).
+MAX_SEED = 2**63 - 1
+
 
 @dataclass(**_FROZEN)
 class DataConfig:
@@ -73,7 +77,7 @@ class DataConfig:
 @dataclass(**_FROZEN)
 class SynthConfig:
     out_dir: str = param()
-    seed: int = param(low=0)
+    seed: int = param(low=0, high=MAX_SEED)
     size: int = param(low=16)
     n_train: int = param(low=0)
     n_common: int = param(low=0)
@@ -176,7 +180,7 @@ class TrainConfig:
     unlabeled_ratio: float = param(0.0, low=0)
     val_faces: int = param(100, low=1)
     val_fraction: float = param(0.0, low=0, lt=1)
-    val_seed: int = param(0, low=0)
+    val_seed: int = param(0, low=0, high=MAX_SEED)
     threads: int = param(0, low=0)        # 0: auto (spanlib.train.auto_threads)
     live_dir: str | None = param(None)    # None: <checkpoint stem>_live beside the checkpoint
     compile: bool = param(False)          # torch.compile the model (GPU runs)
@@ -209,7 +213,7 @@ class PipelineConfig:
     variants: list[str] = param(choices=VARIANTS)
     preview_faces: int = param(low=1)
     recipe: str | None = param(None)      # names in `recipes:`, comma-separated; checked against them
-    seeds: list[int] = param((0,), low=0)  # one run per seed in every table row (spanlib.seeds)
+    seeds: list[int] = param((0,), low=0, high=MAX_SEED)  # one run per seed in every table row (spanlib.seeds)
     workers: int = param(1, low=1)        # training runs side by side
 
 
@@ -235,7 +239,7 @@ class SensitivityConfig:
 class RealStudyConfig:
     recipe: str = param()                 # recipes applied to the params first (e.g. real,shared300w)
     variants: list[str] = param(choices=VARIANTS)
-    seeds: list[int] = param(low=0)
+    seeds: list[int] = param(low=0, high=MAX_SEED)
     iterations: int = param(low=1)
     reference: str = param(choices=VARIANTS)
     workers: int = param(2, low=1)        # runs side by side, one torch thread each
@@ -531,7 +535,7 @@ def check_params(params: Any, origin: str = "params", complete: bool = False,
             raise ParamError(f"{where(group)}: unknown group {group!r}{_suggest(str(group), list(TOP_LEVEL))}; "
                              f"params.yaml has {', '.join(TOP_LEVEL)}")
         if group == "seed":
-            _raise_if(where("seed"), "seed", values, int, {"low": 0})
+            _raise_if(where("seed"), "seed", values, int, {"low": 0, "high": MAX_SEED})
         elif group == "recipes":
             _check_recipes(values, where, origin)
         else:
@@ -547,7 +551,7 @@ def check_params(params: Any, origin: str = "params", complete: bool = False,
 def check_override(key: str, value: Any, origin: str) -> None:
     """One ``--set`` (or recipe) ``key=value``: the key must be in the schema, the value fit it."""
     if key == "seed":
-        return _raise_if(origin, key, value, int, {"low": 0})
+        return _raise_if(origin, key, value, int, {"low": 0, "high": MAX_SEED})
     if key in GROUPS:  # a whole group replaced
         return _check_group(key, value, lambda _: origin, complete=False)
     f = _field(key, origin)

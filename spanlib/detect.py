@@ -3,7 +3,7 @@
 Back-ends, chosen by ``FaceDetector(backend="auto")`` in this order:
 
 - ``dlib``: dlib's HOG frontal face detector (``dlib.get_frontal_face_detector()``), used when
-  ``dlib`` is importable (``pip install dlib-bin==20.0.1.post1``, or ``pip install -e .[peers]``);
+  ``dlib`` is importable (``dlib-bin``, a dependency of spanlib since issue 23: ``make`` installs it);
   the image is upsampled ``upsample`` = 1 time, so faces down to about 40 px are found;
 - ``haar``: OpenCV's bundled frontal-face Haar cascade (``cv2.data.haarcascades``), the fallback,
   present in OpenCV 4.x (pinned for this reason: OpenCV 5 removed ``CascadeClassifier`` and the
@@ -118,10 +118,22 @@ class FaceDetector:
         self.min_size_fraction, self.upsample = min_size_fraction, int(upsample)
         self.kind, self._impl, self.version = "none", None, ""
         if yunet_model is not None or backend == "yunet":
-            if yunet_model is None or not Path(yunet_model).is_file():
-                raise DataError(f"{yunet_model}: YuNet face detector model not found")
+            from .io import file_problem
+
+            problem = "no file given" if yunet_model is None else file_problem(yunet_model)
+            if problem:  # also a FIFO, which OpenCV would block on
+                raise DataError(f"{yunet_model}: YuNet face detector model: {problem}")
+            try:
+                self._impl = cv2.FaceDetectorYN.create(str(yunet_model), "", (320, 320), 0.6, 0.3, 50)
+            except cv2.error as exc:
+                import re
+
+                text = " ".join(str(exc).split())
+                found = re.search(r"error: \([^)]*\) (.+?)(?: in function|$)", text)
+                reason = (found.group(1) if found else text)[:160]
+                raise DataError(f"{yunet_model}: not a YuNet face detector model OpenCV can read (expected the "
+                                f"ONNX weights, face_detection_yunet_*.onnx; OpenCV: {reason})") from None
             self.kind = "yunet"
-            self._impl = cv2.FaceDetectorYN.create(str(yunet_model), "", (320, 320), 0.6, 0.3, 50)
             return
         if backend in ("auto", "dlib"):
             dlib = import_dlib()

@@ -21,6 +21,26 @@ from .metrics import ced
 PALETTE = [(230, 57, 70), (29, 120, 220), (46, 160, 67), (240, 160, 30), (150, 70, 200), (20, 170, 170)]
 
 
+def shown_path(path: str | Path) -> str:
+    """``path`` as a figure may print it: relative to the repository (``spanlib/weights/x``, or
+    ``../shared/data/...`` beside it), else only its name. A committed figure must not carry the
+    folder of the machine that drew it (issue 26: a title read ``/work/main/spanlib/...``)."""
+    import os
+
+    repo = Path(__file__).resolve().parent.parent
+    full = Path(path).resolve()
+    relative = os.path.relpath(full, repo)
+    if relative.startswith(os.pardir + os.sep + os.pardir) or relative == os.pardir:
+        return full.name  # far from the repository: the folder says nothing to a reader
+    return relative
+
+
+def model_view_title(model, face_note: str, checkpoint: str | Path | None = None) -> str:
+    """The title of notebook 04's model view: variant, model file (``shown_path``), face."""
+    source = getattr(model, "checkpoint_path", None) or checkpoint
+    return f"{model.variant} ({shown_path(source) if source else 'no file'}); {face_note}"
+
+
 def _pyplot():
     import matplotlib
 
@@ -290,7 +310,7 @@ def exploration_face(face_root: str | Path | None, params: dict, model=None):
                 face, where = held_out[0], f"300w held-out validation face ({fraction:.0%} of train, never trained on)"
             except Exception:  # older checkpoints or no split helper: the first face
                 pass
-        return face.image, np.asarray(face.landmarks, dtype=np.float64), f"{where}: {face.path}"
+        return face.image, np.asarray(face.landmarks, dtype=np.float64), f"{where}: {shown_path(face.path)}"
     from .data.synth.face import render_face, sample_face
 
     spec = sample_face(int(params["synth"]["seed"]), "common", 0, int(params["synth"]["size"]))

@@ -14,10 +14,13 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def check_writable(path: str | os.PathLike) -> None:
+def check_writable(path: str | os.PathLike, probe: bool = True) -> None:
     """An OSError naming ``path`` when a file cannot be written there: it is an existing directory,
     a folder above it is a file, or the nearest existing folder is not writable. Commands call this
-    on their outputs before long work starts, and every atomic write does."""
+    on their outputs before long work starts, and every atomic write does (``probe=False``: it
+    creates its temporary file right after). ``probe``: also create and remove a temporary file in
+    that folder, because permission bits do not tell (root writes to a folder of mode 0555, and a
+    read-only file system or ``/sys`` refuses everyone)."""
     import errno
 
     path = Path(path)
@@ -30,6 +33,14 @@ def check_writable(path: str | os.PathLike) -> None:
         raise NotADirectoryError(errno.ENOTDIR, f"cannot be written: {parent} is a file, not a folder", str(path))
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(errno.EACCES, f"cannot be written: the folder {parent} is not writable", str(path))
+    if probe:
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        except OSError as exc:
+            raise PermissionError(exc.errno or errno.EACCES, f"cannot be written: the folder {parent} is not "
+                                  f"writable ({exc.strerror or exc})", str(path)) from None
+        os.close(fd)
+        os.unlink(tmp)
 
 
 @contextlib.contextmanager
@@ -37,7 +48,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename. An
     output that cannot be written is an OSError naming ``path`` (not the temporary file)."""
     path = Path(path)
-    check_writable(path)
+    check_writable(path, probe=False)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -99,8 +110,8 @@ def check_outputs(outputs: dict[str, str | os.PathLike], inputs: dict[str, str |
                                  f"input (choose another output name)")
         for other_label, other in items[i + 1:]:
             if same_file(out, other):
-                raise ParamError(f"{out}: {out_label} and {other_label} are the same file (choose an output "
-                                 f"name that does not end in the side file's suffix)")
+                raise ParamError(f"{out}: {out_label} and {other_label} are the same file (choose another "
+                                 f"output name)")
 
 
 def finite_json(obj: Any) -> Any:
@@ -196,13 +207,16 @@ def declared_size(path: str | os.PathLike) -> tuple[int, int] | None:
             return int(image.width), int(image.height)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return None
+    except Exception:  # noqa: BLE001 - a malformed header can raise struct.error, EOFError, IndexError ...
+        return None
     finally:
         Image.MAX_IMAGE_PIXELS = limit
 
 
-def pixel_problem(path: str | os.PathLike) -> str | None:
-    """Why the image is too large to decode (its declared size over the budget), or None."""
-    size = declared_size(path)
+def pixel_problem(path: str | os.PathLike, size: tuple[int, int] | None = ...) -> str | None:
+    """Why the image is too large to decode (its declared size over the budget), or None.
+    ``size``: the declared size when already read."""
+    size = declared_size(path) if size is ... else size
     if size is None:
         return None
     budget = max_image_pixels()
@@ -215,15 +229,31 @@ def pixel_problem(path: str | os.PathLike) -> str | None:
 def image_problem(path: str | os.PathLike) -> str | None:
     """Why the image file ``path`` cannot be used, or None. Catches truncation: a JPEG without its
     end-of-image marker FFD9, a PNG without its IEND chunk, confirmed by a full Pillow decode (which
-    also accepts files that carry data after the marker). Other formats: None (OpenCV decides).
-    Before any of that: not a regular file (a FIFO would block), or a declared size over the pixel
-    budget (:func:`max_image_pixels`; nothing is decoded)."""
+    also accepts files that carry data after the marker), and for a JPEG libjpeg's own report of
+    data that ends early (:func:`jpeg_scan_problem`: an appended end marker does not fool it).
+    Other formats Pillow reads: None (OpenCV decides). Before any of that: not a regular file (a
+    FIFO would block), a declared size over the pixel budget (:func:`max_image_pixels`; nothing is
+    decoded), or no header Pillow can read the size of (a text file named .jpg, or a format the
+    budget cannot be checked on)."""
     problem = file_problem(path)
     if problem:
         return problem
-    problem = pixel_problem(path)
+    try:
+        if os.stat(path).st_size == 0:
+            return "empty file"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    dims = declared_size(path)
+    problem = pixel_problem(path, dims)
     if problem:
         return problem
+    if dims is None:  # no header Pillow can size: the pixel budget cannot be checked
+        import cv2
+
+        if not cv2.haveImageReader(str(path)):
+            return "not a readable image (neither Pillow nor OpenCV knows its format)"
+        return ("an image format whose size spanlib cannot read before decoding it (the pixel budget is "
+                "checked on the header; convert it to PNG or JPEG)")
     try:
         with open(path, "rb") as handle:
             head = handle.read(8)
@@ -243,7 +273,7 @@ def image_problem(path: str | os.PathLike) -> str | None:
     else:
         return None
     if marker in tail:
-        return None
+        return jpeg_scan_problem(path) if kind == "JPEG" else None
     from PIL import Image
 
     try:  # the slow path, only for files without the marker near the end
@@ -251,7 +281,57 @@ def image_problem(path: str | os.PathLike) -> str | None:
             image.load()
     except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError ...
         return f"truncated {kind} (no end marker {marker.hex().upper()}; Pillow: {exc})"
+    return jpeg_scan_problem(path) if kind == "JPEG" else None
+
+
+# libjpeg's warnings that mean the compressed data stopped early: "premature end of data segment"
+# (JWRN_HIT_MARKER: a marker, e.g. an end-of-image FFD9 appended to a file cut short, came before
+# the data ran out) and "Premature end of JPEG file" (JWRN_JPEG_EOF). Either way libjpeg fills
+# the rest with grey and OpenCV returns the image. Other warnings (extraneous bytes) are benign.
+_JPEG_CUT_SHORT = "premature end"
+
+
+def jpeg_scan_problem(path: str | os.PathLike) -> str | None:
+    """Why the JPEG's compressed data is cut short, or None. The end marker alone proves nothing
+    (``head -c N a.jpg > t.jpg; printf '\\xff\\xd9' >> t.jpg`` has one), so the file is decoded at
+    1/8 scale (libjpeg still reads every coefficient, at a fraction of the full decode's time) and
+    libjpeg's warnings, which OpenCV prints on file descriptor 2, are read back from there."""
+    image, messages = _decode_reduced(path)
+    cut = [line for line in messages.splitlines() if _JPEG_CUT_SHORT in line.lower()]
+    if cut:
+        return f"truncated JPEG (libjpeg: {cut[0].strip()}; the rest would be decoded as grey)"
+    if image is None:
+        return "not a readable image (OpenCV cannot decode this JPEG)"
     return None
+
+
+def _decode_reduced(path: str | os.PathLike):
+    """(OpenCV's 1/8-scale grey decode or None, what was written to fd 2 meanwhile). Text from
+    elsewhere that lands there in that moment (another thread) is written back to stderr."""
+    import sys
+
+    import cv2
+
+    with tempfile.TemporaryFile() as sink:
+        try:
+            sys.stderr.flush()
+        except (AttributeError, ValueError, OSError):
+            pass
+        saved = os.dup(2)
+        try:
+            os.dup2(sink.fileno(), 2)
+            try:
+                image = cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+            finally:
+                os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+        sink.seek(0)
+        messages = sink.read().decode("utf-8", "replace")
+    other = "".join(line for line in messages.splitlines(keepends=True) if "JPEG" not in line)
+    if other:
+        os.write(2, other.encode())
+    return image, messages
 
 
 def check_image(path: str | os.PathLike) -> None:

@@ -146,8 +146,12 @@ def export_onnx(model: torch.nn.Module, out: str | Path, radius: int | None = No
     """Write ``out`` (.onnx) and ``out``.json (what it is, and the check), after checking it in ONNX
     Runtime against PyTorch on 8 random crops and, when ``real_root`` holds 300W faces, 16 real ones.
     Raises DataError when a landmark differs by more than TOLERANCE_PX."""
-    from .io import write_json
+    from .io import check_writable, write_bytes, write_json
     from .inference import decode_radius
+
+    out = Path(out)
+    for path in (out, out.with_suffix(".json")):  # before the export and the check, not after
+        check_writable(path)
 
     radius = decode_radius(model.params) if radius is None else int(radius)
     model = model.cpu().eval()
@@ -169,8 +173,7 @@ def export_onnx(model: torch.nn.Module, out: str | Path, radius: int | None = No
         raise DataError(f"{out}: ONNX Runtime landmarks differ from PyTorch by {worst:.4g} px "
                         f"(tolerance {TOLERANCE_PX} px): {json.dumps(checks)}; file not written")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(data)
+    write_bytes(out, data)  # atomically: an interrupted write leaves the previous file, not half a graph
     ort = require("onnxruntime")
     description = {
         "file": out.name, "source": str(model.checkpoint_path), "variant": model.variant,

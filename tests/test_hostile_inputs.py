@@ -10,6 +10,7 @@ quickly with the message. Each test also checks that nothing outside its scratch
 import hashlib
 import json
 import os
+import pickle
 import resource
 import shutil
 import struct
@@ -629,3 +630,312 @@ def test_the_limits_and_exit_statuses_are_in_the_help():
     for words in ("Exit status: 0 success, 1 some inputs", "3 a file could not be read or written",
                   "130 interrupted", "SPANLIB_MAX_IMAGE_PIXELS", "model.width <= 1024"):
         assert words in " ".join(text.split()), words
+
+
+# ---------------------------------------------------------------- audit additions (issue 26, second pass)
+def noisy_jpeg(path: Path, progressive: bool = False) -> Path:
+    """A JPEG whose compressed data is large enough to cut (noise compresses badly)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    pixels = cv2.GaussianBlur(rng.integers(0, 255, (160, 200, 3), dtype=np.uint8), (5, 5), 2)
+    Image.fromarray(pixels).save(path, quality=90, progressive=progressive)
+    return path
+
+
+@pytest.mark.parametrize("variant", ["baseline", "progressive", "marker_then_padding"])
+def test_a_cut_jpeg_with_an_end_marker_appended_is_refused(tmp_path, variant):
+    """Defect 10: `head -c N a.jpg > t.jpg; printf '\\xff\\xd9' >> t.jpg` passed the end-marker check,
+    and predict, inspect and evaluate used the grey rest."""
+    from spanlib.data.sources import inspect_source
+    from spanlib.io import image_problem, read_image
+
+    whole = noisy_jpeg(tmp_path / "whole.jpg", progressive=variant == "progressive")
+    data = whole.read_bytes()
+    cut = data[: len(data) // 2] + b"\xff\xd9" + (b"\0" * 8000 if variant == "marker_then_padding" else b"")
+    faces = tmp_path / "faces"
+    write_pts_folder(faces, n=2)
+    (faces / "face1.png").unlink()
+    (faces / "face1.jpg").write_bytes(cut)
+    assert cv2.imread(str(faces / "face1.jpg")) is not None  # OpenCV alone accepts it
+    assert image_problem(whole) is None
+    assert "truncated JPEG" in image_problem(faces / "face1.jpg")
+    with pytest.raises(DataError, match=r"face1.jpg: truncated JPEG \(libjpeg: .*premature end"):
+        read_image(faces / "face1.jpg")
+    entry = inspect_source("pts", faces)["splits"]["all"]
+    assert entry["faces"] == 1 and [Path(b["path"]).name for b in entry["broken"]] == ["face1.jpg"]
+
+
+def test_a_text_file_named_jpg_is_listed_by_data_inspect(tmp_path, capsys):
+    """Smaller: a text file named .jpg aborted `data inspect` instead of being listed."""
+    faces = tmp_path / "faces"
+    write_pts_folder(faces, n=3)
+    (faces / "face2.png").unlink()
+    (faces / "face2.jpg").write_text("not an image at all\n")
+    assert main(["data", "inspect", "--source", "pts", "--root", str(faces)]) == 1
+    out = capsys.readouterr().out
+    assert "broken images: 1" in out and f"{faces / 'face2.jpg'}: not a readable image" in out
+    assert "all: 2 faces" in out
+
+
+@pytest.mark.parametrize("kind", ["zip", "raw"])
+def test_pickle_refusal_names_the_function_and_keeps_the_warning(tmp_path, kind):
+    """Defect 9: the message was cut on torch's "Re-running `torch.load` with `weights_only` set to
+    `False`", dropped the warning about code execution and never named the function."""
+    marker = tmp_path / "ran.txt"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / f"evil_{kind}.pt"
+    if kind == "zip":
+        torch.save({"format": "spanlib-checkpoint", "x": Payload()}, path)
+    else:
+        path.write_bytes(pickle.dumps({"format": "spanlib-checkpoint", "x": Payload()}, protocol=4))
+    with pytest.raises(DataError) as caught:
+        load_model(path)
+    message = str(caught.value)
+    assert f"{path}: refused: it needs the Python object '{os.system.__module__}.system'" in message
+    assert "a pickle can run any code it names" in message and "Re-running" not in message
+    assert "\n" not in message and not marker.exists()
+
+
+@pytest.mark.parametrize("problem,content,expected", [
+    ("not_utf8", b"image,x0,y0,x1,y1,x2,y2\ncaf\xe9.png,1,2,3,4,5,6\n", ": not UTF-8 text (invalid continuation"),
+    ("huge_field", b"image,x0,y0,x1,y1,x2,y2\n\"" + b"a" * (200 * 1024) + b"\",1,2,3,4,5,6\n",
+     ":2: not a readable CSV row (field larger than field limit"),
+])
+def test_a_bad_csv_file_is_a_message_naming_it(tmp_path, capsys, problem, content, expected):
+    """Defect 7: a non-UTF-8 CSV and a field over 128 KiB were tracebacks."""
+    root = tmp_path / "csv"
+    root.mkdir()
+    (root / "train.csv").write_bytes(content)
+    assert main(["data", "inspect", "--source", "csv", "--root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert f"spanlib data: error: {root / 'train.csv'}{expected}" in err, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("key", ["seed", "train.val_seed", "synth.seed", "pipeline.seeds"])
+def test_a_seed_beyond_64_bits_is_refused(key):
+    """Defect 7: `--set seed=` beyond 64 bits was torch's "Overflow when unpacking long" traceback."""
+    from spanlib.config import apply_overrides
+    from spanlib.params import load_params
+
+    value = 2**70 if key != "pipeline.seeds" else [0, 2**70]
+    with pytest.raises(ParamError, match=rf"--set {key}: .*expected .*<= 9223372036854775807"):
+        apply_overrides(load_params(REPO / "params.yaml"), [f"{key}={value}"])
+
+
+def test_train_refuses_a_huge_seed_before_training(tmp_path, capsys, monkeypatch):
+    import spanlib.train as train_module
+
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    assert main(["train", "--params", str(REPO / "params.yaml"), "--out", str(tmp_path / "x.pt"),
+                 "--set", f"seed={2**64}"]) == 2
+    err = capsys.readouterr().err
+    assert f"spanlib train: error: --set seed: seed: expected an integer >= 0 and <= {2**63 - 1}, got {2**64}" in err
+
+
+def test_a_detector_model_that_is_not_onnx_is_a_message(tmp_path, capsys):
+    """Defect 7: a --detector-model that is not ONNX was OpenCV's traceback."""
+    fake = tmp_path / "yunet.onnx"
+    fake.write_text("this is not an ONNX graph\n")
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt", variant="shn")
+    image = face_image(tmp_path / "face.png")
+    assert main(["predict", str(image), "--checkpoint", str(ckpt), "--device", "cpu",
+                 "--detector-model", str(fake)]) == 2
+    err = capsys.readouterr().err
+    assert f"spanlib predict: error: {fake}: not a YuNet face detector model OpenCV can read" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def _no_work(module: str, name: str):
+    """Replace the long work of a command by a failure: a check that comes too late fails the test."""
+    import importlib
+
+    def fail(*args, **kwargs):
+        raise AssertionError(f"{module}.{name} ran before its outputs were checked")
+
+    return importlib.import_module(module), name, fail
+
+
+@pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs /sys, a folder nobody may create files in")
+@pytest.mark.parametrize("command", ["predict", "evaluate", "export_onnx", "train"])
+def test_an_output_in_a_folder_nobody_can_write_fails_before_the_work(tmp_path, capsys, monkeypatch, command):
+    """Defect 7 (read-only folder): permission bits do not stop root, so the folder is probed; the
+    status is 3 and nothing is computed first."""
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt", variant="shn")
+    target = Path("/sys") / f"spanlib_{os.getpid()}.out"
+    argv, work = {
+        "predict": (["predict", str(face_image(tmp_path / "f.png")), "--checkpoint", str(ckpt), "--box", "0,0,48,48",
+                     "--device", "cpu", "--json", str(target)], ("spanlib.predict", "predict_paths")),
+        "evaluate": (["evaluate", "--checkpoint", str(ckpt), "--source", "pts", "--root", str(tmp_path),
+                      "--json", str(target)], ("spanlib.evaluate", "evaluate")),
+        "export_onnx": (["export", "onnx", str(ckpt), "--out", str(target)], ("spanlib.onnx_export", "export_onnx")),
+        "train": (["train", "--params", str(REPO / "params.yaml"), "--out", str(target)], ("spanlib.train", "train")),
+    }[command]
+    monkeypatch.setattr(*_no_work(*work))
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert f"{target}: cannot be written: the folder /sys is not writable" in err and "Traceback" not in err
+
+
+def test_ctrl_c_in_export_is_one_line_and_status_130(tmp_path, capsys, monkeypatch):
+    import spanlib.checkpoint as checkpoint_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint_module, "export_safetensors", interrupted)
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt", variant="shn")
+    assert main(["export", str(ckpt), "--out", str(tmp_path / "x.safetensors")]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == ("spanlib export: interrupted (Ctrl-C); files are written atomically, so none is "
+                           "half-written")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_export_onnx_writes_atomically(tmp_path, capsys, monkeypatch):
+    """Smaller: the ONNX file was written in place; an interrupted write left half a graph over the
+    previous file."""
+    pytest.importorskip("onnx"), pytest.importorskip("onnxruntime")
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt", variant="shn")
+    out = tmp_path / "net.onnx"
+    out.write_bytes(b"the previous graph")
+    real_write = Path.write_bytes
+
+    def write_half_then_interrupt(self, data):
+        if len(data) > 1000:  # the graph; small files pass
+            real_write(self, data[: len(data) // 2])
+            raise KeyboardInterrupt
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_half_then_interrupt)
+    assert main(["export", "onnx", str(ckpt), "--out", str(out), "--real-root", str(tmp_path / "none")]) == 130
+    assert out.read_bytes() == b"the previous graph"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.onnx", "tiny.pt"]  # no temporary file left
+
+
+@pytest.mark.parametrize("case", ["predict_json_is_the_checkpoint", "overlay_is_an_input_image",
+                                  "evaluate_json_is_the_checkpoint", "train_out_is_the_params_file",
+                                  "train_out_is_init_from", "export_onnx_out_is_the_model"])
+def test_no_command_writes_over_its_inputs(tmp_path, capsys, monkeypatch, case):
+    """Nothing on disk is damaged: every writer refuses an output that is one of its inputs, before
+    any work (defect 2 was `export`; predict, evaluate, train and export onnx had the same gap)."""
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt", variant="shn")
+    (tmp_path / "ov").mkdir()
+    image = face_image(tmp_path / "ov" / "face.png")
+    params = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params)
+    init = save_tiny_checkpoint(tmp_path / "init.pt", variant="shn")
+    argv, work, expected = {
+        "predict_json_is_the_checkpoint": (
+            ["predict", str(image), "--checkpoint", str(ckpt), "--box", "0,0,48,48", "--json", str(ckpt)],
+            ("spanlib.predict", "predict_paths"), "--json is --checkpoint"),
+        "overlay_is_an_input_image": (
+            ["predict", str(image), "--checkpoint", str(ckpt), "--box", "0,0,48,48", "--overlay", str(tmp_path / "ov")],
+            ("spanlib.predict", "predict_paths"), "the overlay of input 1 is input 1"),
+        "evaluate_json_is_the_checkpoint": (
+            ["evaluate", "--checkpoint", str(ckpt), "--source", "pts", "--root", str(tmp_path), "--json", str(ckpt)],
+            ("spanlib.evaluate", "evaluate"), "--json is --checkpoint"),
+        "train_out_is_the_params_file": (
+            ["train", "--params", str(params), "--out", str(params)], ("spanlib.train", "train"), "--out is --params"),
+        "train_out_is_init_from": (
+            ["train", "--params", str(params), "--out", str(init), "--set", f"train.init_from={init}"],
+            ("spanlib.train", "train"), "--out is train.init_from"),
+        "export_onnx_out_is_the_model": (
+            ["export", "onnx", str(ckpt), "--out", str(ckpt)], ("spanlib.onnx_export", "export_onnx"),
+            "--out is the model"),
+    }[case]
+    monkeypatch.setattr(*_no_work(*work))
+    before = tree_digest(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "would overwrite an input" in err, err
+    assert tree_digest(tmp_path) == before
+
+
+def test_export_out_ending_in_json_is_refused(tmp_path, capsys):
+    """Defect 2: `export --out m.json` is the file its own description copy would replace."""
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt", variant="shn")
+    out = tmp_path / "m.json"
+    assert main(["export", str(ckpt), "--out", str(out)]) == 2
+    assert "--out and the .json copy beside --out are the same file" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_register_with_an_unknown_name_is_refused_before_out_is_written(tmp_path, capsys):
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt", variant="shn")
+    out = tmp_path / "x.safetensors"
+    assert main(["export", str(ckpt), "--out", str(out), "--register", "no_such_model"]) == 2
+    assert "bundled model 'no_such_model': unknown" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_fifo_as_metrics_file_is_refused_without_hanging(tmp_path):
+    """Defect 12's kind, in `export --metrics`: the metrics JSON was read before checking it is a file."""
+    fifo = tmp_path / "m.json"
+    os.mkfifo(fifo)
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt", variant="shn")
+    proc, seconds = run_limited(["export", str(ckpt), "--out", str(tmp_path / "x.safetensors"), "--metrics",
+                                 str(fifo)], tmp_path, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{fifo}: a FIFO, not a regular file" in proc.stderr and seconds < 60
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+@pytest.mark.parametrize("option", ["--max-frames", "--every"])
+def test_zero_frames_is_a_usage_error(tmp_path, capsys, option):
+    """Smaller: `--max-frames 0` read no frame and then said the video had none."""
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", str(tmp_path / "v.mp4"), option, "0"])
+    assert stop.value.code == 2
+    assert f"argument {option}: '0': expected a whole number >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export_onnx"])
+def test_a_huge_network_is_refused_by_the_other_entry_points(tmp_path, command):
+    """Defect 1 named evaluate and export onnx besides predict (and train.init_from, tested above)."""
+    model = hostile_model_file(tmp_path, "huge", _set("model", "stages", 10**7))
+    write_pts_folder(tmp_path / "faces", n=2)
+    argv = {"evaluate": ["evaluate", "--checkpoint", str(model), "--source", "pts", "--root", str(tmp_path / "faces"),
+                         "--device", "cpu", "--quiet"],
+            "export_onnx": ["export", "onnx", str(model), "--out", str(tmp_path / "net.onnx")]}[command]
+    proc, seconds = run_limited(argv, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{model}: model file declares a network spanlib will not build" in proc.stderr
+    assert "model.stages" in proc.stderr and "Traceback" not in proc.stderr and seconds < TIMEOUT_S
+
+
+def test_figure_titles_carry_no_absolute_path():
+    """Smaller: the committed model_view.png's title carried /work/main/spanlib/weights/..."""
+    from types import SimpleNamespace
+
+    from spanlib.figures import model_view_title, shown_path
+
+    bundled = weights.WEIGHTS_DIR / "real_scpan.safetensors"
+    assert shown_path(bundled) == "spanlib/weights/real_scpan.safetensors"
+    assert shown_path(REPO.parent / "shared" / "data" / "300w" / "a.jpg") == "../shared/data/300w/a.jpg"
+    assert shown_path("/far/away/models/run.pt") == "run.pt"
+    title = model_view_title(SimpleNamespace(variant="scpan", checkpoint_path=str(bundled)), "synthetic face 0")
+    assert title == "scpan (spanlib/weights/real_scpan.safetensors); synthetic face 0"
+    notebook = (REPO / "notebooks" / "04_heatmap_distributions.ipynb").read_text()
+    assert "model_view_title(model, face_note, checkpoint)" in notebook
+
+
+def test_the_limits_are_in_docs_sharing():
+    """`Done means`: the sharing page states the limits and the exit statuses, with the values the
+    code uses."""
+    from spanlib.config import MAX_DEPTH, MAX_INPUT_SIZE, MAX_SEED, MAX_STAGES, MAX_WIDTH, MAX_YAML_DEPTH, MAX_YAML_NODES
+    from spanlib.io import MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_ENV
+
+    text = " ".join((REPO / "docs" / "sharing.md").read_text().split())
+    for words in (f"`model.stages` <= {MAX_STAGES}", f"`model.width` <= {MAX_WIDTH}", f"`model.depth` <= {MAX_DEPTH}",
+                  f"`crop.input_size` <= {MAX_INPUT_SIZE}", f"at most {MAX_IMAGE_PIXELS} pixels",
+                  f"`{MAX_IMAGE_PIXELS_ENV}=N`", f"at most {MAX_YAML_NODES} nodes", f"{MAX_YAML_DEPTH} levels",
+                  "<= 2^63 - 1", "0 success; 1 some inputs of a batch failed", "3 a file could not be read or written",
+                  "130 interrupted"):
+        assert words in text, words
+    assert MAX_SEED == 2**63 - 1
+    assert "docs/sharing.md" in (REPO / "README.md").read_text()

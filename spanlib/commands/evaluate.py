@@ -51,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.held_out and (args.val_fraction is not None or args.val_seed is not None):
         raise ParamError("--val-fraction / --val-seed: only with --held-out")
     held_out = (args.val_fraction, args.val_seed) if args.held_out else None
+    if args.json:  # refused before the evaluation runs, not after
+        from ..io import check_outputs, check_writable
+
+        check_outputs({"--json": args.json}, {"--checkpoint": args.checkpoint})
+        check_writable(args.json)
     result = evaluate(args.checkpoint, args.source, args.root, args.split, device=args.device,
                       settings=settings, json_path=args.json, progress=not args.quiet,
                       held_out=held_out, peer=args.peer)

@@ -97,13 +97,20 @@ def _run_onnx(args: argparse.Namespace, checkpoint: str | None) -> int:
     from pathlib import Path
 
     from .. import load_model
-    from ..io import check_outputs
+    from ..io import check_outputs, check_writable
     from ..onnx_export import export_onnx, require
 
     out = Path(args.out)
     # the description goes beside --out as .json: `--out net.json` would replace the graph with it
-    check_outputs({"--out": out, "the .json description beside --out": out.with_suffix(".json")},
-                  {"the model": checkpoint})
+    if checkpoint is None:
+        from ..weights import bundled_path
+
+        source = {"the bundled model": bundled_path()}
+    else:
+        source = {"the model": checkpoint}
+    check_outputs({"--out": out, "the .json description beside --out": out.with_suffix(".json")}, source)
+    for path in (out, out.with_suffix(".json")):
+        check_writable(path)
     require("onnx"), require("onnxruntime")  # a clear message before the model is loaded
     model = load_model(checkpoint, device="cpu")
     desc = export_onnx(model, args.out, real_root=args.real_root)

@@ -44,7 +44,7 @@ def resume_command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import apply_recipe
+    from ..config import apply_overrides, apply_recipe
     from ..distributed import env_context
     from ..errors import ParamError
     from ..params import load_params
@@ -53,12 +53,17 @@ def run(args: argparse.Namespace) -> int:
     if args.renamed_profile:
         raise ParamError(f"--profile {args.renamed_profile}: renamed to --recipe (params.yaml's 'profiles:' is now "
                          f"'recipes:'); run with --recipe {args.renamed_profile}")
-    from ..io import check_writable
+    from ..io import check_outputs, check_writable
 
     check_writable(args.out)  # an --out that is a directory fails now, not after the last iteration
     params = load_params(args.params)
     if args.recipe:
         params = apply_recipe(params, args.recipe)
+    # the checkpoint is written over --out from the first checkpoint_every on: never over the params
+    # file, nor over the checkpoint a new run starts from (with --resume, --out is the run itself)
+    effective = apply_overrides(params, args.overrides)  # train() applies them again; this is cheap
+    init_from = None if args.resume else (effective.get("train") or {}).get("init_from")
+    check_outputs({"--out": args.out}, {"--params": args.params, "train.init_from": init_from})
     variant = args.variant or params["model"]["variant"]
     try:
         out = train(params, variant, args.out, resume=args.resume, overrides=args.overrides, device=args.device)

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from pathlib import Path
+from typing import Iterator, NamedTuple
 
 from ..sample import Sample
 
@@ -11,3 +12,28 @@ from ..sample import Sample
 class ReadResult(NamedTuple):
     samples: list[Sample]
     missing: list[str]  # official parts of the split that were not found under the root
+
+
+def csv_rows(path: str | Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, row) of a UTF-8 CSV file. A file that is not UTF-8 text, a field over the
+    csv module's limit (128 KiB) or another CSV error is a DataError naming the file and line, not
+    a traceback; a FIFO or other non-file is refused before it is opened (it would block)."""
+    import csv
+
+    from ...errors import DataError
+    from ...io import file_problem
+
+    problem = file_problem(path)
+    if problem:
+        raise DataError(f"{path}: {problem} (expected a CSV file)")
+    line_no = 0
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            for row in reader:
+                line_no = reader.line_num
+                yield line_no, row
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason}); landmark CSV files are UTF-8") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}:{line_no + 1}: not a readable CSV row ({exc})") from None

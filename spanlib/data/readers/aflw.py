@@ -9,14 +9,13 @@ Columns: image_name, scale, box_size, center_w, center_h, then 19 (x, y) pairs; 
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import DataError
 from ..sample import Sample, check_landmarks
-from . import ReadResult
+from . import ReadResult, csv_rows
 
 SPLITS = ("train", "test", "frontal")
 FILES = {"train": "face_landmarks_aflw_train.csv", "test": "face_landmarks_aflw_test.csv",
@@ -31,11 +30,10 @@ def _find(root: Path, name: str) -> Path | None:
 
 
 def _rows(path: Path):
-    with open(path, newline="") as f:
-        for line_no, row in enumerate(csv.reader(f), 1):
-            if not row or (line_no == 1 and not _is_number(row[1] if len(row) > 1 else "")):
-                continue  # header
-            yield line_no, row
+    for line_no, row in csv_rows(path):  # non-UTF-8 text or an oversized field: a DataError naming the file
+        if not row or (line_no == 1 and not _is_number(row[1] if len(row) > 1 else "")):
+            continue  # header
+        yield line_no, row
 
 
 def _is_number(text: str) -> bool:

@@ -9,7 +9,6 @@ also be one CSV file (split = its name).
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..sample import Sample, check_landmarks
-from . import ReadResult
+from . import ReadResult, csv_rows
 
 SUFFIX = "_frames_keypoints.csv"
 
@@ -49,26 +48,25 @@ def read(root: str | Path, split: str) -> ReadResult:
     image_dir = base / split if (base / split).is_dir() else base
     present = set(os.listdir(image_dir))
     samples = []
-    with open(path, newline="") as f:
-        rows = csv.reader(f)
-        header = next(rows, None)
-        if header is None:
-            raise DataError(f"{path}: empty file (expected a header and one row per face)")
-        if len(header) < 3 or (len(header) - 1) % 2:
-            raise DataError(f"{path}: header has {len(header)} columns, expected image name then x, y pairs")
-        num_points = (len(header) - 1) // 2
-        for line_no, row in enumerate(rows, 2):
-            if not row:
-                continue
-            where = f"{path}:{line_no}"
-            if len(row) != len(header):
-                raise DataError(f"{where}: expected {len(header)} columns like the header, got {len(row)}")
-            try:
-                values = np.array(row[1:], dtype=np.float64)
-            except ValueError:
-                raise DataError(f"{where}: coordinates must be numbers") from None
-            points = check_landmarks(values.reshape(num_points, 2), num_points, where)
-            if row[0] not in present:
-                raise DataError(f"{where}: image {image_dir / row[0]} not found")
-            samples.append(Sample(str(image_dir / row[0]), landmarks=points, subsets=(split,)))
+    rows = csv_rows(path)
+    _, header = next(rows, (0, None))
+    if header is None:
+        raise DataError(f"{path}: empty file (expected a header and one row per face)")
+    if len(header) < 3 or (len(header) - 1) % 2:
+        raise DataError(f"{path}: header has {len(header)} columns, expected image name then x, y pairs")
+    num_points = (len(header) - 1) // 2
+    for line_no, row in rows:
+        if not row:
+            continue
+        where = f"{path}:{line_no}"
+        if len(row) != len(header):
+            raise DataError(f"{where}: expected {len(header)} columns like the header, got {len(row)}")
+        try:
+            values = np.array(row[1:], dtype=np.float64)
+        except ValueError:
+            raise DataError(f"{where}: coordinates must be numbers") from None
+        points = check_landmarks(values.reshape(num_points, 2), num_points, where)
+        if row[0] not in present:
+            raise DataError(f"{where}: image {image_dir / row[0]} not found")
+        samples.append(Sample(str(image_dir / row[0]), landmarks=points, subsets=(split,)))
     return ReadResult(samples, [])
