@@ -182,7 +182,7 @@ def load_plain(path: str | Path, device: str | torch.device = "cpu") -> Any:
     except pickle.UnpicklingError as exc:
         raise DataError(
             f"{path}: refused: {_weights_only_reason(exc, path)}; a pickle can run any code it names, so "
-            f"nothing in it was run (do not load it with torch.load(weights_only=False) unless you trust "
+            f"nothing in it was run (load it unrestricted, with pickle or torch.load, only if you trust "
             f"who made it). spanlib reads only checkpoints of tensors and plain data (spanlib train) and "
             f".safetensors model files (spanlib export)") from None
     except Exception as exc:  # a truncated or foreign file: say which and why
