@@ -308,7 +308,7 @@ def _json_default(value: Any) -> Any:
 
 
 def export_safetensors(checkpoint: str | Path, out: str | Path, metrics: list[str | Path] = (),
-                       write_json_copy: bool = True) -> dict:
+                       write_json_copy: bool = True, inference_overrides: list[str] = ()) -> dict:
     """Turn a training checkpoint into a sharing file ``out`` (.safetensors, atomically) and,
     unless ``write_json_copy`` is False, ``out`` with suffix ``.json`` beside it. ``metrics``:
     ``spanlib evaluate`` JSON files of this checkpoint to include. The written file is read back
@@ -317,7 +317,10 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, metrics: list[st
     Refused before anything is written: an ``out`` (or its ``.json`` copy) that is the checkpoint
     or a metrics file, and a checkpoint that fails :func:`check_model_state` (sizes past the bounds,
     tensors that do not fit, NaN weights). The same checkpoint gives the same bytes in any process
-    (:func:`canonical_safetensors`)."""
+    (:func:`canonical_safetensors`). ``inference_overrides``: ``evaluate.KEY=VALUE`` settings that
+    the model file carries as its own inference defaults (e.g. ``evaluate.refine=1``, the re-crop
+    passes of ``spanlib predict``), recorded under ``exported_overrides``; training keys are refused
+    (they describe how the weights were made)."""
     from safetensors.torch import save
 
     from .io import check_outputs, write_bytes, write_text
@@ -329,7 +332,10 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, metrics: list[st
     ckpt = read_checkpoint(checkpoint)
     ckpt["params"] = check_model_state(checkpoint, ckpt["variant"], ckpt["scheme"], ckpt["params"],
                                        ckpt["model_state"], "checkpoint")
+    ckpt["params"] = with_inference_overrides(ckpt["params"], inference_overrides)
     description = describe_checkpoint(ckpt, checkpoint)
+    if inference_overrides:
+        description["exported_overrides"] = list(inference_overrides)
     ckpt_sha = description["source_checkpoint"]["sha256"]
     description["metrics"]["evaluations"] = [evaluation_summary(m, ckpt_sha) for m in metrics]
     text = json.dumps(description, sort_keys=True, default=_json_default)
@@ -343,6 +349,23 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, metrics: list[st
     if write_json_copy:
         write_text(out.with_suffix(".json"), json.dumps(json.loads(text), indent=2) + "\n")
     return {**description, "sha256": sha256_bytes(data)}
+
+
+def with_inference_overrides(params: dict, overrides: list[str]) -> dict:
+    """``params`` with ``evaluate.KEY=VALUE`` overrides applied and the evaluate group checked by
+    the schema; any other group is a ParamError (a model file's training params are its history)."""
+    from .config import apply_overrides, as_group
+    from .errors import ParamError
+
+    if not overrides:
+        return params
+    for item in overrides:
+        if not str(item).strip().startswith("evaluate."):
+            raise ParamError(f"export --set {item!r}: only evaluate.* (inference settings such as "
+                             f"evaluate.refine) can change at export; training params describe the weights")
+    out = apply_overrides(params, overrides, origin="export --set")
+    as_group("evaluate", out.get("evaluate") or {}, "export --set")
+    return out
 
 
 def canonical_safetensors(data: bytes) -> bytes:

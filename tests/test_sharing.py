@@ -316,3 +316,33 @@ def test_package_data_ships_the_weights():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert set(project["tool"]["setuptools"]["package-data"]["spanlib.weights"]) == {"*.safetensors", "*.json"}
     assert any(d.startswith("safetensors==") for d in project["project"]["dependencies"])
+
+
+def test_export_set_carries_inference_defaults_and_refuses_training_keys(tmp_path, capsys):
+    """`export --set evaluate.refine=1`: the model file predicts with one re-crop pass by default
+    (box_source "+refined", as `predict --refine 1` on the checkpoint gives, point for point);
+    training keys and out-of-range values are refused before anything is written."""
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt", variant="shn")
+    write_pts_folder(tmp_path / "faces", n=1)
+    image = str(next((tmp_path / "faces").glob("*.png")))
+    out = tmp_path / "refine.safetensors"
+    assert main(["export", str(ckpt), "--out", str(out), "--set", "evaluate.refine=1"]) == 0
+    described = json.loads(out.with_suffix(".json").read_text())
+    assert described["params"]["evaluate"]["refine"] == 1 and described["exported_overrides"] == ["evaluate.refine=1"]
+    assert load_model(out).params["evaluate"]["refine"] == 1
+    assert read_checkpoint(ckpt)["params"].get("evaluate", {}).get("refine", 0) == 0  # the source is untouched
+
+    common = ["--box", "10,10,80,80", "--device", "cpu", "--backend", "eager"]
+    assert main(["predict", image, "--checkpoint", str(out), *common, "--json", str(tmp_path / "a.json")]) == 0
+    assert main(["predict", image, "--checkpoint", str(ckpt), *common, "--refine", "1",
+                 "--json", str(tmp_path / "b.json")]) == 0
+    assert main(["predict", image, "--checkpoint", str(ckpt), *common, "--json", str(tmp_path / "c.json")]) == 0
+    (a,), (b,), (c,) = (json.loads((tmp_path / f"{n}.json").read_text())["results"][0]["faces"] for n in "abc")
+    assert a["box_source"] == "given+refined" and a["landmarks"] == b["landmarks"]
+    assert c["box_source"] == "given" and c["landmarks"] != a["landmarks"]
+
+    for bad, match in (("train.lr=0.1", "only evaluate"), ("evaluate.refine=9", "refine"),
+                       ("evaluate.nope=1", "nope")):
+        target = tmp_path / f"bad_{bad.split('=')[0]}.safetensors"
+        assert main(["export", str(ckpt), "--out", str(target), "--set", bad]) == 2
+        assert match in capsys.readouterr().err and not target.exists()

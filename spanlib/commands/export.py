@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", nargs="+", default=[], metavar="JSON",
                         help="safetensors: spanlib evaluate JSON files of this checkpoint to include in the description")
     parser.add_argument("--no-json", action="store_true", help="safetensors: do not write the readable FILE.json copy")
+    parser.add_argument("--set", nargs="+", default=[], metavar="evaluate.KEY=VALUE", dest="overrides",
+                        help="safetensors: inference settings the model file carries as its defaults, e.g. "
+                             "evaluate.refine=1 (spanlib predict's re-crop passes); only evaluate.* keys")
     parser.add_argument("--register", default=None, metavar="NAME",
                         help="safetensors: also ship FILE as bundled model NAME: copy it into spanlib/weights/ and "
                              "record its SHA-256 in spanlib.weights.BUNDLED (e.g. real_scpan)")
@@ -59,8 +62,8 @@ def _resolve(args: argparse.Namespace) -> tuple[str, str | None]:
     checkpoint = items[0] if items else args.checkpoint
     if fmt == "safetensors" and checkpoint is None:
         raise ParamError("export --format safetensors: CHECKPOINT is required (the training checkpoint to share)")
-    if fmt == "onnx" and (args.metrics or args.register is not None or args.no_json):
-        raise ParamError("export onnx: --metrics, --register and --no-json apply to safetensors only")
+    if fmt == "onnx" and (args.metrics or args.register is not None or args.no_json or args.overrides):
+        raise ParamError("export onnx: --metrics, --register, --no-json and --set apply to safetensors only")
     return fmt, checkpoint
 
 
@@ -77,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
         _entry(args.register)
 
-    desc = export_safetensors(checkpoint, args.out, metrics=args.metrics, write_json_copy=not args.no_json)
+    desc = export_safetensors(checkpoint, args.out, metrics=args.metrics, write_json_copy=not args.no_json,
+                              inference_overrides=args.overrides)
     out = Path(args.out)
     print(f"wrote {out} ({out.stat().st_size} bytes, sha256 {desc['sha256']}): {desc['variant']}, scheme "
           f"{desc['scheme']}, iteration {desc['iteration']}, seed {desc['seed']}, code {desc['code_version']}, "
