@@ -340,8 +340,9 @@ def summary_text(result: dict) -> str:
     text = head + "\n" + format_metrics(result["subsets"])
     for subset, flagged in flagged_landmarks(result["subsets"]).items():
         for index, error, median in flagged:
-            text += (f"\n# FLAGGED {subset}: landmark {index} has mean NME_io {100 * error:.1f} % against the "
-                     f"median landmark's {100 * median:.1f} %: a dead or swapped heatmap channel?")
+            text += (f"\n# FLAGGED {subset}: landmark {index} has mean NME_io {100 * error:.1f} %, over 3x the "
+                     f"{100 * median:.1f} % of the median landmark and of its neighbours: a dead or swapped "
+                     f"heatmap channel?")
     if result.get("peers"):
         from .peers import peer_summary_text
 

@@ -296,12 +296,13 @@ def _provenance_note(run: Run) -> str:
 
 def dead_channel_notes(run: Run) -> list[str]:
     """One note per subset of ``run`` with a landmark whose mean NME_io is > 3x the median
-    landmark's (a dead or swapped heatmap channel, ``spanlib.stats.outlier_landmarks``)."""
+    landmark's and its neighbours' (a dead or swapped heatmap channel,
+    ``spanlib.stats.outlier_landmarks``)."""
     from .stats import flagged_landmarks
 
     notes = []
     for subset, flagged in flagged_landmarks(run.subsets).items():
-        points = ", ".join(f"landmark {i} {100 * e:.1f} % (median {100 * m:.1f} %)" for i, e, m in flagged)
+        points = ", ".join(f"landmark {i} {100 * e:.1f} % (reference {100 * m:.1f} %)" for i, e, m in flagged)
         notes.append(f"FLAGGED {run.label} on {subset}: {points}: a dead or swapped heatmap channel?")
     return notes
 

@@ -72,12 +72,24 @@ def paired_bootstrap(a, b, resamples: int = 4000, seed: int = 0, level: float = 
     return PairedDifference(float(diff.mean()), float(low), float(high), n_seeds, n_faces)
 
 
+NEIGHBOURS = 2  # landmarks on each side (by index) a landmark is compared with
+
+
 def outlier_landmarks(per_landmark, factor: float = 3.0) -> list[tuple[int, float, float]]:
-    """Landmarks whose mean error is more than ``factor`` times the median landmark's error: a
-    dead or swapped heatmap channel. Returns ``[(index, its error, median error)]``."""
+    """Landmarks whose mean error is more than ``factor`` times both the median landmark's error
+    and the median of their index neighbours' (``NEIGHBOURS`` each side): a dead or swapped heatmap
+    channel stands out from the points beside it. Neighbouring indices lie along one contour in
+    every scheme we read (jaw, brows, eyes, lips), so a contour that is harder as a whole (the jaw
+    from a detector's box) is not flagged. Returns ``[(index, its error, the larger reference)]``."""
     e = np.asarray(per_landmark, dtype=np.float64).ravel()
     median = float(np.median(e))
-    return [(int(i), float(e[i]), median) for i in np.flatnonzero(e > factor * median)]
+    found = []
+    for i in np.flatnonzero(e > factor * median):
+        around = np.r_[e[max(0, i - NEIGHBOURS):i], e[i + 1:i + 1 + NEIGHBOURS]]
+        reference = max(median, float(np.median(around))) if len(around) else median
+        if e[i] > factor * reference:
+            found.append((int(i), float(e[i]), reference))
+    return found
 
 
 def flagged_landmarks(subsets: dict, factor: float = 3.0) -> dict[str, list[tuple[int, float, float]]]:

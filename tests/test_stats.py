@@ -42,6 +42,20 @@ def test_outlier_landmarks_flags_a_planted_dead_channel():
     assert flagged[0][1] == pytest.approx(0.83)
 
 
+def test_outlier_landmarks_leave_a_hard_contour_and_flag_a_swapped_pair():
+    """From a detector's box the jaw (0-16) is harder as a whole: 3x the median landmark, but like
+    its neighbours, so not flagged. Two swapped eye corners (36, 45) stand out from their eyes."""
+    rng = np.random.default_rng(1)
+    errors = rng.uniform(0.025, 0.035, size=68)
+    errors[:17] = rng.uniform(0.10, 0.12, size=17)  # the whole jaw, > 3x the median 0.03
+    assert outlier_landmarks(errors) == []
+    errors[[36, 45]] = 0.6
+    assert [i for i, _, _ in outlier_landmarks(errors)] == [36, 45]
+    hand = np.full(68, 0.03)
+    hand[10] = 0.2  # neighbours 8, 9, 11, 12 at 0.03: reference 0.03, 0.2 > 0.09
+    assert outlier_landmarks(hand) == [(10, 0.2, pytest.approx(0.03))]
+
+
 def test_code_version_hashes_code_not_results(tmp_path, monkeypatch):
     """The version changes with the library's code and ignores everything else (results, outputs)."""
     import spanlib.provenance as prov
