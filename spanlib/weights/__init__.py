@@ -21,7 +21,7 @@ DEFAULT = "real_scpan"
 BUNDLED = {
     "real_scpan": {
         "file": "real_scpan.safetensors",
-        "sha256": "64f01a480a67c2956bd16167d61d3dbd4ed1ccfc849fd613c08784c498ec1e65",
+        "sha256": "99c051bb68e7e673307adc0cbafe29d0dc99b5248045bcb735429157ec2fd953",
         "description": "scpan trained on real faces (300W, spanlib train --recipe real,shared300w)",
     },
 }
