@@ -255,25 +255,24 @@ def plot_nme_against_ms(result: dict, path: str | Path) -> None:
 
     from .io import atomic_path
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    for name, b in result["crop_given"]["backends"].items():
-        left.scatter(b["ms_per_face"], b["nme_io"], color="tab:blue")
-        left.annotate(name, (b["ms_per_face"], b["nme_io"]), textcoords="offset points", xytext=(4, 3), fontsize=8)
-    for label, d in result["detector_included"].items():
-        right.scatter(d["ms_per_face"], d["nme_io_found_faces"], color="tab:blue")
-        right.annotate(label, (d["ms_per_face"], d["nme_io_found_faces"]), textcoords="offset points",
-                       xytext=(4, 3), fontsize=7)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
+    colours = plt.get_cmap("tab10").colors
+    for i, (name, b) in enumerate(result["crop_given"]["backends"].items()):  # a legend: labels never overlap
+        left.scatter(b["ms_per_face"], b["nme_io"], color=colours[i % 10], label=name)
+    for i, (label, d) in enumerate(result["detector_included"].items()):
+        marker = "^" if d.get("refine") else "o"  # triangles: with re-crop passes
+        right.scatter(d["ms_per_face"], d["nme_io_found_faces"], color=colours[i % 10], marker=marker, label=label)
     peer = result.get("dlib")
     if peer:
-        left.scatter(peer["predictor_ms_per_face"], peer["nme_io"], color="tab:red", marker="s")
-        left.annotate("dlib predictor (its HOG box)", (peer["predictor_ms_per_face"], peer["nme_io"]),
-                      textcoords="offset points", xytext=(4, -10), fontsize=8, color="tab:red")
-        right.scatter(peer["hog_plus_predictor_ms_per_face"], peer["nme_io"], color="tab:red", marker="s")
-        right.annotate("dlib HOG + predictor", (peer["hog_plus_predictor_ms_per_face"], peer["nme_io"]),
-                       textcoords="offset points", xytext=(4, -10), fontsize=8, color="tab:red")
+        left.scatter(peer["predictor_ms_per_face"], peer["nme_io"], color="black", marker="s",
+                     label="dlib predictor (its HOG box)")
+        right.scatter(peer["hog_plus_predictor_ms_per_face"], peer["nme_io"], color="black", marker="s",
+                      label="dlib HOG + predictor")
     m = result["machine"]
     left.set(title="crop given (network + decoding)", xlabel="ms / face (median, 1 thread, batch 1)", ylabel="NME_io (%)")
     right.set(title="detector included (whole image)", xlabel="ms / face (median, 1 thread, batch 1)", ylabel="NME_io (%)")
+    left.legend(fontsize=8, loc="best")
+    right.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(f"{Path(result['model']).name} on {result['faces']} held-out faces; {m['cpu']}, torch {m['torch']}, "
                  f"ONNX Runtime {m['onnxruntime']}, dlib {m['dlib']}", fontsize=9)
     with atomic_path(path) as tmp:
