@@ -150,7 +150,7 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
     from .data.crop import box_from_landmarks
     from .detect import FaceDetector, match_detection
     from .inference import decode_radius
-    from .predict import _predict_boxes
+    from .predict import predict_image
 
     radius = decode_radius(model.params)
     combos = {}
@@ -177,12 +177,8 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
             if index is None:
                 rec[label]["missed"] += 1
                 continue
-            best = raw[index][None]
-            (result,) = _predict_boxes(model, image, detector.calibration.to_landmark_box(best), detector.kind,
-                                       radius, best, runner)
-            for _ in range(passes):  # as predict_image's refine
-                box = box_from_landmarks(np.asarray(result.landmarks))[None]
-                (result,) = _predict_boxes(model, image, box, detector.kind, radius, best, runner)
+            box = detector.calibration.to_landmark_box(raw[index][None])
+            (result,), _ = predict_image(model, image, box, radius=radius, runner=runner, refine=passes)
             rec[label]["s"].append(time.perf_counter() - start)
             rec[label]["pred"].append(np.asarray(result.landmarks, np.float32))
             rec[label]["gt"].append(face.landmarks.astype(np.float32))

@@ -84,11 +84,10 @@ def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray |
     crop again on the box of the previous pass's points (``box_source`` gains "+refined")."""
     from .data.crop import box_from_landmarks
 
-    detector = detector or FaceDetector()
     raw = None
-    if boxes is not None:
+    if boxes is not None:  # no detector is built: loading one costs more than a forward pass
         source, name = "given", "given box"
-    elif detector.available:
+    elif (detector := detector or FaceDetector()).available:
         raw, source, name = detector.detect_raw(image), detector.kind, detector.describe()
         boxes = detector.calibration.to_landmark_box(raw)
     else:
