@@ -45,6 +45,7 @@ def read_jobs(path: Path, variables: dict[str, str]) -> list[tuple[str, list[str
 
 def summarise(label: str, out_dir: Path, record: dict) -> dict:
     from spanlib.checkpoint import read_checkpoint
+    from spanlib.provenance import machine_sidecar
 
     ckpt_path = out_dir / label / "checkpoint.pt"
     entry = dict(record)
@@ -52,8 +53,10 @@ def summarise(label: str, out_dir: Path, record: dict) -> dict:
         try:
             ckpt = read_checkpoint(ckpt_path)
             metrics = ckpt.get("metrics") or {}
+            sidecar = machine_sidecar(ckpt_path)  # wall-time figures: beside the checkpoint, not in it
+            speed = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
             entry.update(iteration=int(ckpt["iteration"]), total=int(ckpt["params"]["train"]["iterations"]),
-                         val_history=metrics.get("val_history", []), images_per_s=metrics.get("images_per_s"),
+                         val_history=metrics.get("val_history", []), images_per_s=speed.get("images_per_s"),
                          variant=ckpt["variant"], seed=ckpt["params"].get("seed"),
                          code_version=ckpt.get("code_version"))
         except Exception as exc:  # a checkpoint cut mid-write is reported, not fatal

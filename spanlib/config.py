@@ -215,6 +215,7 @@ class PipelineConfig:
     recipe: str | None = param(None)      # names in `recipes:`, comma-separated; checked against them
     seeds: list[int] = param((0,), low=0, high=MAX_SEED)  # one run per seed in every table row (spanlib.seeds)
     workers: int = param(1, low=1)        # training runs side by side
+    portable: bool = param(True)          # dvc.yaml starts each notebook in portable mode (spanlib.portable)
 
 
 @dataclass(**_FROZEN)

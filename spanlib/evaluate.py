@@ -34,7 +34,7 @@ import torch
 from . import config
 from .errors import DataError, ParamError
 from .metrics import DEFAULT_THRESHOLDS, format_metrics, subset_metrics
-from .provenance import code_version, machine_info  # noqa: F401  (code_version: also spanlib.evaluate's API)
+from .provenance import code_version, machine_info, write_result_json  # noqa: F401  (code_version: also spanlib.evaluate's API)
 from .stats import flagged_landmarks
 
 
@@ -209,7 +209,6 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
 
     from .data.split import held_out_split
     from .data.sources import read_source
-    from .io import write_json
     from .devices import resolve_device
     from .checkpoint import load_model
 
@@ -287,7 +286,7 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
     if peers:
         result["peers"] = peers
     if json_path is not None:
-        write_json(json_path, result)
+        write_result_json(json_path, result)  # provenance.machine goes to the .machine.json sidecar
     if return_predictions:
         result["predictions"] = {**preds, "paths": [s.path for s in labeled],
                                  "frames": [s.frame for s in labeled]}

@@ -141,22 +141,54 @@ def _shrink_png(b64: str, max_width: int) -> str:
     return base64.b64encode(out.getvalue()).decode() if out.tell() < len(raw) else b64
 
 
+# papermill's and Jupyter's per-run metadata: wall-clock times, which no two runs share
+_RUN_KEYS = ("start_time", "end_time", "duration")
+
+
+def split_run_times(nb: dict) -> dict:
+    """Remove the wall-clock times from ``nb`` (papermill's start/end/duration of the notebook and
+    of each cell, Jupyter's ``execution`` timestamps) and return them, so that the copy is the same
+    bytes on every run and the times can be kept apart (``<copy>.machine.json``)."""
+    meta = nb.get("metadata", {}).get("papermill", {})
+    times = {"notebook": {k: meta.pop(k) for k in _RUN_KEYS if k in meta}, "cells": []}
+    version = nb.get("metadata", {}).get("language_info", {}).pop("version", None)
+    if version is not None:  # the Python that ran it: the machine's, not the study's
+        times["python"] = version
+    for index, cell in enumerate(nb.get("cells", [])):
+        cmeta = cell.get("metadata", {})
+        entry = {k: cmeta.get("papermill", {}).pop(k) for k in _RUN_KEYS if k in cmeta.get("papermill", {})}
+        cmeta.pop("execution", None)
+        if entry:
+            times["cells"].append({"cell": index, **entry})
+    return times
+
+
 def publish(src: str | Path, dst: str | Path, max_width: int = 720) -> Path:
     """A small viewable copy of an executed notebook: every PNG at most ``max_width`` px wide with an
-    adaptive 128-colour palette, widget views dropped, papermill's metadata kept (wall times)."""
+    adaptive 128-colour palette, widget views dropped, stderr streams (progress bars, which carry
+    rates) dropped, and the wall times moved to ``<dst stem>.machine.json`` beside it, so that the
+    copy is the same bytes on every machine (docs/reproducibility.md)."""
     import nbformat
 
     from .io import atomic_path
+    from .provenance import write_machine_sidecar
 
     nb = nbformat.read(str(src), as_version=4)
     drop_widget_views(nb)
+    times = split_run_times(nb)
+    for index, cell in enumerate(nb.cells):  # papermill gives its parameters cell a random id per run
+        cell["id"] = f"cell-{index:03d}"
     for cell in nb.cells:
+        if "outputs" in cell:
+            cell["outputs"] = [o for o in cell["outputs"]
+                               if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             if "image/png" in data:
                 data["image/png"] = _shrink_png(data["image/png"], max_width)
                 out.get("metadata", {}).pop("image/png", None)
     dst = Path(dst)
+    write_machine_sidecar(dst, run_times=times)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dst) as tmp:
         nbformat.write(nb, str(tmp))

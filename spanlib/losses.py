@@ -174,10 +174,12 @@ def coord_loss(pred: torch.Tensor, target: torch.Tensor, input_size: int, kind: 
       is K times a mean, which changes what gamma = 40 means (README, Deviations).
     """
     d = (pred.float() - target.float()) / float(input_size)
-    squared = (d ** 2).sum(dim=-1)
     if kind == "squared_sum":
-        return squared.sum(dim=-1).mean()
-    return torch.sqrt(squared + 1e-12).mean()
+        return (d ** 2).sum(dim=-1).sum(dim=-1).mean()
+    # sqrt(|d|^2 + 1e-12) as the 2-norm of (dx, dy, 1e-6): torch.sqrt of a tensor goes to MKL's vector
+    # maths, whose bits depend on the CPU; the norm's final sqrt is the correctly rounded scalar one
+    eps = torch.full_like(d[..., :1], 1e-6)
+    return torch.linalg.vector_norm(torch.cat([d, eps], dim=-1), dim=-1).mean()
 
 
 def scl_maps_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, theta: torch.Tensor,

@@ -99,3 +99,39 @@ def machine_info() -> dict:
     except ImportError:
         pass
     return info
+
+
+# ---- what must differ between machines, kept apart from the results --------------------------------
+# A results file must be the same bytes on every CPU (portable mode, spanlib/portable.py); what
+# cannot be (the CPU, the git description, wall times) goes to a sidecar named <stem>.machine.json
+# beside it. `.dvcignore` leaves *.machine.* out of DVC's hashes, so a rerun on another machine
+# changes no hash in dvc.lock, and `git status` after `make repro` lists only the sidecars.
+MACHINE_SUFFIX = ".machine.json"
+
+
+def machine_sidecar(path: str | Path) -> Path:
+    """``results/x/s0.json`` -> ``results/x/s0.machine.json`` (``model.pt`` -> ``model.machine.json``)."""
+    path = Path(path)
+    return path.with_name(path.stem + MACHINE_SUFFIX)
+
+
+def write_machine_sidecar(path: str | Path, **volatile) -> Path:
+    """Write the machine (``machine_info()``), the portable mode and ``volatile`` (wall times,
+    images/s) to the sidecar of ``path``; returns the sidecar's path."""
+    from . import portable
+    from .io import write_json
+
+    sidecar = machine_sidecar(path)
+    write_json(sidecar, {"describes": Path(path).name, "machine": machine_info(), **portable.describe(),
+                         **volatile})
+    return sidecar
+
+
+def write_result_json(path: str | Path, result: dict) -> None:
+    """Write a metrics JSON without ``provenance.machine``, which goes to the sidecar instead."""
+    from .io import write_json
+
+    provenance = dict(result.get("provenance") or {})
+    provenance.pop("machine", None)
+    write_json(path, {**result, "provenance": provenance} if "provenance" in result else result)
+    write_machine_sidecar(path)

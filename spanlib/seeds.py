@@ -63,14 +63,21 @@ def run_state(params: dict, variant: str, checkpoint: Path) -> str:
     return "done" if int(ckpt["iteration"]) >= int(params["train"]["iterations"]) else "partial"
 
 
-def _train_one(params: dict, variant: str, checkpoint: str, resume: bool) -> str:
+def _train_one(params: dict, variant: str, checkpoint: str, resume: bool, capture: bool = False) -> str:
+    """Train one run; with ``capture`` its printed lines (validation NMEs) are returned instead of
+    printed, so that runs side by side are reported in job order, not in the order they print."""
+    import contextlib
+    import io
+
     import torch
 
     from .train import train
 
     torch.set_num_threads(1)
-    train(params, variant, checkpoint, resume=resume, progress=False)
-    return checkpoint
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed) if capture else contextlib.nullcontext():
+        train(params, variant, checkpoint, resume=resume, progress=False)
+    return printed.getvalue()
 
 
 def train_seeds(params: dict, variant: str, seeds: Sequence[int], checkpoint: str | Path,
@@ -116,12 +123,14 @@ def train_many(jobs: Sequence[tuple[str, dict, str, Path]], workers: int = 2, pr
             # spawn: a fresh interpreter per run (no fork of a process holding torch threads or a kernel)
             with ProcessPoolExecutor(max_workers=min(workers, len(todo)),
                                      mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(_train_one, run, variant, path, resume): name
+                futures = {pool.submit(_train_one, run, variant, path, resume, True): name
                            for name, run, variant, path, resume in todo}
                 for future in as_completed(futures):
                     future.result()  # a failed run raises here, with its error
                     bar.set_postfix_str(f"{futures[future]} done")
                     bar.update()
+            for future, name in futures.items():  # job order: the same text on every run
+                print(f"{name}:\n{future.result()}", end="")
         bar.close()
     return [Path(path) for _, _, _, path in jobs]
 

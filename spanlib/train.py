@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
-from .provenance import code_version
+from .provenance import code_version, write_machine_sidecar
 from .devices import resolve_device  # noqa: F401  (also spanlib.train's API)
 from .errors import DataError, DivergedError, ParamError
 from .checkpoint import CHECKPOINT_FORMAT, make_checkpoint, read_checkpoint, write_checkpoint  # noqa: F401
@@ -63,10 +63,13 @@ def auto_threads() -> int:
 
 
 def make_optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
+    # Adam's fused kernel: the for-loop version takes sqrt(v) through torch.sqrt, which ATen sends
+    # to MKL's vector maths, whose result depends on the CPU even under the portable pins; the fused
+    # kernel's sqrt is the hardware's correctly rounded one (docs/reproducibility.md)
     if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr)
+        return torch.optim.Adam(parameters, lr=lr, fused=True)
     if name == "adamw":
-        return torch.optim.AdamW(parameters, lr=lr, weight_decay=1e-4)
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=1e-4, fused=True)
     if name == "rmsprop":  # Newell et al.'s stacked-hourglass optimiser, with their 2.5e-4
         return torch.optim.RMSprop(parameters, lr=lr)
     return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True)
@@ -586,8 +589,10 @@ def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.devic
                                                      step, out, saved))
             bar.set_postfix({k: f"{v:.3f}" for k, v in terms.items()})
             metrics["train"] = terms
-            metrics["images_per_s"] = images_per_step * done / (time.perf_counter() - t0)
-            metrics["threads"] = torch.get_num_threads() if dev.type == "cpu" else None
+            # wall-time figures live beside the checkpoint (<stem>.machine.json), not in it: the
+            # checkpoint must be the same bytes on every machine (portable mode)
+            speed = {"images_per_s": images_per_step * done / (time.perf_counter() - t0),
+                     "threads": torch.get_num_threads() if dev.type == "cpu" else None}
             if live is not None:
                 live.step = step
                 for name, value in terms.items():
@@ -612,6 +617,7 @@ def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.devic
                                                          f"(first: {bad[0]})", step, out, saved))
                 if main:
                     save_checkpoint(out, setup, optimizer, step, metrics, lr_total)
+                    write_machine_sidecar(out, iteration=step, device=str(dev), **speed)
                 saved = step
     except KeyboardInterrupt:
         bar.close()

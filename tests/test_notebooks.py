@@ -69,6 +69,10 @@ def papermill_calls() -> list[tuple[str, str, dict[str, str]]]:
         argv = shlex.split(body["cmd"])
         assert argv[:4] == ["mkdir", "-p", "outputs/notebooks", "&&"], f"stage {name}: unexpected command"
         argv = argv[4:]
+        # every notebook starts in portable mode (spanlib/portable.py), deciding by the params file
+        portable = ["python", "-m", "spanlib.portable", "--params", "params.yaml"]
+        assert argv[:5] == portable, f"stage {name}: papermill should start through {' '.join(portable)}"
+        argv = argv[5:]
         assert argv[0] == "papermill", f"stage {name}: expected a papermill command"
         assert argv[2].startswith("outputs/notebooks/"), f"stage {name}: executed notebook goes elsewhere"
         if "&&" in argv:  # what follows papermill (publishing the small executed copy) is not its
