@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 def load_model(path=None, device="cpu"):
     """Load a training checkpoint or a .safetensors model file, without running code from it; with
     no path, the bundled model after checking its SHA-256. See :func:`spanlib.checkpoint.load_model`."""
-    from .checkpoint import load_model as _load_model
+    from spanlib.checkpoint import load_model as _load_model
 
     return _load_model(path, device=device)
 

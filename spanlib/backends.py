@@ -41,7 +41,7 @@ from typing import Callable
 
 import torch
 
-from .errors import ParamError
+from spanlib.errors import ParamError
 
 BACKENDS = ("eager", "head", "channels_last", "jit", "compile", "onnxruntime", "onnxruntime_int8")
 # `predict --backend auto`: the fastest back-end of results/real/inference_speed.md whose landmarks
@@ -117,7 +117,7 @@ def make_runner(model: torch.nn.Module, backend: str = "eager", radius: int | No
     ``radius``: the decoding window, default ``evaluate.decode_radius`` of the model's params.
     ``calibration`` (N, 3, S, S): the crops ``onnxruntime_int8`` calibrates its ranges on (required
     there: real training crops, not the faces it will be measured on)."""
-    from .inference import decode_radius, predict_crops
+    from spanlib.inference import decode_radius, predict_crops
 
     if backend not in BACKENDS:
         raise ParamError(f"inference backend: expected one of {BACKENDS}, got {backend!r}")
@@ -150,7 +150,7 @@ def make_runner(model: torch.nn.Module, backend: str = "eager", radius: int | No
         compiled = torch.compile(head, dynamic=False)
         return Runner(backend, radius, lambda images: compiled(images.to(device)),
                       "torch.compile (Inductor), recompiles for each new batch size")
-    from .onnx_export import make_session, onnx_bytes, onnx_session, quantize_int8
+    from spanlib.onnx_export import make_session, onnx_bytes, onnx_session, quantize_int8
 
     if backend == "onnxruntime_int8":
         if calibration is None:

@@ -8,7 +8,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from .errors import ParamError
+from spanlib.errors import ParamError
 
 HARNESS = Path(__file__).resolve().parents[1] / "kernels" / "benchmark.py"
 

@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import migrate
-from .errors import DataError, ParamError
+from spanlib.config import migrate
+from spanlib.errors import DataError, ParamError
 
 CHECKPOINT_FORMAT = "spanlib-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
@@ -110,7 +110,7 @@ def plain_data(obj: Any, where: str = "checkpoint") -> Any:
 
 def write_checkpoint(path: str | Path, state: dict) -> None:
     """Write a training checkpoint atomically, holding only types a weights-only load accepts."""
-    from .io import save_torch
+    from spanlib.io import save_torch
 
     save_torch(plain_data(state), path)
 
@@ -169,7 +169,7 @@ def pickle_globals(path: str | Path) -> list[str]:
 def load_plain(path: str | Path, device: str | torch.device = "cpu") -> Any:
     """``torch.load(path, weights_only=True)``: only tensors and plain data are rebuilt. A file
     that needs anything else, or is not a torch file, is a DataError naming it; nothing in it runs."""
-    from .io import file_problem
+    from spanlib.io import file_problem
 
     path = Path(path)
     problem = file_problem(path)
@@ -217,7 +217,7 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu", resume
 def is_safetensors(path: str | Path) -> bool:
     """True when the file starts as a safetensors file: an 8-byte little-endian header length
     that fits the file, then ``{``. Never opens anything but a regular file."""
-    from .io import file_problem
+    from spanlib.io import file_problem
 
     path = Path(path)
     if file_problem(path):
@@ -242,7 +242,7 @@ def describe_checkpoint(ckpt: dict, checkpoint_path: str | Path | None = None,
     (``training``: the checkpoint's own, with ``training_protocol``; ``evaluations``: summaries of
     ``spanlib evaluate`` JSON files of this checkpoint, each with its protocol).
     """
-    from . import __version__
+    from spanlib import __version__
 
     params = ckpt["params"]
     data = params.get("data", {}) or {}
@@ -274,7 +274,7 @@ def describe_checkpoint(ckpt: dict, checkpoint_path: str | Path | None = None,
 def evaluation_summary(metrics_path: str | Path, checkpoint_sha256: str | None = None) -> dict:
     """The parts of a ``spanlib evaluate`` JSON worth shipping: where, with which protocol, and
     NME / FR / AUC per subset (no per-face lists). DataError if it scored another checkpoint."""
-    from .io import file_problem
+    from spanlib.io import file_problem
 
     metrics_path = Path(metrics_path)
     problem = file_problem(metrics_path)  # a FIFO would block read_text forever
@@ -323,7 +323,7 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, metrics: list[st
     (they describe how the weights were made)."""
     from safetensors.torch import save
 
-    from .io import check_outputs, write_bytes, write_text
+    from spanlib.io import check_outputs, write_bytes, write_text
 
     checkpoint, out = Path(checkpoint), Path(out)
     outputs = {"--out": out, **({"the .json copy beside --out": out.with_suffix(".json")} if write_json_copy else {})}
@@ -354,8 +354,8 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, metrics: list[st
 def with_inference_overrides(params: dict, overrides: list[str]) -> dict:
     """``params`` with ``evaluate.KEY=VALUE`` overrides applied and the evaluate group checked by
     the schema; any other group is a ParamError (a model file's training params are its history)."""
-    from .config import apply_overrides, as_group
-    from .errors import ParamError
+    from spanlib.config import apply_overrides, as_group
+    from spanlib.errors import ParamError
 
     if not overrides:
         return params
@@ -386,7 +386,7 @@ def read_model_file(path: str | Path, data: bytes | None = None) -> tuple[dict, 
     Only the JSON header and the raw arrays are parsed; DataError for anything else."""
     from safetensors.torch import load
 
-    from .io import file_problem
+    from spanlib.io import file_problem
 
     path = Path(path)
     if data is None:
@@ -438,8 +438,8 @@ def check_model_state(path, variant: Any, scheme_name: Any, params: Any, state: 
     ``model`` / ``crop``; sizes past spanlib's bounds (``spanlib.config.MAX_*``); a tensor that is
     missing, unexpected, of another shape or kind than the network those params build (built on the
     ``meta`` device: no memory); a NaN or infinite value in any floating tensor."""
-    from .model import build_model
-    from .schemes import get_scheme
+    from spanlib.model import build_model
+    from spanlib.schemes import get_scheme
 
     if not isinstance(params, dict):
         raise DataError(f"{path}: {what} params are {type(params).__name__}, not a dict (expected the "
@@ -483,8 +483,8 @@ def check_model_state(path, variant: Any, scheme_name: Any, params: Any, state: 
 
 
 def _build(path, variant: str, scheme_name: str, params: dict, state: dict, device, what: str):
-    from .model import build_model
-    from .schemes import get_scheme
+    from spanlib.model import build_model
+    from spanlib.schemes import get_scheme
 
     params = check_model_state(path, variant, scheme_name, params, state, what)
     scheme = get_scheme(scheme_name)
@@ -510,17 +510,17 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     ``path``: a training checkpoint or a .safetensors model file; None loads the bundled model
     (``spanlib.weights.DEFAULT``) after checking its SHA-256. Nothing in the file is executed.
     """
-    from .devices import resolve_device
+    from spanlib.devices import resolve_device
 
     device = resolve_device(device)
     data = None
     if path is None:
-        from .weights import verified_bundled
+        from spanlib.weights import verified_bundled
 
         path, data = verified_bundled()
     path = Path(path)
     if data is None:
-        from .io import file_problem
+        from spanlib.io import file_problem
 
         problem = file_problem(path)
         if problem:

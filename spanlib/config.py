@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from .errors import ParamError
+from spanlib.errors import ParamError
 
 VARIANTS = ("shn", "shn_bali", "shn_scpa", "scpan", "semi_scpan")
 SOURCES = ("300w", "synthetic", "pts", "menpo", "wflw", "cofw", "cofw68", "aflw", "300vw", "unlabeled",

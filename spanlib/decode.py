@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from . import ops
+from spanlib import ops
 
 
 def bali_decode(heatmap: torch.Tensor, offset_x: torch.Tensor, offset_y: torch.Tensor, radius: int) -> torch.Tensor:

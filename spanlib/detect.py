@@ -47,7 +47,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import DataError, ParamError
+from spanlib.errors import DataError, ParamError
 
 BACKENDS = ("auto", "dlib", "haar", "yunet")
 DLIB_PIP = "pip install dlib-bin==20.0.1.post1"
@@ -118,7 +118,7 @@ class FaceDetector:
         self.min_size_fraction, self.upsample = min_size_fraction, int(upsample)
         self.kind, self._impl, self.version = "none", None, ""
         if yunet_model is not None or backend == "yunet":
-            from .io import file_problem
+            from spanlib.io import file_problem
 
             problem = "no file given" if yunet_model is None else file_problem(yunet_model)
             if problem:  # also a FIFO, which OpenCV would block on
@@ -239,7 +239,7 @@ def box_residuals(detector: "FaceDetector", samples, resize_range: tuple[float, 
     side), each (N,) over the faces found, and "found" / "faces" counts."""
     from tqdm import tqdm
 
-    from .data.crop import box_from_landmarks
+    from spanlib.data.crop import box_from_landmarks
 
     rng = np.random.default_rng([int(seed), 4242])
     dx, dy, log_scale = [], [], []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import ParamError
+from spanlib.errors import ParamError
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

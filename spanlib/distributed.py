@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .errors import ParamError
+from spanlib.errors import ParamError
 
 
 @dataclass(frozen=True)

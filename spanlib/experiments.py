@@ -14,16 +14,16 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ParamError
-from .params import set_values
-from .stats import outlier_landmarks, over_seeds, paired_bootstrap
+from spanlib.errors import ParamError
+from spanlib.params import set_values
+from spanlib.stats import outlier_landmarks, over_seeds, paired_bootstrap
 
 
 def run_errors(checkpoint: str | Path, source: str, root: str | Path, split: str, settings: dict | None = None,
                held_out=True, progress: bool = False) -> dict:
     """Per-face NME_io (fraction), per-landmark NME_io and summary metrics of one checkpoint on the
     held-out faces of ``split`` (``held_out=True``: the checkpoint's own validation split)."""
-    from .evaluate import evaluate
+    from spanlib.evaluate import evaluate
 
     result = evaluate(checkpoint, source, root, split, settings=settings, held_out=held_out, progress=progress)
     full = result["subsets"].get("full") or next(iter(result["subsets"].values()))
@@ -105,7 +105,7 @@ def read_test_faces(data: Mapping[str, Any]) -> list:
     """The faces of every split in ``data["test_splits"]`` of ``data["test_source"]`` at
     ``data["test_root"]``, read once (evaluated together, so the metrics come per subset: common,
     challenging and full for 300W and the synthetic default)."""
-    from .data.sources import read_source
+    from spanlib.data.sources import read_source
 
     return [face for split in data["test_splits"]
             for face in read_source(data["test_source"], data["test_root"], split)]
@@ -134,9 +134,9 @@ def short_runs(params: dict, variant: str, runs: Mapping[str, Mapping[str, Any]]
     them for ``spanlib.report`` (docs/architecture.md, "Setup JSON"). Returns name -> the metrics
     JSON dicts of its seeds, in seed order.
     """
-    from .evaluate import evaluate
-    from .io import write_json
-    from .seeds import check_seeds, train_many
+    from spanlib.evaluate import evaluate
+    from spanlib.io import write_json
+    from spanlib.seeds import check_seeds, train_many
 
     out_dir, metrics_dir = Path(out_dir), Path(metrics_dir)
     seeds = check_seeds(list(seeds) if seeds is not None else [int(params.get("seed", 0))])

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 def decode_radius(params: dict) -> int:
     """``evaluate.decode_radius`` of a checkpoint's params (the schema's default when absent)."""
-    from .config import default
+    from spanlib.config import default
 
     return int((params.get("evaluate") or {}).get("decode_radius", default("evaluate.decode_radius")))
 
@@ -33,7 +33,7 @@ def predict_crops(model: torch.nn.Module, images: torch.Tensor, radius: int,
     ``flip=True`` (``evaluate.flip_test``): also predict the mirrored crops, map those points back
     (x -> S - x in corner-origin pixels, channels through the scheme's mirror permutation) and
     average the two estimates; twice the cost, measured gain in docs/model.md."""
-    from .decode import decode_landmarks
+    from spanlib.decode import decode_landmarks
 
     device = next(model.parameters()).device
     images = images.to(device, non_blocking=True)

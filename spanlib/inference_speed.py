@@ -45,7 +45,7 @@ def _ms(seconds) -> float:
 
 
 def _machine(threads: int) -> dict:
-    from .provenance import machine_info
+    from spanlib.provenance import machine_info
 
     info = {k: v for k, v in machine_info().items() if k in ("cpu", "machine", "python", "torch",
                                                             "torch_cpu_capability", "numpy", "opencv", "git")}
@@ -59,16 +59,16 @@ def _machine(threads: int) -> dict:
 
 
 def _nme(pred: list, gt: list, scheme) -> float:
-    from .metrics import subset_metrics
+    from spanlib.metrics import subset_metrics
 
     return 100 * float(subset_metrics(np.stack(pred), np.stack(gt), scheme, norm="io")["nme"]["io"])
 
 
 def held_out_faces(model, root: str | Path) -> list:
     """The labeled faces ``spanlib evaluate --held-out`` scores for ``model`` on 300W ``train``."""
-    from .data.sources import read_source
-    from .data.split import held_out_split
-    from .evaluate import held_out_settings
+    from spanlib.data.sources import read_source
+    from spanlib.data.split import held_out_split
+    from spanlib.evaluate import held_out_settings
 
     fraction, seed = held_out_settings(model.params, True)
     with warnings.catch_warnings():  # the shared copy has no lfpw/: reported once by evaluate already
@@ -81,11 +81,11 @@ def held_out_faces(model, root: str | Path) -> list:
 def calibration_crops(model, root: str | Path, n: int = CALIBRATION_FACES) -> torch.Tensor:
     """``n`` evaluation crops of faces from the model's *training* part of 300W ``train`` (a seeded
     choice, none of the held-out faces the speed is measured on): what INT8 calibrates on."""
-    from .data.crop import box_from_landmarks, crop_face
-    from .data.dataset import to_tensor_image
-    from .data.sources import read_source
-    from .data.split import held_out_split
-    from .evaluate import held_out_settings
+    from spanlib.data.crop import box_from_landmarks, crop_face
+    from spanlib.data.dataset import to_tensor_image
+    from spanlib.data.sources import read_source
+    from spanlib.data.split import held_out_split
+    from spanlib.evaluate import held_out_settings
 
     fraction, seed = held_out_settings(model.params, True)
     with warnings.catch_warnings():
@@ -100,9 +100,9 @@ def calibration_crops(model, root: str | Path, n: int = CALIBRATION_FACES) -> to
 
 def crop_given(model, faces, images, backends, repeats: int, calibration: torch.Tensor | None = None) -> dict:
     """Each back-end on each face's evaluation crop: ms/face, NME_io, agreement with eager."""
-    from .backends import make_runner
-    from .data.crop import apply_affine, box_from_landmarks, crop_face, invert_affine
-    from .data.dataset import to_tensor_image
+    from spanlib.backends import make_runner
+    from spanlib.data.crop import apply_affine, box_from_landmarks, crop_face, invert_affine
+    from spanlib.data.dataset import to_tensor_image
 
     size, scale = int(model.params["crop"]["input_size"]), float(model.params["crop"]["scale"])
     crops, matrices, crop_s = [], [], []
@@ -146,11 +146,11 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
     """Image -> detector -> calibrated box -> crop -> back-end (-> ``refine`` re-crops on its own
     points), per face found; and dlib's predictor (alone on its box, and with its HOG detector).
     Interleaved face by face, like ``crop_given``. Returns (our entries, dlib's entry or {"error": why})."""
-    from .backends import make_runner
-    from .data.crop import box_from_landmarks
-    from .detect import FaceDetector, match_detection
-    from .inference import decode_radius
-    from .predict import predict_image
+    from spanlib.backends import make_runner
+    from spanlib.data.crop import box_from_landmarks
+    from spanlib.detect import FaceDetector, match_detection
+    from spanlib.inference import decode_radius
+    from spanlib.predict import predict_image
 
     radius = decode_radius(model.params)
     combos = {}
@@ -161,7 +161,7 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
             for passes in refine:
                 combos[f"{kind}+{name}" + (f"+refine{passes}" if passes else "")] = (detector, runner, passes)
     try:
-        from .peers import DlibPeer
+        from spanlib.peers import DlibPeer
 
         peer = DlibPeer()
     except Exception as exc:  # dlib or its model file missing: reported, not fatal
@@ -249,7 +249,7 @@ def plot_nme_against_ms(result: dict, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_path
+    from spanlib.io import atomic_path
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
     colours = plt.get_cmap("tab10").colors
@@ -277,9 +277,9 @@ def plot_nme_against_ms(result: dict, path: str | Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import load_model
-    from .backends import AUTO_ORDER, TOLERANCE_PX
-    from .io import write_json, write_text
+    from spanlib import load_model
+    from spanlib.backends import AUTO_ORDER, TOLERANCE_PX
+    from spanlib.io import write_json, write_text
 
     parser = argparse.ArgumentParser(prog="python -m spanlib.inference_speed", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=None, help="model (default: the bundled real-face model)")

@@ -146,7 +146,7 @@ def publish(src: str | Path, dst: str | Path, max_width: int = 720) -> Path:
     adaptive 128-colour palette, widget views dropped, papermill's metadata kept (wall times)."""
     import nbformat
 
-    from .io import atomic_path
+    from spanlib.io import atomic_path
 
     nb = nbformat.read(str(src), as_version=4)
     drop_widget_views(nb)

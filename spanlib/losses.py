@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
-from . import config, ops
-from .decode import decode_landmarks
-from .errors import ParamError
+from spanlib import config, ops
+from spanlib.decode import decode_landmarks
+from spanlib.errors import ParamError
 
 FIELD_LOSSES = ("l1", "smooth_l1", "l2", "js")
 HEATMAP_LOSSES = ("js", "ce", "js_pixel")
@@ -104,7 +104,7 @@ class LossConfig:
     @classmethod
     def from_params(cls, loss, targets, input_size: int, field_resolution: int) -> "LossConfig":
         """From the ``loss`` and ``targets`` groups (typed, or mappings checked by the schema)."""
-        from .config import as_group
+        from spanlib.config import as_group
 
         loss, targets = as_group("loss", loss), as_group("targets", targets)
         radius = targets.field_radius
@@ -191,7 +191,7 @@ def scl_maps_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, theta: torch.T
     ``kind="js_pixel"``: the pixel-wise reading, D(sigmoid(H_alpha)) against sigmoid(H_beta) summed
     over the valid region (any other kind keeps the softmax JS: CE has no symmetric counterpart).
     """
-    from .data.warp import apply_warp
+    from spanlib.data.warp import apply_warp
 
     b, c, h, w = logits_a.shape
     if kind == "js_pixel":

@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy.integrate import simpson
 
-from .errors import DataError, ParamError
+from spanlib.errors import DataError, ParamError
 
 NORMS = ("io", "ip", "box", "diag")
 DEFAULT_THRESHOLDS = (0.08, 0.1)

@@ -20,8 +20,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ParamError
-from .params import load_params, set_values
+from spanlib.errors import ParamError
+from spanlib.params import load_params, set_values
 
 PROJECT_MARKER = "dvc.yaml"
 
@@ -84,7 +84,7 @@ def stage_params(params_file: str | Path, values: Mapping[str, Any] | None = Non
     hyperparameter from the one file. Every dotted key must exist in the file, so a misspelt
     notebook parameter stops with a ParamError instead of being silently ignored.
     """
-    from .config import apply_recipe
+    from spanlib.config import apply_recipe
 
     path = Path(params_file)  # relative: to the project root, whatever the working folder
     if not path.is_absolute():
@@ -208,7 +208,7 @@ def show_live_or_static(draw, controls: Mapping[str, Any], path: str | Path | No
 
     values = {name: control.value for name, control in controls.items()}
     if path is not None:
-        from .figures import save_figure
+        from spanlib.figures import save_figure
 
         save_figure(draw(**values), path)  # closes it
     if is_interactive():

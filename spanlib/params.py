@@ -15,8 +15,8 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from .config import apply_overrides, check_params, compose_checked
-from .errors import ParamError
+from spanlib.config import apply_overrides, check_params, compose_checked
+from spanlib.errors import ParamError
 
 
 def load_params(path: str | Path = "params.yaml", overrides: Iterable[str] = (), *,

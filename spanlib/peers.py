@@ -26,9 +26,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .data.crop import box_from_landmarks
-from .detect import DLIB_HOG_CALIBRATION, box_to_dlib_rect, dlib_rect_to_box, import_dlib, match_detection
-from .errors import DataError, ParamError
+from spanlib.data.crop import box_from_landmarks
+from spanlib.detect import DLIB_HOG_CALIBRATION, box_to_dlib_rect, dlib_rect_to_box, import_dlib, match_detection
+from spanlib.errors import DataError, ParamError
 
 PEERS = ("dlib",)
 PEER_LABELS = {"dlib": "peer: dlib 68-point shape predictor"}
@@ -142,7 +142,7 @@ def evaluate_peer(name: str, samples: Sequence, groups: dict, scheme, thresholds
     """The peer's entry of the metrics JSON: {"label", "subsets" (as ours), "box_sources" counts,
     "timing_ms_per_face", "provenance"}; ``groups`` are the subset indices our rows use; ``boxes``
     the HOG boxes every face is given (the end-to-end protocol), None: its own (``face_box``)."""
-    from .metrics import subset_metrics
+    from spanlib.metrics import subset_metrics
 
     peer = make_peer(name)
     preds = predict_peer(peer, samples, progress, boxes)
@@ -177,7 +177,7 @@ def evaluate_peer(name: str, samples: Sequence, groups: dict, scheme, thresholds
 
 def peer_summary_text(name: str, entry: dict) -> str:
     """The peer's rows, labelled, with the box sources and timing."""
-    from .metrics import format_metrics
+    from spanlib.metrics import format_metrics
 
     boxes, timing = entry["box_sources"], entry["timing_ms_per_face"]
     if boxes.get("given"):

@@ -20,16 +20,16 @@ import torch.nn.functional as F
 
 # The checkpoint format, read_checkpoint and load_model live in spanlib.checkpoint; re-exported here
 # for code written against spanlib.predict.
-from .checkpoint import (  # noqa: F401
+from spanlib.checkpoint import (  # noqa: F401
     CHECKPOINT_FORMAT,
     CHECKPOINT_FORMAT_VERSION,
     REQUIRED_KEYS,
     load_model,
     read_checkpoint,
 )
-from .devices import resolve_device  # noqa: F401  (also spanlib.predict's API)
-from .inference import crop_points_to_image, decode_radius, predict_crops, window_mass  # noqa: F401
-from .errors import DataError
+from spanlib.devices import resolve_device  # noqa: F401  (also spanlib.predict's API)
+from spanlib.inference import crop_points_to_image, decode_radius, predict_crops, window_mass  # noqa: F401
+from spanlib.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -37,7 +37,7 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 
 # ---------------------------------------------------------------- face detection
 # in spanlib/detect.py (dlib HOG, Haar fallback, box calibration); re-exported here
-from .detect import FaceDetector, detect_faces  # noqa: E402,F401
+from spanlib.detect import FaceDetector, detect_faces  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------- prediction on files
@@ -67,7 +67,7 @@ class FrameResult:
 
 def refine_passes(params: dict) -> int:
     """``evaluate.refine`` of a checkpoint's params (the schema's default when absent)."""
-    from .config import default
+    from spanlib.config import default
 
     return int((params.get("evaluate") or {}).get("refine", default("evaluate.refine")))
 
@@ -82,7 +82,7 @@ def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray |
     ``spanlib.backends.Runner`` (a faster back-end, same landmarks within its tolerance); None runs
     ``predict_crops``. ``refine`` (default: the checkpoint's ``evaluate.refine``): passes that each
     crop again on the box of the previous pass's points (``box_source`` gains "+refined")."""
-    from .data.crop import box_from_landmarks
+    from spanlib.data.crop import box_from_landmarks
 
     raw = None
     if boxes is not None:  # no detector is built: loading one costs more than a forward pass
@@ -107,8 +107,8 @@ def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray |
 
 
 def _predict_boxes(model, image, boxes, source, radius, raw_boxes=None, runner=None) -> list[FaceResult]:
-    from .data.crop import crop_face
-    from .data.dataset import to_tensor_image
+    from spanlib.data.crop import crop_face
+    from spanlib.data.dataset import to_tensor_image
 
     size, scale = int(model.params["crop"]["input_size"]), float(model.params["crop"]["scale"])
     radius = decode_radius(model.params) if radius is None else radius
@@ -134,14 +134,14 @@ def _predict_boxes(model, image, boxes, source, radius, raw_boxes=None, runner=N
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    from .io import read_image
+    from spanlib.io import read_image
 
     return read_image(path)  # a truncated JPEG is a DataError naming it, not a grey remainder
 
 
 def iter_frames(path: Path, every: int = 1, max_frames: int | None = None) -> Iterator[tuple[int | None, np.ndarray]]:
     """(frame index or None, RGB image) for an image file or each ``every``-th frame of a video."""
-    from .io import file_problem
+    from spanlib.io import file_problem
 
     problem = file_problem(path)  # also a FIFO or a device: opening those can block forever
     if problem:
@@ -179,7 +179,7 @@ def predict_paths(model: torch.nn.Module, paths: Sequence[str | Path], box: Sequ
     from tqdm import tqdm
 
     if isinstance(runner, str):
-        from .backends import auto_runner, make_runner
+        from spanlib.backends import auto_runner, make_runner
 
         runner = auto_runner(model)[0] if runner == "auto" else make_runner(model, runner)
 
@@ -219,8 +219,8 @@ def overlay_stems(paths: Sequence[str | Path]) -> dict[Path, str]:
 
 def _write_overlay(image: np.ndarray, faces: list[FaceResult], scheme, out_dir: Path, path: Path,
                    frame: int | None, stem: str | None = None) -> Path:
-    from .figures import draw_landmarks
-    from .io import atomic_path
+    from spanlib.figures import draw_landmarks
+    from spanlib.io import atomic_path
 
     canvas = image.copy()
     for face in faces:

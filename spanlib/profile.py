@@ -21,9 +21,9 @@ import time
 import numpy as np
 import torch
 
-from .config import apply_recipe, as_group
-from .errors import ParamError
-from .inference import decode_radius
+from spanlib.config import apply_recipe, as_group
+from spanlib.errors import ParamError
+from spanlib.inference import decode_radius
 
 VARIANTS = ("shn", "shn_bali", "shn_scpa", "scpan", "semi_scpan")
 
@@ -38,8 +38,8 @@ def paper_params(params: dict) -> dict:
 
 
 def _build(params: dict, variant: str):
-    from .model import build_model
-    from .schemes import get_scheme
+    from spanlib.model import build_model
+    from spanlib.schemes import get_scheme
 
     scheme = get_scheme(params.get("data", {}).get("source", "68"))
     model_params = {**params["model"], "variant": variant}
@@ -48,7 +48,7 @@ def _build(params: dict, variant: str):
 
 def time_inference(model, batch: int, device: torch.device, seconds: float, radius: int) -> dict:
     """{"batch", "calls", "median_s", "images_per_s"} of the full inference step."""
-    from .inference import predict_crops
+    from spanlib.inference import predict_crops
 
     size = model.input_size
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
@@ -69,7 +69,7 @@ def time_inference(model, batch: int, device: torch.device, seconds: float, radi
 
 def profile_variant(params: dict, variant: str, device: torch.device, seconds: float = 2.0,
                     large_batch: int = 16, timing: bool = True) -> dict:
-    from .model import count_flops, count_parameters, size_on_disk
+    from spanlib.model import count_flops, count_parameters, size_on_disk
 
     if timing:
         model = _build(params, variant).to(device).eval()
@@ -103,7 +103,7 @@ def profile(params: dict, variants=VARIANTS, device: str = "cpu", seconds: float
     """{"device", "torch", "threads", "settings", "default": [...], "paper": [...]}."""
     from tqdm import tqdm
 
-    from .devices import resolve_device
+    from spanlib.devices import resolve_device
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -157,7 +157,7 @@ def paper_profile_table(result: dict | None = None) -> str:
     count and float32 size at the paper's configuration for the same variant (from
     ``result["paper"]``, when given). The paper's "MB" is shown as printed and, since the paper
     does not define it, also converted to MiB on the reading 1 MB = 10^6 bytes."""
-    from .paper_numbers import SECTION_IV_G, SECTION_IV_G_DEVICE, SECTION_IV_G_READINGS
+    from spanlib.paper_numbers import SECTION_IV_G, SECTION_IV_G_DEVICE, SECTION_IV_G_READINGS
 
     ours = {e["variant"]: e for e in (result or {}).get("paper", [])}
     lines = [f"Section IV-G of the paper (measured by its authors on {SECTION_IV_G_DEVICE}), beside ours at "

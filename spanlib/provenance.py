@@ -16,7 +16,7 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
-from . import __version__
+from spanlib import __version__
 
 PACKAGE = Path(__file__).resolve().parent
 PROJECT = PACKAGE.parent

@@ -28,11 +28,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .errors import DataError
-from .io import write_text
-from .metrics import auc as _auc
-from .metrics import failure_rate as _failure_rate
-from .paper_numbers import PAPER_REFERENCE, PAPER_TABLES, Metric, PaperTable
+from spanlib.errors import DataError
+from spanlib.io import write_text
+from spanlib.metrics import auc as _auc
+from spanlib.metrics import failure_rate as _failure_rate
+from spanlib.paper_numbers import PAPER_REFERENCE, PAPER_TABLES, Metric, PaperTable
 
 
 # ------------------------------------------------------------------ inputs
@@ -242,7 +242,7 @@ def _csv_value(value) -> str:
 
 
 def seed_cell(values: Sequence[float]) -> Cell:
-    from .stats import over_seeds
+    from spanlib.stats import over_seeds
 
     summary = over_seeds(values)
     return Cell(summary.mean, summary.sd, len(values))
@@ -257,7 +257,7 @@ def mark_against(cells: dict, runs_by_row: dict, reference: str, columns: Sequen
                  subset_of) -> list[str]:
     """Marks NME cells of every row against ``reference`` (in place) and returns one note per
     comparison: Δ NME (points) with its 95 % interval. ``runs_by_row``: row -> runs in seed order."""
-    from .stats import paired_bootstrap
+    from spanlib.stats import paired_bootstrap
 
     notes = []
     ref_runs = runs_by_row[reference]
@@ -298,7 +298,7 @@ def dead_channel_notes(run: Run) -> list[str]:
     """One note per subset of ``run`` with a landmark whose mean NME_io is > 3x the median
     landmark's and its neighbours' (a dead or swapped heatmap channel,
     ``spanlib.stats.outlier_landmarks``)."""
-    from .stats import flagged_landmarks
+    from spanlib.stats import flagged_landmarks
 
     notes = []
     for subset, flagged in flagged_landmarks(run.subsets).items():
@@ -455,7 +455,7 @@ def build_setup_table(setup_path: Path, setup: dict) -> Table:
 # ------------------------------------------------------------------ figures
 def ced_figures(runs: Sequence[Run], out_dir: Path, threshold: float = 0.1) -> list[Path]:
     """One PNG per (dataset, subset): a CED curve per run, on the NME its JSON's FR/AUC use."""
-    from .figures import plot_ced, save_figure
+    from spanlib.figures import plot_ced, save_figure
 
     groups: dict[tuple[str, str, str], dict[str, list]] = {}
     for run in runs:
@@ -472,7 +472,7 @@ def ced_figures(runs: Sequence[Run], out_dir: Path, threshold: float = 0.1) -> l
 
 
 def per_landmark_figures(runs: Sequence[Run], out_dir: Path) -> list[Path]:
-    from .figures import plot_per_landmark, save_figure
+    from spanlib.figures import plot_per_landmark, save_figure
 
     groups: dict[tuple[str, str], dict[str, list]] = {}
     for run in runs:
@@ -496,13 +496,13 @@ def example_figures(checkpoint: str | Path, source: str, root: str | Path, split
     Figs. 3 / 6 for the first one (landmark heatmaps, boundary heatmaps, BALI fields)."""
     import numpy as np
 
-    from .data.crop import crop_face
-    from .data.dataset import face_box, to_tensor_image
-    from .data.sources import read_source
-    from .figures import plot_examples, plot_maps, save_figure
-    from .devices import resolve_device
-    from .checkpoint import load_model
-    from .inference import decode_radius, predict_crops
+    from spanlib.data.crop import crop_face
+    from spanlib.data.dataset import face_box, to_tensor_image
+    from spanlib.data.sources import read_source
+    from spanlib.figures import plot_examples, plot_maps, save_figure
+    from spanlib.devices import resolve_device
+    from spanlib.checkpoint import load_model
+    from spanlib.inference import decode_radius, predict_crops
 
     model = load_model(checkpoint, resolve_device(device))
     samples = [s for s in read_source(source, root, split) if s.landmarks is not None][:n_examples]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ParamError
+from spanlib.errors import ParamError
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .errors import ParamError
-from .stats import PairedDifference, SeedSummary, over_seeds, paired_bootstrap
+from spanlib.errors import ParamError
+from spanlib.stats import PairedDifference, SeedSummary, over_seeds, paired_bootstrap
 
 
 def check_seeds(seeds) -> list[int]:
@@ -46,10 +46,10 @@ def seed_path(pattern: str | Path, seed: int) -> Path:
 
 def run_state(params: dict, variant: str, checkpoint: Path) -> str:
     """``"done"`` (same params, all iterations), ``"partial"`` (same params, fewer) or ``"new"``."""
-    from .checkpoint import read_checkpoint
-    from .errors import SpanlibError
-    from .config import apply_overrides
-    from .train import differing_params
+    from spanlib.checkpoint import read_checkpoint
+    from spanlib.errors import SpanlibError
+    from spanlib.config import apply_overrides
+    from spanlib.train import differing_params
 
     if not checkpoint.is_file():
         return "new"
@@ -66,7 +66,7 @@ def run_state(params: dict, variant: str, checkpoint: Path) -> str:
 def _train_one(params: dict, variant: str, checkpoint: str, resume: bool) -> str:
     import torch
 
-    from .train import train
+    from spanlib.train import train
 
     torch.set_num_threads(1)
     train(params, variant, checkpoint, resume=resume, progress=False)
@@ -149,7 +149,7 @@ def summarise(results: Sequence[dict], subset: str, norm: str, threshold: float)
         s = result["subsets"][subset]
         value = (s.get(f"{kind}_by_norm", {}).get(norm) or {}).get(key)
         if value is None:
-            from .metrics import auc, failure_rate
+            from spanlib.metrics import auc, failure_rate
 
             errors = s["per_face_nme"][norm]
             value = (auc if kind == "auc" else failure_rate)(errors, float(key))
@@ -193,7 +193,7 @@ def seed_table(groups: Mapping[str, Sequence[dict]], norm: str, threshold: float
     """Markdown and JSON of settings x subsets: NME mean ± sd over seeds per subset, FR and AUC on
     ``full`` (or the last subset), a mark where the paired difference to ``reference`` is
     significant, then the table of every comparison (``ablation_pairs``) with its interval."""
-    from .report import markdown_table
+    from spanlib.report import markdown_table
 
     first = next(iter(groups.values()))[0]["subsets"]
     subsets = sorted(first, key=lambda name: name == "full")

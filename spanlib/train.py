@@ -27,15 +27,15 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import distributed
-from .provenance import code_version
-from .devices import resolve_device  # noqa: F401  (also spanlib.train's API)
-from .errors import DataError, DivergedError, ParamError
-from .checkpoint import CHECKPOINT_FORMAT, make_checkpoint, read_checkpoint, write_checkpoint  # noqa: F401
-from .losses import LossConfig, objective_terms, span_objective
-from .model import build_model, variant_spec
-from .config import OPTIMIZERS, Config, apply_overrides  # noqa: F401  (OPTIMIZERS: make_optimizer's names)
-from .params import load_params
+from spanlib import distributed
+from spanlib.provenance import code_version
+from spanlib.devices import resolve_device  # noqa: F401  (also spanlib.train's API)
+from spanlib.errors import DataError, DivergedError, ParamError
+from spanlib.checkpoint import CHECKPOINT_FORMAT, make_checkpoint, read_checkpoint, write_checkpoint  # noqa: F401
+from spanlib.losses import LossConfig, objective_terms, span_objective
+from spanlib.model import build_model, variant_spec
+from spanlib.config import OPTIMIZERS, Config, apply_overrides  # noqa: F401  (OPTIMIZERS: make_optimizer's names)
+from spanlib.params import load_params
 
 
 def lr_at(iteration: int, total: int, base: float, milestones: Iterable[float], divisors: Iterable[float]) -> float:
@@ -85,7 +85,7 @@ class BatchStream:
 
     def __init__(self, dataset, batch_size: int, seed: int, num_workers: int, epoch: int = 0, position: int = 0,
                  ctx: distributed.DistContext | None = None, pin_memory: bool = False):
-        from .data.dataset import EpochShuffleSampler
+        from spanlib.data.dataset import EpochShuffleSampler
 
         if batch_size > len(dataset):
             raise ParamError(f"train.batch_size: {batch_size} is larger than the {len(dataset)} faces")
@@ -98,7 +98,7 @@ class BatchStream:
         self._iter = None
 
     def _start(self) -> None:
-        from .data.dataset import collate_pairs
+        from spanlib.data.dataset import collate_pairs
 
         self.sampler.set_epoch(self.epoch)
         self.dataset.set_epoch(self.epoch)
@@ -149,11 +149,11 @@ def _target_kinds(spec) -> tuple[str, ...]:
 
 def build_setup(params: dict, variant: str, device: torch.device, progress: bool = True,
                 ctx: distributed.DistContext | None = None) -> TrainSetup:
-    from .data.crop import train_box_preference
-    from .data.dataset import EvalFaceDataset, PairedFaceDataset
-    from .data.sources import read_extra_train, read_source
-    from .data.split import held_out_split
-    from .schemes import get_scheme
+    from spanlib.data.crop import train_box_preference
+    from spanlib.data.dataset import EvalFaceDataset, PairedFaceDataset
+    from spanlib.data.sources import read_extra_train, read_source
+    from spanlib.data.split import held_out_split
+    from spanlib.schemes import get_scheme
 
     ctx = ctx or distributed.DistContext()
     params = apply_overrides(params, [f"model.variant={variant}"])
@@ -288,8 +288,8 @@ def _rank_objective(setup: TrainSetup, outputs: dict, n: int, targets: dict, pai
 def validation_nme(model, dataset, scheme, radius: int, device, batch_size: int = 32) -> float:
     """Mean NME_io (fraction) of ``model`` on ``dataset`` (EvalFaceDataset), landmarks mapped back to
     image pixels through each crop's inverse transform."""
-    from .inference import crop_points_to_image, predict_crops
-    from .metrics import nme_per_face
+    from spanlib.inference import crop_points_to_image, predict_crops
+    from spanlib.metrics import nme_per_face
 
     was_training = model.training
     model.eval()
@@ -333,7 +333,7 @@ def differing_params(old, new, prefix: str = "") -> list[str]:
 
 
 def _is_schema_default(dotted: str, value) -> bool:
-    from . import config
+    from spanlib import config
 
     try:
         return config.default(dotted) == value
@@ -388,7 +388,7 @@ def truncate_live(live_dir: Path, step: int) -> int:
         kept = [lines[0]] + [row for row in lines[1:] if row.strip() and int(row.split("\t")[column]) <= step]
         if len(kept) != len(lines):
             removed += len(lines) - len(kept)
-            from .io import write_text
+            from spanlib.io import write_text
 
             write_text(path, "".join(kept))
     return removed
@@ -465,7 +465,7 @@ def init_weights(model: torch.nn.Module, source: str | Path) -> dict:
     Returns what was copied, with the source's SHA-256."""
     import hashlib
 
-    from .checkpoint import load_model
+    from spanlib.checkpoint import load_model
 
     source = Path(source)
     if not source.is_file():

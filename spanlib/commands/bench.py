@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..io import atomic_path, write_json, write_text
+from spanlib.io import atomic_path, write_json, write_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ParamError
-    from ..bench_harness import device_slug, markdown_table, plot, run_benchmark
+    from spanlib.errors import ParamError
+    from spanlib.bench_harness import device_slug, markdown_table, plot, run_benchmark
 
     if args.repeats < 1:
         raise ParamError(f"--repeats: expected >= 1, got {args.repeats}")

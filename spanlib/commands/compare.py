@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import ParamError
+from spanlib.errors import ParamError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +37,8 @@ def parse_runs(items: list[str]) -> dict[str, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments import compare_runs, comparison_markdown
-    from ..io import write_json, write_text
+    from spanlib.experiments import compare_runs, comparison_markdown
+    from spanlib.io import write_json, write_text
 
     runs = parse_runs(args.runs)
     if args.reference not in runs:

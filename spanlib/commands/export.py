@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _resolve(args: argparse.Namespace) -> tuple[str, str | None]:
     """(format, checkpoint or None) from the positional words and the options."""
-    from ..errors import ParamError
+    from spanlib.errors import ParamError
 
     items = list(args.items)
     fmt = args.format
@@ -73,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
     fmt, checkpoint = _resolve(args)
     if fmt == "onnx":
         return _run_onnx(args, checkpoint)
-    from ..checkpoint import export_safetensors
+    from spanlib.checkpoint import export_safetensors
 
     if args.register is not None:  # an unknown (or empty) name is refused before --out is written
-        from ..weights import _entry
+        from spanlib.weights import _entry
 
         _entry(args.register)
 
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_json:
         print(f"wrote {out.with_suffix('.json')}")
     if args.register is not None:
-        from ..weights import bundled_path, register_bundled
+        from spanlib.weights import bundled_path, register_bundled
 
         digest = register_bundled(out, args.register)
         print(f"bundled as {args.register!r}: {bundled_path(args.register)} (sha256 {digest} recorded in "
@@ -100,14 +100,14 @@ def run(args: argparse.Namespace) -> int:
 def _run_onnx(args: argparse.Namespace, checkpoint: str | None) -> int:
     from pathlib import Path
 
-    from .. import load_model
-    from ..io import check_outputs, check_writable
-    from ..onnx_export import export_onnx, require
+    from spanlib import load_model
+    from spanlib.io import check_outputs, check_writable
+    from spanlib.onnx_export import export_onnx, require
 
     out = Path(args.out)
     # the description goes beside --out as .json: `--out net.json` would replace the graph with it
     if checkpoint is None:
-        from ..weights import bundled_path
+        from spanlib.weights import bundled_path
 
         source = {"the bundled model": bundled_path()}
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..backends import BACKENDS
+from spanlib.backends import BACKENDS
 
 
 def _box(text: str) -> list[float]:
@@ -77,8 +77,8 @@ def _many_faces(paths) -> bool:
     """A video, or at least AUTO_MIN_IMAGES images: worth building a faster back-end."""
     from pathlib import Path
 
-    from ..backends import AUTO_MIN_IMAGES
-    from ..predict import VIDEO_SUFFIXES
+    from spanlib.backends import AUTO_MIN_IMAGES
+    from spanlib.predict import VIDEO_SUFFIXES
 
     return len(paths) >= AUTO_MIN_IMAGES or any(Path(p).suffix.lower() in VIDEO_SUFFIXES for p in paths)
 
@@ -89,14 +89,14 @@ def check_predict_outputs(args: argparse.Namespace) -> None:
     is one of the overlays; and an output that cannot be written (OSError, exit status 3)."""
     from pathlib import Path
 
-    from ..io import check_outputs, check_writable
-    from ..predict import VIDEO_SUFFIXES, overlay_stems
+    from spanlib.io import check_outputs, check_writable
+    from spanlib.predict import VIDEO_SUFFIXES, overlay_stems
 
     inputs = {f"input {i + 1}": p for i, p in enumerate(args.paths)}
     if args.checkpoint is not None:
         inputs["--checkpoint"] = args.checkpoint
     else:
-        from ..weights import bundled_path
+        from spanlib.weights import bundled_path
 
         inputs["the bundled model"] = bundled_path()
     outputs = {"--json": args.json} if args.json else {}
@@ -115,10 +115,10 @@ def check_predict_outputs(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from .. import load_model
-    from ..backends import auto_runner, make_runner
-    from ..io import finite_json, write_json
-    from ..predict import FaceDetector, predict_paths
+    from spanlib import load_model
+    from spanlib.backends import auto_runner, make_runner
+    from spanlib.io import finite_json, write_json
+    from spanlib.predict import FaceDetector, predict_paths
 
     check_predict_outputs(args)  # before the model is loaded and every input predicted, not after
     model = load_model(args.checkpoint, device=args.device)

@@ -23,11 +23,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm import tqdm
 
-from ..config import group_of
-from ..errors import DataError, ParamError
-from .crop import apply_affine, box_from_landmarks, crop_face, invert_affine, warp_image
-from .disturb import Warp, disturb
-from .targets import build_targets
+from spanlib.config import group_of
+from spanlib.errors import DataError, ParamError
+from spanlib.data.crop import apply_affine, box_from_landmarks, crop_face, invert_affine, warp_image
+from spanlib.data.disturb import Warp, disturb
+from spanlib.data.targets import build_targets
 
 SHUFFLE_STREAM = 7_919  # third seed word of the shuffle generator (items use the index there)
 JITTER_STREAM = 104_729  # fourth seed word of the box jitter's generator (its own stream: the
@@ -114,7 +114,7 @@ class PairedFaceDataset(Dataset):
         self._cache_faces(samples, float(crop.scale), progress, crop.box)
 
     def _cache_faces(self, samples: Sequence, scale: float, progress: bool, box_rule: str = "dataset") -> None:
-        from .crop import train_box_preference
+        from spanlib.data.crop import train_box_preference
 
         # labeled faces: the crop.box rule (default: the box evaluation crops from); unlabeled: any box
         prefer = train_box_preference(box_rule) if self.labeled else "detector"

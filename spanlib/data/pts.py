@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 
-from ..errors import DataError
-from ..io import write_text
-from .sample import check_landmarks
+from spanlib.errors import DataError
+from spanlib.io import write_text
+from spanlib.data.sample import check_landmarks
 
 
 def read_pts(path: str | os.PathLike, num_points: int | None = None) -> np.ndarray:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import DataError
+from spanlib.errors import DataError
 
 
 @dataclass(init=False, eq=False)
@@ -90,7 +90,7 @@ def as_rgb_uint8(image: np.ndarray, name: str) -> np.ndarray:
 def read_image(path: str) -> np.ndarray:
     """RGB uint8 (H, W, 3); grey images are repeated to three channels. A missing, truncated or
     undecodable file is a DataError naming it (``spanlib.io.read_image``)."""
-    from ..io import read_image as read_checked
+    from spanlib.io import read_image as read_checked
 
     return read_checked(path)
 
@@ -100,7 +100,7 @@ def image_file_size(path: str) -> tuple[int, int]:
     own bomb limit still gets its size: ``spanlib.io.declared_size``)."""
     from PIL import Image, UnidentifiedImageError
 
-    from ..io import declared_size, file_problem
+    from spanlib.io import declared_size, file_problem
 
     problem = file_problem(path)
     if problem:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, ParamError
-from ..io import image_problem
-from .readers import ReadResult
-from .sample import Sample
+from spanlib.errors import DataError, ParamError
+from spanlib.io import image_problem
+from spanlib.data.readers import ReadResult
+from spanlib.data.sample import Sample
 
 # source -> (module, read function, splits attribute, number of points or None)
 _SOURCES = {

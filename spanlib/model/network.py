@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ParamError
-from .bali import BaliHead
-from .blocks import ConvBnRelu, ResidualBottleneck
-from .hourglass import Hourglass
-from .scpa import SCPAModule
+from spanlib.errors import ParamError
+from spanlib.model.bali import BaliHead
+from spanlib.model.blocks import ConvBnRelu, ResidualBottleneck
+from spanlib.model.hourglass import Hourglass
+from spanlib.model.scpa import SCPAModule
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def check_model_params(model, input_size: int) -> None:
     """Stop with a ParamError naming the parameter when the configuration cannot be built (the
     schema checks each value; this, what depends on two of them, and the upper bounds again for a
     ModelConfig made directly). Bounds: ``spanlib.config.MAX_*``."""
-    from ..config import MAX_DEPTH, MAX_INPUT_SIZE, MAX_STAGES, MAX_WIDTH
+    from spanlib.config import MAX_DEPTH, MAX_INPUT_SIZE, MAX_STAGES, MAX_WIDTH
 
     for key, value, high in (("stages", model.stages, MAX_STAGES), ("width", model.width, MAX_WIDTH),
                              ("depth", model.depth, MAX_DEPTH)):
@@ -153,7 +153,7 @@ def check_model_params(model, input_size: int) -> None:
 
 def build_model(model, num_points: int, num_boundaries: int, input_size: int) -> SpanNet:
     """The SpanNet of the ``model`` group (a ModelConfig, or a mapping checked by the schema)."""
-    from ..config import as_group
+    from spanlib.config import as_group
 
     model = as_group("model", model)
     check_model_params(model, input_size)

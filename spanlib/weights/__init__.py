@@ -28,7 +28,7 @@ BUNDLED = {
 
 
 def _entry(name: str) -> dict:
-    from ..errors import ParamError
+    from spanlib.errors import ParamError
 
     if name not in BUNDLED:
         raise ParamError(f"bundled model {name!r}: unknown; spanlib ships {sorted(BUNDLED)}")
@@ -43,7 +43,7 @@ def bundled_path(name: str = DEFAULT) -> Path:
 def verified_bundled(name: str = DEFAULT) -> tuple[Path, bytes]:
     """(path, bytes) of the bundled model ``name`` after checking its SHA-256; DataError when the
     file is missing, no hash is registered, or the bytes differ from the registered ones."""
-    from ..errors import DataError
+    from spanlib.errors import DataError
 
     entry, path = _entry(name), bundled_path(name)
     if not path.is_file():
@@ -70,9 +70,9 @@ def register_bundled(path: str | Path, name: str = DEFAULT, registry_file: str |
     copy it into WEIGHTS_DIR (unless it is already there), and write its SHA-256 into
     ``BUNDLED[name]["sha256"]`` in ``registry_file`` (default: this module's source) and in the
     running process. Returns the hash."""
-    from ..checkpoint import check_model_state, read_model_file
-    from ..errors import DataError
-    from ..io import file_problem, write_bytes, write_text
+    from spanlib.checkpoint import check_model_state, read_model_file
+    from spanlib.errors import DataError
+    from spanlib.io import file_problem, write_bytes, write_text
 
     entry, path = _entry(name), Path(path)
     problem = file_problem(path)
