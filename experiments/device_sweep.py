@@ -44,7 +44,7 @@ def read_jobs(path: Path, variables: dict[str, str]) -> list[tuple[str, list[str
 
 
 def summarise(label: str, out_dir: Path, record: dict) -> dict:
-    from spanlib.checkpoint import read_checkpoint
+    from spanlib.inference.checkpoint import read_checkpoint
 
     ckpt_path = out_dir / label / "checkpoint.pt"
     entry = dict(record)

@@ -49,7 +49,7 @@ def _line(entry: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from spanlib.data.sources import inspect_source
-    from spanlib.io import write_json
+    from spanlib.utils.files import write_json
 
     report = inspect_source(args.source, args.root, args.split)
     print(format_report(report))

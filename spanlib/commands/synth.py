@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spanlib.errors import ParamError
+    from spanlib.utils.errors import ParamError
     from spanlib.data.synth import SPLIT_RATIO, split_counts, write_synthetic_dataset
     from spanlib.data.synth.grid import make_grid
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from spanlib.config import as_group
-from spanlib.errors import ParamError
+from spanlib.config.schema import as_group
+from spanlib.utils.errors import ParamError
 from spanlib.data.crop import apply_affine, compose_affine, invert_affine, warp_image
 
 TEXTURE_KINDS = ("blur", "occlusion_box", "occlusion_patch", "gaussian_noise", "salt_noise")

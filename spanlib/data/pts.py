@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from spanlib.errors import DataError
-from spanlib.io import write_text
+from spanlib.utils.errors import DataError
+from spanlib.utils.files import write_text
 from spanlib.data.sample import check_landmarks
 
 

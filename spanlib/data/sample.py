@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spanlib.errors import DataError
+from spanlib.utils.errors import DataError
 
 
 @dataclass(init=False, eq=False)
@@ -89,18 +89,18 @@ def as_rgb_uint8(image: np.ndarray, name: str) -> np.ndarray:
 
 def read_image(path: str) -> np.ndarray:
     """RGB uint8 (H, W, 3); grey images are repeated to three channels. A missing, truncated or
-    undecodable file is a DataError naming it (``spanlib.io.read_image``)."""
-    from spanlib.io import read_image as read_checked
+    undecodable file is a DataError naming it (``spanlib.utils.files.read_image``)."""
+    from spanlib.utils.files import read_image as read_checked
 
     return read_checked(path)
 
 
 def image_file_size(path: str) -> tuple[int, int]:
     """(width, height) from the file header (Pillow reads only the header; an image over Pillow's
-    own bomb limit still gets its size: ``spanlib.io.declared_size``)."""
+    own bomb limit still gets its size: ``spanlib.utils.files.declared_size``)."""
     from PIL import Image, UnidentifiedImageError
 
-    from spanlib.io import declared_size, file_problem
+    from spanlib.utils.files import declared_size, file_problem
 
     problem = file_problem(path)
     if problem:

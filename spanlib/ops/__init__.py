@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from spanlib.errors import ParamError
+from spanlib.utils.errors import ParamError
 from spanlib.ops.dispatch import backend_for
 from spanlib.ops.validate import check_maps
 

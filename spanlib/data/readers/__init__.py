@@ -20,8 +20,8 @@ def csv_rows(path: str | Path) -> Iterator[tuple[int, list[str]]]:
     a traceback; a FIFO or other non-file is refused before it is opened (it would block)."""
     import csv
 
-    from spanlib.errors import DataError
-    from spanlib.io import file_problem
+    from spanlib.utils.errors import DataError
+    from spanlib.utils.files import file_problem
 
     problem = file_problem(path)
     if problem:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spanlib.errors import DataError
+from spanlib.utils.errors import DataError
 from spanlib.data.sample import Sample, check_landmarks
 from spanlib.data.readers import ReadResult, csv_rows
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from spanlib.errors import DataError
+from spanlib.utils.errors import DataError
 from spanlib.data.pts import read_pts
 from spanlib.data.sample import Sample
 from spanlib.data.readers import ReadResult

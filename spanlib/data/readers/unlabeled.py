@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spanlib.errors import DataError
+from spanlib.utils.errors import DataError
 from spanlib.data.readers import ReadResult
 from spanlib.data.readers.w300 import read_image_folder
 

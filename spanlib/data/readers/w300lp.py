@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spanlib.errors import DataError
+from spanlib.utils.errors import DataError
 from spanlib.data.sample import Sample, check_landmarks, image_file_size
 from spanlib.data.readers import ReadResult
 
@@ -56,7 +56,7 @@ def read_pts_2d(path: Path) -> np.ndarray:
 def mirror_points(points: np.ndarray, width: int) -> np.ndarray:
     """The landmarks of the horizontally mirrored image: x -> width - x, each point relabelled as
     its mirror counterpart (``flip_perm``: mirrored point k = original point flip_perm[k])."""
-    from spanlib.schemes import get_scheme
+    from spanlib.config.schemes import get_scheme
 
     mirrored = np.array(points, dtype=np.float32)
     mirrored[:, 0] = width - mirrored[:, 0]

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from spanlib.io import write_bytes
+from spanlib.utils.files import write_bytes
 from spanlib.data.synth.face import render_face, sample_face
 
 # point colours per part (RGB): jaw, brows, nose, eyes, lips

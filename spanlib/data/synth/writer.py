@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from spanlib import __version__
-from spanlib.errors import ParamError
-from spanlib.io import write_bytes, write_json
+from spanlib._version import __version__
+from spanlib.utils.errors import ParamError
+from spanlib.utils.files import write_bytes, write_json
 from spanlib.data.pts import format_pts
 from spanlib.data.synth.face import SPLIT_CODES, TRAIN_CHALLENGING_EVERY, face_name, render_face, sample_face
 
