@@ -11,7 +11,8 @@ import spanlib.inference.detect
 from eval_helpers import OracleModel, save_tiny_checkpoint, tiny_params, write_pts_folder
 from spanlib.cli import main
 from spanlib.config.schema import ParamError, as_group
-from spanlib.data.crop import apply_affine, box_from_landmarks, compose_affine, crop_face, square_crop_matrix, warp_image
+from spanlib.data.crop import (apply_affine, box_from_landmarks, compose_affine, crop_face, square_crop_matrix,
+                               warp_image)
 from spanlib.data.dataset import JITTER_CUT, PairedFaceDataset
 from spanlib.data.sample import Sample
 from spanlib.inference.detect import IDENTITY, BoxCalibration, FaceDetector, box_residuals, match_detection

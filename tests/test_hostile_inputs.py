@@ -927,7 +927,8 @@ def test_figure_titles_carry_no_absolute_path():
 def test_the_limits_are_in_docs_sharing():
     """`Done means`: the sharing page states the limits and the exit statuses, with the values the
     code uses."""
-    from spanlib.config.schema import MAX_DEPTH, MAX_INPUT_SIZE, MAX_SEED, MAX_STAGES, MAX_WIDTH, MAX_YAML_DEPTH, MAX_YAML_NODES
+    from spanlib.config.schema import (MAX_DEPTH, MAX_INPUT_SIZE, MAX_SEED, MAX_STAGES, MAX_WIDTH, MAX_YAML_DEPTH,
+                                       MAX_YAML_NODES)
     from spanlib.utils.files import MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_ENV
 
     text = " ".join((REPO / "docs" / "sharing.md").read_text().split())

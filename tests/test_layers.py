@@ -182,7 +182,8 @@ def test_the_checker_trips_on_an_upward_import():
     graph = {"spanlib.utils.files": {"spanlib.utils.errors"}, "spanlib.training.train": {"spanlib.utils.files"}}
     assert violations(graph) == [] and cycles(package_graph(graph)) == []
     graph["spanlib.utils.files"].add("spanlib.training.train")  # a bottom module importing training
-    assert violations(graph) == ["spanlib.utils.files -> spanlib.training.train (utils imports training, a higher layer)"]
+    assert violations(graph) == [
+        "spanlib.utils.files -> spanlib.training.train (utils imports training, a higher layer)"]
     assert cycles(package_graph(graph)) == [["training", "utils"]]
 
 

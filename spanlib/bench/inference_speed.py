@@ -35,6 +35,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from spanlib.data.crop import apply_affine, box_from_landmarks, crop_face, invert_affine
+from spanlib.data.dataset import to_tensor_image
+from spanlib.data.sources import read_source
+from spanlib.data.split import held_out_split
+from spanlib.evaluation.evaluate import held_out_settings
+from spanlib.evaluation.metrics import subset_metrics
+from spanlib.evaluation.peers import DlibPeer
+from spanlib.inference.backends import AUTO_ORDER, TOLERANCE_PX, make_runner
+from spanlib.inference.checkpoint import load_model
+from spanlib.inference.detect import FaceDetector, match_detection
+from spanlib.inference.predict import predict_image
+from spanlib.inference.step import decode_radius
+from spanlib.utils.files import atomic_path, write_json, write_text
+from spanlib.utils.provenance import machine_info
 
 CROP_BACKENDS = ("eager", "head", "channels_last", "jit", "compile", "onnxruntime", "onnxruntime_int8")
 CALIBRATION_FACES = 64  # training crops the INT8 back-end calibrates on (never the measured faces)
@@ -45,8 +59,6 @@ def _ms(seconds) -> float:
 
 
 def _machine(threads: int) -> dict:
-    from spanlib.utils.provenance import machine_info
-
     info = {k: v for k, v in machine_info().items() if k in ("cpu", "machine", "python", "torch",
                                                             "torch_cpu_capability", "numpy", "opencv", "git")}
     info.update(platform=platform.platform(), logical_cpus=os.cpu_count(), threads=threads, nice=os.nice(0))
@@ -59,17 +71,11 @@ def _machine(threads: int) -> dict:
 
 
 def _nme(pred: list, gt: list, scheme) -> float:
-    from spanlib.evaluation.metrics import subset_metrics
-
     return 100 * float(subset_metrics(np.stack(pred), np.stack(gt), scheme, norm="io")["nme"]["io"])
 
 
 def held_out_faces(model, root: str | Path) -> list:
     """The labeled faces ``spanlib evaluate --held-out`` scores for ``model`` on 300W ``train``."""
-    from spanlib.data.sources import read_source
-    from spanlib.data.split import held_out_split
-    from spanlib.evaluation.evaluate import held_out_settings
-
     fraction, seed = held_out_settings(model.params, True)
     with warnings.catch_warnings():  # the shared copy has no lfpw/: reported once by evaluate already
         warnings.simplefilter("ignore", UserWarning)
@@ -81,12 +87,6 @@ def held_out_faces(model, root: str | Path) -> list:
 def calibration_crops(model, root: str | Path, n: int = CALIBRATION_FACES) -> torch.Tensor:
     """``n`` evaluation crops of faces from the model's *training* part of 300W ``train`` (a seeded
     choice, none of the held-out faces the speed is measured on): what INT8 calibrates on."""
-    from spanlib.data.crop import box_from_landmarks, crop_face
-    from spanlib.data.dataset import to_tensor_image
-    from spanlib.data.sources import read_source
-    from spanlib.data.split import held_out_split
-    from spanlib.evaluation.evaluate import held_out_settings
-
     fraction, seed = held_out_settings(model.params, True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -100,10 +100,6 @@ def calibration_crops(model, root: str | Path, n: int = CALIBRATION_FACES) -> to
 
 def crop_given(model, faces, images, backends, repeats: int, calibration: torch.Tensor | None = None) -> dict:
     """Each back-end on each face's evaluation crop: ms/face, NME_io, agreement with eager."""
-    from spanlib.inference.backends import make_runner
-    from spanlib.data.crop import apply_affine, box_from_landmarks, crop_face, invert_affine
-    from spanlib.data.dataset import to_tensor_image
-
     size, scale = int(model.params["crop"]["input_size"]), float(model.params["crop"]["scale"])
     crops, matrices, crop_s = [], [], []
     for face, image in zip(faces, images):
@@ -146,12 +142,6 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
     """Image -> detector -> calibrated box -> crop -> back-end (-> ``refine`` re-crops on its own
     points), per face found; and dlib's predictor (alone on its box, and with its HOG detector).
     Interleaved face by face, like ``crop_given``. Returns (our entries, dlib's entry or {"error": why})."""
-    from spanlib.inference.backends import make_runner
-    from spanlib.data.crop import box_from_landmarks
-    from spanlib.inference.detect import FaceDetector, match_detection
-    from spanlib.inference.step import decode_radius
-    from spanlib.inference.predict import predict_image
-
     radius = decode_radius(model.params)
     combos = {}
     for kind in detectors:
@@ -161,8 +151,6 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
             for passes in refine:
                 combos[f"{kind}+{name}" + (f"+refine{passes}" if passes else "")] = (detector, runner, passes)
     try:
-        from spanlib.evaluation.peers import DlibPeer
-
         peer = DlibPeer()
     except Exception as exc:  # dlib or its model file missing: reported, not fatal
         peer, peer_error = None, str(exc)
@@ -249,7 +237,6 @@ def plot_nme_against_ms(result: dict, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from spanlib.utils.files import atomic_path
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
     colours = plt.get_cmap("tab10").colors
@@ -277,10 +264,6 @@ def plot_nme_against_ms(result: dict, path: str | Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from spanlib.inference.checkpoint import load_model
-    from spanlib.inference.backends import AUTO_ORDER, TOLERANCE_PX
-    from spanlib.utils.files import write_json, write_text
-
     parser = argparse.ArgumentParser(prog="python -m spanlib.bench.inference_speed", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=None, help="model (default: the bundled real-face model)")
     parser.add_argument("--root", default="../shared/data/300w", help="300W folder (AFW + HELEN trainset)")

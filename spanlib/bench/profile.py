@@ -22,9 +22,13 @@ import numpy as np
 import torch
 
 from spanlib.config.schema import apply_recipe, as_group
+from spanlib.config.schemes import get_scheme
 from spanlib.config.variants import VARIANTS
+from spanlib.inference.step import decode_radius, predict_crops
+from spanlib.model import build_model, count_flops, count_parameters, size_on_disk
+from spanlib.reporting.paper_numbers import SECTION_IV_G, SECTION_IV_G_DEVICE, SECTION_IV_G_READINGS
+from spanlib.utils.devices import resolve_device
 from spanlib.utils.errors import ParamError
-from spanlib.inference.step import decode_radius
 
 
 
@@ -38,9 +42,6 @@ def paper_params(params: dict) -> dict:
 
 
 def _build(params: dict, variant: str):
-    from spanlib.model import build_model
-    from spanlib.config.schemes import get_scheme
-
     scheme = get_scheme(params.get("data", {}).get("source", "68"))
     model_params = {**params["model"], "variant": variant}
     return build_model(model_params, scheme.num_points, scheme.num_boundaries, int(params["crop"]["input_size"]))
@@ -48,8 +49,6 @@ def _build(params: dict, variant: str):
 
 def time_inference(model, batch: int, device: torch.device, seconds: float, radius: int) -> dict:
     """{"batch", "calls", "median_s", "images_per_s"} of the full inference step."""
-    from spanlib.inference.step import predict_crops
-
     size = model.input_size
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -69,8 +68,6 @@ def time_inference(model, batch: int, device: torch.device, seconds: float, radi
 
 def profile_variant(params: dict, variant: str, device: torch.device, seconds: float = 2.0,
                     large_batch: int = 16, timing: bool = True) -> dict:
-    from spanlib.model import count_flops, count_parameters, size_on_disk
-
     if timing:
         model = _build(params, variant).to(device).eval()
         size = size_on_disk(model)
@@ -103,7 +100,6 @@ def profile(params: dict, variants=VARIANTS, device: str = "cpu", seconds: float
     """{"device", "torch", "threads", "settings", "default": [...], "paper": [...]}."""
     from tqdm import tqdm
 
-    from spanlib.utils.devices import resolve_device
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -157,8 +153,6 @@ def paper_profile_table(result: dict | None = None) -> str:
     count and float32 size at the paper's configuration for the same variant (from
     ``result["paper"]``, when given). The paper's "MB" is shown as printed and, since the paper
     does not define it, also converted to MiB on the reading 1 MB = 10^6 bytes."""
-    from spanlib.reporting.paper_numbers import SECTION_IV_G, SECTION_IV_G_DEVICE, SECTION_IV_G_READINGS
-
     ours = {e["variant"]: e for e in (result or {}).get("paper", [])}
     lines = [f"Section IV-G of the paper (measured by its authors on {SECTION_IV_G_DEVICE}), beside ours at "
              "the paper's configuration (T=4, w=256, d=4, 256 px input; counted, not timed):", "",

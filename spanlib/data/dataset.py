@@ -24,10 +24,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm import tqdm
 
 from spanlib.config.schema import group_of
-from spanlib.utils.errors import DataError, ParamError
-from spanlib.data.crop import apply_affine, box_from_landmarks, crop_face, invert_affine, warp_image
+from spanlib.data.crop import (apply_affine, box_from_landmarks, crop_face, invert_affine, train_box_preference,
+                               warp_image)
 from spanlib.data.disturb import Warp, disturb
 from spanlib.data.targets import build_targets
+from spanlib.utils.errors import DataError, ParamError
 
 SHUFFLE_STREAM = 7_919  # third seed word of the shuffle generator (items use the index there)
 JITTER_STREAM = 104_729  # fourth seed word of the box jitter's generator (its own stream: the
@@ -114,8 +115,6 @@ class PairedFaceDataset(Dataset):
         self._cache_faces(samples, float(crop.scale), progress, crop.box)
 
     def _cache_faces(self, samples: Sequence, scale: float, progress: bool, box_rule: str = "dataset") -> None:
-        from spanlib.data.crop import train_box_preference
-
         # labeled faces: the crop.box rule (default: the box evaluation crops from); unlabeled: any box
         prefer = train_box_preference(box_rule) if self.labeled else "detector"
         size, m = self.crop_size, self.margin

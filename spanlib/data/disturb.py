@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from spanlib.config.schema import as_group
-from spanlib.utils.errors import ParamError
 from spanlib.data.crop import apply_affine, compose_affine, invert_affine, warp_image
+from spanlib.utils.errors import ParamError
 
 TEXTURE_KINDS = ("blur", "occlusion_box", "occlusion_patch", "gaussian_noise", "salt_noise")
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spanlib.utils.errors import DataError
+from spanlib.utils.files import declared_size, file_problem, read_image as read_checked
 
 
 @dataclass(init=False, eq=False)
@@ -90,8 +91,6 @@ def as_rgb_uint8(image: np.ndarray, name: str) -> np.ndarray:
 def read_image(path: str) -> np.ndarray:
     """RGB uint8 (H, W, 3); grey images are repeated to three channels. A missing, truncated or
     undecodable file is a DataError naming it (``spanlib.utils.files.read_image``)."""
-    from spanlib.utils.files import read_image as read_checked
-
     return read_checked(path)
 
 
@@ -100,7 +99,6 @@ def image_file_size(path: str) -> tuple[int, int]:
     own bomb limit still gets its size: ``spanlib.utils.files.declared_size``)."""
     from PIL import Image, UnidentifiedImageError
 
-    from spanlib.utils.files import declared_size, file_problem
 
     problem = file_problem(path)
     if problem:

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from spanlib.config.schemes import SOURCE_POINTS
-from spanlib.utils.errors import DataError, ParamError
-from spanlib.utils.files import image_problem
 from spanlib.data.readers import ReadResult
 from spanlib.data.sample import Sample
+from spanlib.utils.errors import DataError, ParamError
+from spanlib.utils.files import image_problem
 
 # source -> (reader module, read function, splits attribute); the sources and their landmark counts are
 # spanlib.config.schemes.SOURCE_POINTS

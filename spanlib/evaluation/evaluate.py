@@ -32,10 +32,21 @@ import numpy as np
 import torch
 
 from spanlib.config import schema as config
-from spanlib.utils.errors import DataError, ParamError
+from spanlib.config.schema import default
+from spanlib.data.crop import apply_affine, box_from_landmarks, invert_affine
+from spanlib.data.dataset import EvalFaceDataset
+from spanlib.data.sources import read_source
+from spanlib.data.split import held_out_split
 from spanlib.evaluation.metrics import DEFAULT_THRESHOLDS, format_metrics, subset_metrics
-from spanlib.utils.provenance import code_version, machine_info  # noqa: F401  (code_version: also spanlib.evaluation.evaluate's API)
+from spanlib.evaluation.peers import evaluate_peer, peer_summary_text
 from spanlib.evaluation.stats import flagged_landmarks
+from spanlib.inference.checkpoint import load_model
+from spanlib.inference.detect import match_detection
+from spanlib.inference.step import predict_crops
+from spanlib.utils.devices import resolve_device
+from spanlib.utils.errors import DataError, ParamError
+from spanlib.utils.files import write_json
+from spanlib.utils.provenance import code_version, machine_info  # noqa: F401  (code_version: evaluate's API too)
 
 
 
@@ -105,8 +116,6 @@ def detector_boxes(samples: Sequence, detector, min_iou: float = 0.3, progress: 
 
     from tqdm import tqdm
 
-    from spanlib.data.crop import box_from_landmarks
-    from spanlib.inference.detect import match_detection
 
     raw = np.full((len(samples), 4), np.nan, np.float32)
     seconds = np.zeros(len(samples))
@@ -132,7 +141,6 @@ def predict_samples(model, samples: Sequence, settings, progress: bool = True,
     ``boxes`` (N, 4): crop boxes instead of the protocol's (``evaluate.crop_box``). With
     ``evaluate.refine`` = n, n more passes each crop on the box of the previous pass's points."""
     settings = config.as_group("evaluate", settings, "evaluate settings")
-    from spanlib.data.crop import box_from_landmarks
 
     preds = _predict_pass(model, samples, settings, progress, boxes)
     for _ in range(settings.refine):
@@ -146,9 +154,6 @@ def _predict_pass(model, samples: Sequence, settings, progress: bool, boxes: np.
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from spanlib.data.crop import apply_affine, invert_affine
-    from spanlib.data.dataset import EvalFaceDataset
-    from spanlib.inference.step import predict_crops
 
     crop = model.params["crop"]
     dataset = EvalFaceDataset(samples, int(crop["input_size"]), float(crop["scale"]),
@@ -174,8 +179,6 @@ def _predict_pass(model, samples: Sequence, settings, progress: bool, boxes: np.
 def held_out_settings(params: dict, held_out) -> tuple[float, int]:
     """(fraction, seed) of the held-out split: ``held_out`` True takes the checkpoint's
     ``train.val_fraction`` / ``train.val_seed``; a (fraction, seed) pair overrides them (None: keep)."""
-    from spanlib.config.schema import default
-
     train = params.get("train") or {}
     fraction, seed = (None, None) if held_out is True else tuple(held_out)
     if fraction is None:
@@ -207,11 +210,6 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
     """
     import warnings
 
-    from spanlib.data.split import held_out_split
-    from spanlib.data.sources import read_source
-    from spanlib.utils.files import write_json
-    from spanlib.utils.devices import resolve_device
-    from spanlib.inference.checkpoint import load_model
 
     model = load_model(checkpoint, device=resolve_device(device))
     settings = evaluate_params(model.params, settings)
@@ -255,8 +253,6 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
                                        box_sizes=None if box_sizes is None else box_sizes[idx])
     peers, peer_preds = {}, {}
     if peer is not None:
-        from spanlib.evaluation.peers import evaluate_peer
-
         peers[peer] = evaluate_peer(peer, labeled, groups, model.scheme, thresholds, settings.nme_norm,
                                     progress, return_predictions=True, boxes=peer_boxes)
         peer_preds[peer] = peers[peer].pop("predictions")
@@ -300,7 +296,7 @@ def _detect_faces(labeled: list, settings, progress: bool) -> tuple[list, dict, 
     """The end-to-end protocol's faces: (the faces the detector finds, the "detection" entry of the
     metrics JSON with their calibrated crop boxes under "boxes" (popped before writing), the raw
     boxes to give the dlib peer when the detector is dlib's HOG, else None: the peer finds its own)."""
-    from spanlib.inference.detect import FaceDetector
+    from spanlib.inference.detect import FaceDetector  # looked up per call: tests put a fake detector there
 
     detector = FaceDetector(backend=settings.detector)
     if not detector.available or detector.kind not in ("dlib", "haar"):
@@ -344,8 +340,6 @@ def summary_text(result: dict) -> str:
                      f"{100 * median:.1f} % of the median landmark and of its neighbours: a dead or swapped "
                      f"heatmap channel?")
     if result.get("peers"):
-        from spanlib.evaluation.peers import peer_summary_text
-
         for name, entry in result["peers"].items():
             text += "\n" + peer_summary_text(name, entry)
     return text

@@ -27,7 +27,9 @@ from typing import Sequence
 import numpy as np
 
 from spanlib.data.crop import box_from_landmarks
-from spanlib.inference.detect import DLIB_HOG_CALIBRATION, box_to_dlib_rect, dlib_rect_to_box, import_dlib, match_detection
+from spanlib.evaluation.metrics import format_metrics, subset_metrics
+from spanlib.inference.detect import (DLIB_HOG_CALIBRATION, box_to_dlib_rect, dlib_rect_to_box, import_dlib,
+                                      match_detection)
 from spanlib.utils.errors import DataError, ParamError
 
 PEERS = ("dlib",)
@@ -142,8 +144,6 @@ def evaluate_peer(name: str, samples: Sequence, groups: dict, scheme, thresholds
     """The peer's entry of the metrics JSON: {"label", "subsets" (as ours), "box_sources" counts,
     "timing_ms_per_face", "provenance"}; ``groups`` are the subset indices our rows use; ``boxes``
     the HOG boxes every face is given (the end-to-end protocol), None: its own (``face_box``)."""
-    from spanlib.evaluation.metrics import subset_metrics
-
     peer = make_peer(name)
     preds = predict_peer(peer, samples, progress, boxes)
     subsets = {sub: subset_metrics(preds["pred"][idx], preds["gt"][idx], scheme, thresholds=thresholds, norm=norm)
@@ -177,8 +177,6 @@ def evaluate_peer(name: str, samples: Sequence, groups: dict, scheme, thresholds
 
 def peer_summary_text(name: str, entry: dict) -> str:
     """The peer's rows, labelled, with the box sources and timing."""
-    from spanlib.evaluation.metrics import format_metrics
-
     boxes, timing = entry["box_sources"], entry["timing_ms_per_face"]
     if boxes.get("given"):
         where = f"the same HOG boxes as ours for all {boxes['given']} faces; {timing['predictor']:.2f} ms/face predictor"

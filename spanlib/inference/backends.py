@@ -41,7 +41,8 @@ from typing import Callable
 
 import torch
 
-from spanlib.inference.step import TOLERANCE_PX, LandmarkHead  # noqa: F401  (TOLERANCE_PX: the back-ends' check)
+from spanlib.inference.onnx_export import make_session, onnx_bytes, onnx_session, quantize_int8
+from spanlib.inference.step import TOLERANCE_PX, LandmarkHead, decode_radius, predict_crops  # noqa: F401 (TOLERANCE_PX)
 from spanlib.utils.errors import ParamError
 
 BACKENDS = ("eager", "head", "channels_last", "jit", "compile", "onnxruntime", "onnxruntime_int8")
@@ -79,8 +80,6 @@ def make_runner(model: torch.nn.Module, backend: str = "eager", radius: int | No
     ``radius``: the decoding window, default ``evaluate.decode_radius`` of the model's params.
     ``calibration`` (N, 3, S, S): the crops ``onnxruntime_int8`` calibrates its ranges on (required
     there: real training crops, not the faces it will be measured on)."""
-    from spanlib.inference.step import decode_radius, predict_crops
-
     if backend not in BACKENDS:
         raise ParamError(f"inference backend: expected one of {BACKENDS}, got {backend!r}")
     radius = decode_radius(model.params) if radius is None else int(radius)
@@ -112,7 +111,6 @@ def make_runner(model: torch.nn.Module, backend: str = "eager", radius: int | No
         compiled = torch.compile(head, dynamic=False)
         return Runner(backend, radius, lambda images: compiled(images.to(device)),
                       "torch.compile (Inductor), recompiles for each new batch size")
-    from spanlib.inference.onnx_export import make_session, onnx_bytes, onnx_session, quantize_int8
 
     if backend == "onnxruntime_int8":
         if calibration is None:

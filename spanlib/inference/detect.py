@@ -47,7 +47,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from spanlib.data.crop import box_from_landmarks
 from spanlib.utils.errors import DataError, ParamError
+from spanlib.utils.files import file_problem
 
 BACKENDS = ("auto", "dlib", "haar", "yunet")
 DLIB_PIP = "pip install dlib-bin==20.0.1.post1"
@@ -118,8 +120,6 @@ class FaceDetector:
         self.min_size_fraction, self.upsample = min_size_fraction, int(upsample)
         self.kind, self._impl, self.version = "none", None, ""
         if yunet_model is not None or backend == "yunet":
-            from spanlib.utils.files import file_problem
-
             problem = "no file given" if yunet_model is None else file_problem(yunet_model)
             if problem:  # also a FIFO, which OpenCV would block on
                 raise DataError(f"{yunet_model}: YuNet face detector model: {problem}")
@@ -239,7 +239,6 @@ def box_residuals(detector: "FaceDetector", samples, resize_range: tuple[float, 
     side), each (N,) over the faces found, and "found" / "faces" counts."""
     from tqdm import tqdm
 
-    from spanlib.data.crop import box_from_landmarks
 
     rng = np.random.default_rng([int(seed), 4242])
     dx, dy, log_scale = [], [], []

@@ -24,8 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spanlib.inference.step import TOLERANCE_PX, LandmarkHead
+from spanlib.data.crop import box_from_landmarks, crop_face
+from spanlib.data.dataset import to_tensor_image
+from spanlib.data.sources import read_source
+from spanlib.inference.step import TOLERANCE_PX, LandmarkHead, decode_radius, predict_crops
 from spanlib.utils.errors import DataError, SpanlibError
+from spanlib.utils.files import check_writable, write_bytes, write_json
 
 ONNX_PIP = "pip install -e '.[onnx]'  (or: pip install onnx==1.23.2 onnxruntime==1.32.0)"
 OPSET = 17
@@ -112,8 +116,6 @@ def quantize_int8(model_bytes: bytes, calibration: torch.Tensor) -> bytes:
 
 def check_onnx(session, model: torch.nn.Module, crops: torch.Tensor, radius: int) -> dict:
     """ORT against eager PyTorch (``predict_crops``) on ``crops``: max abs differences."""
-    from spanlib.inference.step import predict_crops
-
     points, confidence, _ = predict_crops(model, crops, radius)
     ort_points, ort_conf = session.run(None, {"images": crops.cpu().float().numpy()})
     return {"faces": int(crops.shape[0]),
@@ -124,10 +126,6 @@ def check_onnx(session, model: torch.nn.Module, crops: torch.Tensor, radius: int
 def real_crops(root: str | Path, size: int, scale: float, limit: int = 16) -> torch.Tensor | None:
     """Up to ``limit`` face crops from a 300W-style folder (crops around the landmarks' box), or
     None when ``root`` holds no labeled face."""
-    from spanlib.data.crop import box_from_landmarks, crop_face
-    from spanlib.data.dataset import to_tensor_image
-    from spanlib.data.sources import read_source
-
     root = Path(root)
     if not root.is_dir():
         return None
@@ -146,9 +144,6 @@ def export_onnx(model: torch.nn.Module, out: str | Path, radius: int | None = No
     """Write ``out`` (.onnx) and ``out``.json (what it is, and the check), after checking it in ONNX
     Runtime against PyTorch on 8 random crops and, when ``real_root`` holds 300W faces, 16 real ones.
     Raises DataError when a landmark differs by more than TOLERANCE_PX."""
-    from spanlib.utils.files import check_writable, write_bytes, write_json
-    from spanlib.inference.step import decode_radius
-
     out = Path(out)
     for path in (out, out.with_suffix(".json")):  # before the export and the check, not after
         check_writable(path)

@@ -20,6 +20,11 @@ import torch.nn.functional as F
 
 # The checkpoint format, read_checkpoint and load_model live in spanlib.inference.checkpoint; re-exported here
 # for code written against spanlib.inference.predict.
+from spanlib.config.schema import default
+from spanlib.data.crop import box_from_landmarks, crop_face
+from spanlib.data.dataset import to_tensor_image
+from spanlib.data.draw import draw_landmarks
+from spanlib.inference.backends import auto_runner, make_runner
 from spanlib.inference.checkpoint import (  # noqa: F401
     CHECKPOINT_FORMAT,
     CHECKPOINT_FORMAT_VERSION,
@@ -27,9 +32,10 @@ from spanlib.inference.checkpoint import (  # noqa: F401
     load_model,
     read_checkpoint,
 )
-from spanlib.utils.devices import resolve_device  # noqa: F401  (also spanlib.inference.predict's API)
 from spanlib.inference.step import crop_points_to_image, decode_radius, predict_crops, window_mass  # noqa: F401
+from spanlib.utils.devices import resolve_device  # noqa: F401  (also spanlib.inference.predict's API)
 from spanlib.utils.errors import DataError
+from spanlib.utils.files import atomic_path, file_problem, read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -67,8 +73,6 @@ class FrameResult:
 
 def refine_passes(params: dict) -> int:
     """``evaluate.refine`` of a checkpoint's params (the schema's default when absent)."""
-    from spanlib.config.schema import default
-
     return int((params.get("evaluate") or {}).get("refine", default("evaluate.refine")))
 
 
@@ -82,8 +86,6 @@ def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray |
     ``spanlib.inference.backends.Runner`` (a faster back-end, same landmarks within its tolerance); None runs
     ``predict_crops``. ``refine`` (default: the checkpoint's ``evaluate.refine``): passes that each
     crop again on the box of the previous pass's points (``box_source`` gains "+refined")."""
-    from spanlib.data.crop import box_from_landmarks
-
     raw = None
     if boxes is not None:  # no detector is built: loading one costs more than a forward pass
         source, name = "given", "given box"
@@ -107,9 +109,6 @@ def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray |
 
 
 def _predict_boxes(model, image, boxes, source, radius, raw_boxes=None, runner=None) -> list[FaceResult]:
-    from spanlib.data.crop import crop_face
-    from spanlib.data.dataset import to_tensor_image
-
     size, scale = int(model.params["crop"]["input_size"]), float(model.params["crop"]["scale"])
     radius = decode_radius(model.params) if radius is None else radius
     crops, transforms = [], []
@@ -134,15 +133,11 @@ def _predict_boxes(model, image, boxes, source, radius, raw_boxes=None, runner=N
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    from spanlib.utils.files import read_image
-
     return read_image(path)  # a truncated JPEG is a DataError naming it, not a grey remainder
 
 
 def iter_frames(path: Path, every: int = 1, max_frames: int | None = None) -> Iterator[tuple[int | None, np.ndarray]]:
     """(frame index or None, RGB image) for an image file or each ``every``-th frame of a video."""
-    from spanlib.utils.files import file_problem
-
     problem = file_problem(path)  # also a FIFO or a device: opening those can block forever
     if problem:
         raise DataError(f"{path}: {problem}")
@@ -179,8 +174,6 @@ def predict_paths(model: torch.nn.Module, paths: Sequence[str | Path], box: Sequ
     from tqdm import tqdm
 
     if isinstance(runner, str):
-        from spanlib.inference.backends import auto_runner, make_runner
-
         runner = auto_runner(model)[0] if runner == "auto" else make_runner(model, runner)
 
     detector = detector or FaceDetector()
@@ -219,9 +212,6 @@ def overlay_stems(paths: Sequence[str | Path]) -> dict[Path, str]:
 
 def _write_overlay(image: np.ndarray, faces: list[FaceResult], scheme, out_dir: Path, path: Path,
                    frame: int | None, stem: str | None = None) -> Path:
-    from spanlib.data.draw import draw_landmarks
-    from spanlib.utils.files import atomic_path
-
     canvas = image.copy()
     for face in faces:
         canvas = draw_landmarks(canvas, np.asarray(face.landmarks), scheme, box=face.box,

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spanlib.config.schema import default
+from spanlib.model.decode import decode_landmarks
 from spanlib.utils.errors import ParamError
 
 # agreement with eager that a back-end must keep, in crop pixels (128 px crop of the bundled model):
@@ -26,8 +28,6 @@ TOLERANCE_PX = 1e-2
 
 def decode_radius(params: dict) -> int:
     """``evaluate.decode_radius`` of a checkpoint's params (the schema's default when absent)."""
-    from spanlib.config.schema import default
-
     return int((params.get("evaluate") or {}).get("decode_radius", default("evaluate.decode_radius")))
 
 
@@ -39,8 +39,6 @@ def predict_crops(model: torch.nn.Module, images: torch.Tensor, radius: int,
     ``flip=True`` (``evaluate.flip_test``): also predict the mirrored crops, map those points back
     (x -> S - x in corner-origin pixels, channels through the scheme's mirror permutation) and
     average the two estimates; twice the cost, measured gain in docs/model.md."""
-    from spanlib.model.decode import decode_landmarks
-
     device = next(model.parameters()).device
     images = images.to(device, non_blocking=True)
     outputs = model(images)

@@ -21,6 +21,8 @@ import torch
 
 from spanlib import ops
 from spanlib.config import schema as config
+from spanlib.config.schema import as_group
+from spanlib.data.warp import apply_warp
 from spanlib.model.decode import decode_landmarks
 from spanlib.utils.errors import ParamError
 
@@ -105,8 +107,6 @@ class LossConfig:
     @classmethod
     def from_params(cls, loss, targets, input_size: int, field_resolution: int) -> "LossConfig":
         """From the ``loss`` and ``targets`` groups (typed, or mappings checked by the schema)."""
-        from spanlib.config.schema import as_group
-
         loss, targets = as_group("loss", loss), as_group("targets", targets)
         radius = targets.field_radius
         if 2 * radius + 1 > field_resolution:
@@ -192,8 +192,6 @@ def scl_maps_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, theta: torch.T
     ``kind="js_pixel"``: the pixel-wise reading, D(sigmoid(H_alpha)) against sigmoid(H_beta) summed
     over the valid region (any other kind keeps the softmax JS: CE has no symmetric counterpart).
     """
-    from spanlib.data.warp import apply_warp
-
     b, c, h, w = logits_a.shape
     if kind == "js_pixel":
         maps_a = torch.sigmoid(logits_a.detach().float())

@@ -6,12 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spanlib.config.schema import MAX_DEPTH, MAX_INPUT_SIZE, MAX_STAGES, MAX_WIDTH, as_group
 from spanlib.config.variants import VariantSpec, variant_spec
-from spanlib.utils.errors import ParamError
 from spanlib.model.bali import BaliHead
 from spanlib.model.blocks import ConvBnRelu, ResidualBottleneck
 from spanlib.model.hourglass import Hourglass
 from spanlib.model.scpa import SCPAModule
+from spanlib.utils.errors import ParamError
 
 
 # ImageNet statistics: the model takes [0, 1] RGB and normalises itself.
@@ -106,8 +107,6 @@ def check_model_params(model, input_size: int) -> None:
     """Stop with a ParamError naming the parameter when the configuration cannot be built (the
     schema checks each value; this, what depends on two of them, and the upper bounds again for a
     ModelConfig made directly). Bounds: ``spanlib.config.schema.MAX_*``."""
-    from spanlib.config.schema import MAX_DEPTH, MAX_INPUT_SIZE, MAX_STAGES, MAX_WIDTH
-
     for key, value, high in (("stages", model.stages, MAX_STAGES), ("width", model.width, MAX_WIDTH),
                              ("depth", model.depth, MAX_DEPTH)):
         if not isinstance(value, int) or not 1 <= value <= high:
@@ -127,8 +126,6 @@ def check_model_params(model, input_size: int) -> None:
 
 def build_model(model, num_points: int, num_boundaries: int, input_size: int) -> SpanNet:
     """The SpanNet of the ``model`` group (a ModelConfig, or a mapping checked by the schema)."""
-    from spanlib.config.schema import as_group
-
     model = as_group("model", model)
     check_model_params(model, input_size)
     return SpanNet(variant=model.variant, num_points=num_points, num_boundaries=num_boundaries,

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from spanlib.utils.errors import ParamError
 from spanlib.ops.dispatch import backend_for
 from spanlib.ops.validate import check_maps
+from spanlib.utils.errors import ParamError
 
 __all__ = ["js_divergence", "bali_decode", "backend_for"]
 

@@ -14,10 +14,16 @@ from typing import Iterable, Mapping, Sequence
 import cv2
 import numpy as np
 
+from spanlib.data.crop import box_from_landmarks, crop_face
+from spanlib.data.dataset import to_tensor_image
+from spanlib.data.draw import draw_landmarks  # noqa: F401  (figures.draw_landmarks)
+from spanlib.data.sources import read_source
+from spanlib.data.split import held_out_split
+from spanlib.data.synth.face import render_face, sample_face
+from spanlib.evaluation.metrics import ced, normalization_distance
+from spanlib.model.decode import bali_decode
 from spanlib.utils.errors import DataError
 from spanlib.utils.files import atomic_path
-from spanlib.data.draw import draw_landmarks  # noqa: F401  (figures.draw_landmarks)
-from spanlib.evaluation.metrics import ced
 
 PALETTE = [(230, 57, 70), (29, 120, 220), (46, 160, 67), (240, 160, 30), (150, 70, 200), (20, 170, 170)]
 
@@ -263,7 +269,6 @@ def exploration_face(face_root: str | Path | None, params: dict, model=None):
     if root is not None and root.is_dir():
         import warnings
 
-        from spanlib.data.sources import read_source
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "lacks official parts": reported by 01_prepare_data
@@ -273,14 +278,11 @@ def exploration_face(face_root: str | Path | None, params: dict, model=None):
         face, where = faces[0], "300w train split (a face the model may have trained on)"
         if fraction > 0:
             try:
-                from spanlib.data.split import held_out_split
-
                 _, held_out = held_out_split(faces, fraction, int(train.get("val_seed", 0)))
                 face, where = held_out[0], f"300w held-out validation face ({fraction:.0%} of train, never trained on)"
             except Exception:  # older checkpoints or no split helper: the first face
                 pass
         return face.image, np.asarray(face.landmarks, dtype=np.float64), f"{where}: {shown_path(face.path)}"
-    from spanlib.data.synth.face import render_face, sample_face
 
     spec = sample_face(int(params["synth"]["seed"]), "common", 0, int(params["synth"]["size"]))
     return render_face(spec), spec.landmarks.astype(np.float64), "synthetic common face 0 (no real faces here)"
@@ -292,8 +294,6 @@ def model_view(model, image: np.ndarray, landmarks: np.ndarray) -> dict:
     (K, h, w), BALI offsets (2, K, h, w) or zeros, and the model's input size."""
     import torch
 
-    from spanlib.data.crop import box_from_landmarks, crop_face
-    from spanlib.data.dataset import to_tensor_image
 
     size, scale = int(model.params["crop"]["input_size"]), float(model.params["crop"]["scale"])
     crop, transform = crop_face(image, box_from_landmarks(landmarks), size, scale)
@@ -310,9 +310,6 @@ def model_view(model, image: np.ndarray, landmarks: np.ndarray) -> dict:
 
 def decode_view(view: dict, radius: int) -> tuple[np.ndarray, np.ndarray]:
     """(points (K, 2) crop pixels, errors (K,) in % of the inter-ocular distance) at ``radius``."""
-    from spanlib.model.decode import bali_decode
-    from spanlib.evaluation.metrics import normalization_distance
-
     heat, off = view["heatmaps"][None], view["offsets"][None]
     stride = view["input_size"] / heat.shape[-1]
     points = (bali_decode(heat, off[:, 0], off[:, 1], int(radius))[0] * stride).numpy().astype(np.float64)

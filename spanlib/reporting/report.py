@@ -28,11 +28,19 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from spanlib.utils.errors import DataError
-from spanlib.utils.files import write_text
+from spanlib.data.crop import crop_face
+from spanlib.data.dataset import face_box, to_tensor_image
+from spanlib.data.sources import read_source
 from spanlib.evaluation.metrics import auc as _auc
 from spanlib.evaluation.metrics import failure_rate as _failure_rate
+from spanlib.evaluation.stats import flagged_landmarks, over_seeds, paired_bootstrap
+from spanlib.inference.checkpoint import load_model
+from spanlib.inference.step import decode_radius, predict_crops
+from spanlib.reporting.figures import plot_ced, plot_examples, plot_maps, plot_per_landmark, save_figure
 from spanlib.reporting.paper_numbers import PAPER_REFERENCE, PAPER_TABLES, Metric, PaperTable
+from spanlib.utils.devices import resolve_device
+from spanlib.utils.errors import DataError
+from spanlib.utils.files import write_text
 
 
 # ------------------------------------------------------------------ inputs
@@ -242,8 +250,6 @@ def _csv_value(value) -> str:
 
 
 def seed_cell(values: Sequence[float]) -> Cell:
-    from spanlib.evaluation.stats import over_seeds
-
     summary = over_seeds(values)
     return Cell(summary.mean, summary.sd, len(values))
 
@@ -257,8 +263,6 @@ def mark_against(cells: dict, runs_by_row: dict, reference: str, columns: Sequen
                  subset_of) -> list[str]:
     """Marks NME cells of every row against ``reference`` (in place) and returns one note per
     comparison: Δ NME (points) with its 95 % interval. ``runs_by_row``: row -> runs in seed order."""
-    from spanlib.evaluation.stats import paired_bootstrap
-
     notes = []
     ref_runs = runs_by_row[reference]
 
@@ -298,8 +302,6 @@ def dead_channel_notes(run: Run) -> list[str]:
     """One note per subset of ``run`` with a landmark whose mean NME_io is > 3x the median
     landmark's and its neighbours' (a dead or swapped heatmap channel,
     ``spanlib.evaluation.stats.outlier_landmarks``)."""
-    from spanlib.evaluation.stats import flagged_landmarks
-
     notes = []
     for subset, flagged in flagged_landmarks(run.subsets).items():
         points = ", ".join(f"landmark {i} {100 * e:.1f} % (reference {100 * m:.1f} %)" for i, e, m in flagged)
@@ -455,8 +457,6 @@ def build_setup_table(setup_path: Path, setup: dict) -> Table:
 # ------------------------------------------------------------------ figures
 def ced_figures(runs: Sequence[Run], out_dir: Path, threshold: float = 0.1) -> list[Path]:
     """One PNG per (dataset, subset): a CED curve per run, on the NME its JSON's FR/AUC use."""
-    from spanlib.reporting.figures import plot_ced, save_figure
-
     groups: dict[tuple[str, str, str], dict[str, list]] = {}
     for run in runs:
         norm = run.provenance.get("nme_norms", {}).get("fr_auc_norm", "io")
@@ -472,8 +472,6 @@ def ced_figures(runs: Sequence[Run], out_dir: Path, threshold: float = 0.1) -> l
 
 
 def per_landmark_figures(runs: Sequence[Run], out_dir: Path) -> list[Path]:
-    from spanlib.reporting.figures import plot_per_landmark, save_figure
-
     groups: dict[tuple[str, str], dict[str, list]] = {}
     for run in runs:
         for subset, entry in run.subsets.items():
@@ -496,13 +494,6 @@ def example_figures(checkpoint: str | Path, source: str, root: str | Path, split
     Figs. 3 / 6 for the first one (landmark heatmaps, boundary heatmaps, BALI fields)."""
     import numpy as np
 
-    from spanlib.data.crop import crop_face
-    from spanlib.data.dataset import face_box, to_tensor_image
-    from spanlib.data.sources import read_source
-    from spanlib.reporting.figures import plot_examples, plot_maps, save_figure
-    from spanlib.utils.devices import resolve_device
-    from spanlib.inference.checkpoint import load_model
-    from spanlib.inference.step import decode_radius, predict_crops
 
     model = load_model(checkpoint, resolve_device(device))
     samples = [s for s in read_source(source, root, split) if s.landmarks is not None][:n_examples]

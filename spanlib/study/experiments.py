@@ -14,17 +14,19 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from spanlib.utils.errors import ParamError
 from spanlib.config.params import set_values
+from spanlib.data.sources import read_source
+from spanlib.evaluation.evaluate import evaluate
 from spanlib.evaluation.stats import outlier_landmarks, over_seeds, paired_bootstrap
+from spanlib.training.seeds import check_seeds, train_many
+from spanlib.utils.errors import ParamError
+from spanlib.utils.files import write_json
 
 
 def run_errors(checkpoint: str | Path, source: str, root: str | Path, split: str, settings: dict | None = None,
                held_out=True, progress: bool = False) -> dict:
     """Per-face NME_io (fraction), per-landmark NME_io and summary metrics of one checkpoint on the
     held-out faces of ``split`` (``held_out=True``: the checkpoint's own validation split)."""
-    from spanlib.evaluation.evaluate import evaluate
-
     result = evaluate(checkpoint, source, root, split, settings=settings, held_out=held_out, progress=progress)
     full = result["subsets"].get("full") or next(iter(result["subsets"].values()))
     return {"per_face": np.asarray(full["per_face_nme"]["io"]),
@@ -105,8 +107,6 @@ def read_test_faces(data: Mapping[str, Any]) -> list:
     """The faces of every split in ``data["test_splits"]`` of ``data["test_source"]`` at
     ``data["test_root"]``, read once (evaluated together, so the metrics come per subset: common,
     challenging and full for 300W and the synthetic default)."""
-    from spanlib.data.sources import read_source
-
     return [face for split in data["test_splits"]
             for face in read_source(data["test_source"], data["test_root"], split)]
 
@@ -134,10 +134,6 @@ def short_runs(params: dict, variant: str, runs: Mapping[str, Mapping[str, Any]]
     them for ``spanlib.reporting.report`` (docs/architecture.md, "Setup JSON"). Returns name -> the metrics
     JSON dicts of its seeds, in seed order.
     """
-    from spanlib.evaluation.evaluate import evaluate
-    from spanlib.utils.files import write_json
-    from spanlib.training.seeds import check_seeds, train_many
-
     out_dir, metrics_dir = Path(out_dir), Path(metrics_dir)
     seeds = check_seeds(list(seeds) if seeds is not None else [int(params.get("seed", 0))])
     data = params["data"]

@@ -21,6 +21,7 @@ import copy
 import io
 import sys
 from pathlib import Path
+from spanlib.utils.files import atomic_path
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 VOLATILE_CELL_KEYS = ("execution", "scrolled", "collapsed", "trusted")
@@ -146,7 +147,6 @@ def publish(src: str | Path, dst: str | Path, max_width: int = 720) -> Path:
     adaptive 128-colour palette, widget views dropped, papermill's metadata kept (wall times)."""
     import nbformat
 
-    from spanlib.utils.files import atomic_path
 
     nb = nbformat.read(str(src), as_version=4)
     drop_widget_views(nb)

@@ -20,15 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spanlib.inference.checkpoint import read_checkpoint
 from spanlib.model.losses import objective_terms
+from spanlib.training.train import build_setup, forward, next_batch
 
 
 def term_gradients(params: dict, variant: str, batches: int = 4, checkpoint: str | Path | None = None,
                    seed_batches: int = 0) -> dict:
     """``{term: {value, grad_params, grad_peak, grad_rest}}`` averaged over ``batches`` batches."""
-    from spanlib.inference.checkpoint import read_checkpoint
-    from spanlib.training.train import build_setup, forward, next_batch
-
     setup = build_setup(params, variant, torch.device("cpu"), progress=False)
     if checkpoint is not None:
         setup.model.load_state_dict(read_checkpoint(checkpoint, "cpu")["model_state"])

@@ -20,8 +20,10 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from spanlib.utils.errors import ParamError
 from spanlib.config.params import load_params, set_values
+from spanlib.config.schema import apply_recipe
+from spanlib.reporting.figures import save_figure
+from spanlib.utils.errors import ParamError
 
 PROJECT_MARKER = "dvc.yaml"
 
@@ -84,8 +86,6 @@ def stage_params(params_file: str | Path, values: Mapping[str, Any] | None = Non
     hyperparameter from the one file. Every dotted key must exist in the file, so a misspelt
     notebook parameter stops with a ParamError instead of being silently ignored.
     """
-    from spanlib.config.schema import apply_recipe
-
     path = Path(params_file)  # relative: to the project root, whatever the working folder
     if not path.is_absolute():
         from_root = find_root() / path
@@ -208,8 +208,6 @@ def show_live_or_static(draw, controls: Mapping[str, Any], path: str | Path | No
 
     values = {name: control.value for name, control in controls.items()}
     if path is not None:
-        from spanlib.reporting.figures import save_figure
-
         save_figure(draw(**values), path)  # closes it
     if is_interactive():
         display(Markdown("Move the sliders: the figure below redraws at once. *(A reopened notebook "

@@ -21,8 +21,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from spanlib.utils.errors import ParamError
+from spanlib.config.schema import apply_overrides
+from spanlib.evaluation.metrics import auc, failure_rate
 from spanlib.evaluation.stats import PairedDifference, SeedSummary, over_seeds, paired_bootstrap
+from spanlib.inference.checkpoint import read_checkpoint
+from spanlib.reporting.report import markdown_table
+from spanlib.training.train import differing_params, train
+from spanlib.utils.errors import ParamError, SpanlibError
 
 
 def check_seeds(seeds) -> list[int]:
@@ -46,11 +51,6 @@ def seed_path(pattern: str | Path, seed: int) -> Path:
 
 def run_state(params: dict, variant: str, checkpoint: Path) -> str:
     """``"done"`` (same params, all iterations), ``"partial"`` (same params, fewer) or ``"new"``."""
-    from spanlib.inference.checkpoint import read_checkpoint
-    from spanlib.utils.errors import SpanlibError
-    from spanlib.config.schema import apply_overrides
-    from spanlib.training.train import differing_params
-
     if not checkpoint.is_file():
         return "new"
     try:
@@ -65,8 +65,6 @@ def run_state(params: dict, variant: str, checkpoint: Path) -> str:
 
 def _train_one(params: dict, variant: str, checkpoint: str, resume: bool) -> str:
     import torch
-
-    from spanlib.training.train import train
 
     torch.set_num_threads(1)
     train(params, variant, checkpoint, resume=resume, progress=False)
@@ -149,8 +147,6 @@ def summarise(results: Sequence[dict], subset: str, norm: str, threshold: float)
         s = result["subsets"][subset]
         value = (s.get(f"{kind}_by_norm", {}).get(norm) or {}).get(key)
         if value is None:
-            from spanlib.evaluation.metrics import auc, failure_rate
-
             errors = s["per_face_nme"][norm]
             value = (auc if kind == "auc" else failure_rate)(errors, float(key))
         return value
@@ -193,8 +189,6 @@ def seed_table(groups: Mapping[str, Sequence[dict]], norm: str, threshold: float
     """Markdown and JSON of settings x subsets: NME mean ± sd over seeds per subset, FR and AUC on
     ``full`` (or the last subset), a mark where the paired difference to ``reference`` is
     significant, then the table of every comparison (``ablation_pairs``) with its interval."""
-    from spanlib.reporting.report import markdown_table
-
     first = next(iter(groups.values()))[0]["subsets"]
     subsets = sorted(first, key=lambda name: name == "full")
     last = "full" if "full" in first else subsets[-1]

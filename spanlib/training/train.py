@@ -27,16 +27,26 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from spanlib.config import schema as config
+from spanlib.config.params import load_params
+from spanlib.config.schema import OPTIMIZERS, Config, apply_overrides  # noqa: F401  (OPTIMIZERS: make_optimizer's names)
+from spanlib.config.schemes import get_scheme
+from spanlib.config.variants import variant_spec
+from spanlib.data.crop import train_box_preference
+from spanlib.data.dataset import EpochShuffleSampler, EvalFaceDataset, PairedFaceDataset, collate_pairs
+from spanlib.data.sources import read_extra_train, read_source
+from spanlib.data.split import held_out_split
+from spanlib.evaluation.metrics import nme_per_face
+from spanlib.inference.checkpoint import (CHECKPOINT_FORMAT, load_model, make_checkpoint, read_checkpoint,
+                                          write_checkpoint)  # noqa: F401
+from spanlib.inference.step import crop_points_to_image, predict_crops
+from spanlib.model import build_model
+from spanlib.model.losses import LossConfig, objective_terms, span_objective
 from spanlib.training import distributed
-from spanlib.utils.provenance import code_version
 from spanlib.utils.devices import resolve_device  # noqa: F401  (also spanlib.training.train's API)
 from spanlib.utils.errors import DataError, DivergedError, ParamError
-from spanlib.inference.checkpoint import CHECKPOINT_FORMAT, make_checkpoint, read_checkpoint, write_checkpoint  # noqa: F401
-from spanlib.model.losses import LossConfig, objective_terms, span_objective
-from spanlib.config.variants import variant_spec
-from spanlib.model import build_model
-from spanlib.config.schema import OPTIMIZERS, Config, apply_overrides  # noqa: F401  (OPTIMIZERS: make_optimizer's names)
-from spanlib.config.params import load_params
+from spanlib.utils.files import write_text
+from spanlib.utils.provenance import code_version
 
 
 def lr_at(iteration: int, total: int, base: float, milestones: Iterable[float], divisors: Iterable[float]) -> float:
@@ -86,8 +96,6 @@ class BatchStream:
 
     def __init__(self, dataset, batch_size: int, seed: int, num_workers: int, epoch: int = 0, position: int = 0,
                  ctx: distributed.DistContext | None = None, pin_memory: bool = False):
-        from spanlib.data.dataset import EpochShuffleSampler
-
         if batch_size > len(dataset):
             raise ParamError(f"train.batch_size: {batch_size} is larger than the {len(dataset)} faces")
         self.dataset, self.batch_size, self.seed, self.num_workers = dataset, batch_size, seed, num_workers
@@ -99,8 +107,6 @@ class BatchStream:
         self._iter = None
 
     def _start(self) -> None:
-        from spanlib.data.dataset import collate_pairs
-
         self.sampler.set_epoch(self.epoch)
         self.dataset.set_epoch(self.epoch)
         order = list(iter(self.sampler))
@@ -150,12 +156,6 @@ def _target_kinds(spec) -> tuple[str, ...]:
 
 def build_setup(params: dict, variant: str, device: torch.device, progress: bool = True,
                 ctx: distributed.DistContext | None = None) -> TrainSetup:
-    from spanlib.data.crop import train_box_preference
-    from spanlib.data.dataset import EvalFaceDataset, PairedFaceDataset
-    from spanlib.data.sources import read_extra_train, read_source
-    from spanlib.data.split import held_out_split
-    from spanlib.config.schemes import get_scheme
-
     ctx = ctx or distributed.DistContext()
     params = apply_overrides(params, [f"model.variant={variant}"])
     spec = variant_spec(variant)
@@ -289,9 +289,6 @@ def _rank_objective(setup: TrainSetup, outputs: dict, n: int, targets: dict, pai
 def validation_nme(model, dataset, scheme, radius: int, device, batch_size: int = 32) -> float:
     """Mean NME_io (fraction) of ``model`` on ``dataset`` (EvalFaceDataset), landmarks mapped back to
     image pixels through each crop's inverse transform."""
-    from spanlib.inference.step import crop_points_to_image, predict_crops
-    from spanlib.evaluation.metrics import nme_per_face
-
     was_training = model.training
     model.eval()
     preds, gts = [], []
@@ -334,8 +331,6 @@ def differing_params(old, new, prefix: str = "") -> list[str]:
 
 
 def _is_schema_default(dotted: str, value) -> bool:
-    from spanlib.config import schema as config
-
     try:
         return config.default(dotted) == value
     except ParamError:  # required, or not a group.key of the schema
@@ -389,7 +384,6 @@ def truncate_live(live_dir: Path, step: int) -> int:
         kept = [lines[0]] + [row for row in lines[1:] if row.strip() and int(row.split("\t")[column]) <= step]
         if len(kept) != len(lines):
             removed += len(lines) - len(kept)
-            from spanlib.utils.files import write_text
 
             write_text(path, "".join(kept))
     return removed
@@ -466,7 +460,6 @@ def init_weights(model: torch.nn.Module, source: str | Path) -> dict:
     Returns what was copied, with the source's SHA-256."""
     import hashlib
 
-    from spanlib.inference.checkpoint import load_model
 
     source = Path(source)
     if not source.is_file():

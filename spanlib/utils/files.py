@@ -9,6 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+from spanlib.utils.errors import DataError, ParamError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -100,8 +101,6 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 def check_outputs(outputs: dict[str, str | os.PathLike], inputs: dict[str, str | os.PathLike]) -> None:
     """A ParamError when an output (or a side file written beside it) is one of the command's
     inputs, or two outputs are one file: writing it would destroy what the command reads."""
-    from spanlib.utils.errors import ParamError
-
     items = list(outputs.items())
     for i, (out_label, out) in enumerate(items):
         for in_label, source in inputs.items():
@@ -188,8 +187,6 @@ def max_image_pixels() -> int:
     except ValueError:
         value = 0
     if value <= 0:
-        from spanlib.utils.errors import ParamError
-
         raise ParamError(f"{MAX_IMAGE_PIXELS_ENV}={raw!r}: expected a positive number of pixels, e.g. 50000000")
     return value
 
@@ -338,8 +335,6 @@ def check_image(path: str | os.PathLike) -> None:
     """Raise DataError naming ``path`` when ``image_problem`` finds one."""
     problem = image_problem(path)
     if problem:
-        from spanlib.utils.errors import DataError
-
         raise DataError(f"{path}: {problem} (expected a complete image file)")
 
 
@@ -351,7 +346,5 @@ def read_image(path: str | os.PathLike):
     check_image(path)
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        from spanlib.utils.errors import DataError
-
         raise DataError(f"{path}: not a readable image (expected an image OpenCV can decode)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
