@@ -509,8 +509,86 @@ def _resume_schedule(out: Path, ckpt: dict, params: dict, total: int) -> int:
     return int(schedule.get("lr_total", ckpt["params"]["train"]["iterations"]))
 
 
+def _init_from(setup: TrainSetup, source: str, main: bool) -> dict:
+    """``train.init_from``: copy the matching weights of another run; the metrics entry it makes."""
+    info = init_weights(setup.model, source)
+    if main:
+        print(f"initialised {info['copied']} of {info['tensors']} weight tensors from {source} "
+              f"(sha256 {info['sha256'][:12]})", flush=True)
+    return {"init_from": info}
+
+
+def _restore(setup: TrainSetup, optimizer, ckpt: dict, out: Path, dev: torch.device,
+             main: bool) -> tuple[int, dict, int]:
+    """Resume from ``ckpt``: weights, optimizer, RNG and data positions; returns (start iteration,
+    metrics so far, the iteration count the learning-rate staircase is scaled to)."""
+    tc = setup.config.train
+    total = tc.iterations
+    lr_total = _resume_schedule(out, ckpt, setup.params, total)
+    setup.model.load_state_dict(ckpt["model_state"])
+    optimizer.load_state_dict(ckpt["optimizer_state"])
+    start, metrics = int(ckpt["iteration"]), dict(ckpt.get("metrics", {}))
+    torch.set_rng_state(ckpt["rng_state"]["torch"])
+    if dev.type == "cuda" and ckpt["rng_state"].get("cuda") is not None:
+        torch.cuda.set_rng_state_all(ckpt["rng_state"]["cuda"])
+    data = ckpt["data_state"]
+    setup.labeled.epoch, setup.labeled.position = data["labeled"]["epoch"], data["labeled"]["position"]
+    if setup.unlabeled is not None and data.get("unlabeled"):
+        setup.unlabeled.epoch = data["unlabeled"]["epoch"]
+        setup.unlabeled.position = data["unlabeled"]["position"]
+    if main:
+        planned = int(ckpt["params"]["train"]["iterations"])
+        note = ""
+        if total != planned:
+            lr = lr_at(start, lr_total, tc.lr, tc.lr_milestones, tc.lr_divisors)
+            note = (f", extending the run to {total} iterations (the learning-rate staircase stays "
+                    f"scaled to {lr_total} iterations: {lr:.3g} from here)")
+        print(f"resumed from iteration {start} of {planned}{note}", flush=True)
+    return start, metrics, lr_total
+
+
+def _open_live(train_config, out: Path, resume: bool, start: int):
+    """The dvclive log of the run (resumed: cut back to ``start``), or None without dvclive."""
+    try:
+        from dvclive import Live
+    except ImportError:  # an environment without the pins (a cluster's image): train, log nothing
+        print("dvclive is not installed: training without the metrics log (pip install dvclive)")
+        return None
+    if resume:
+        truncate_live(_live_dir(train_config, out), start)
+    return Live(str(_live_dir(train_config, out)), resume=resume, save_dvc_exp=False, dvcyaml=False)
+
+
+def _record_step(metrics: dict, live, step: int, terms: dict, lr: float, images_per_s: float,
+                 dev: torch.device) -> None:
+    """One step's loss terms and speed into ``metrics`` (saved with the checkpoint) and the live log."""
+    metrics["train"] = terms
+    metrics["images_per_s"] = images_per_s
+    metrics["threads"] = torch.get_num_threads() if dev.type == "cpu" else None
+    if live is not None:
+        live.step = step
+        for name, value in terms.items():
+            live.log_metric(f"train/{name}", value)
+        live.log_metric("train/lr", lr)
+
+
+def _validate(setup: TrainSetup, metrics: dict, live, bar, step: int, dev: torch.device) -> None:
+    """Validation NME_io at ``step``: into ``metrics``, the live log and a line under the bar."""
+    tc = setup.config.train
+    nme = validation_nme(setup.model, setup.val_dataset, setup.scheme, setup.config.evaluate.decode_radius, dev)
+    metrics["val_nme_io"] = nme
+    metrics.setdefault("val_history", []).append([step, nme])
+    if live is not None:
+        live.log_metric("val/nme_io", nme)
+    where = (f"held-out {tc.val_fraction:.0%} of {setup.config.data.train_split}"
+             if tc.val_fraction else setup.config.data.test_splits[0])
+    bar.write(f"iteration {step}: validation NME_io {100 * nme:.2f}% ({len(setup.val_dataset)} faces of {where})")
+
+
 def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.device, progress: bool,
            stop_after: int | None, ctx: distributed.DistContext) -> Path:
+    """The run: set up (fresh, from ``init_from``, or resumed), then the loop of steps, each logged,
+    validated and checkpointed when due."""
     main = ctx.is_main
     ckpt = _read_resume(out, variant) if resume else None
     setup = build_setup(params, variant, dev, progress=progress and main, ctx=ctx)
@@ -519,47 +597,15 @@ def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.devic
         setup.model = distributed.sync_batchnorm(setup.model, dev)
     if dev.type == "cuda":
         setup.model = setup.model.to(memory_format=torch.channels_last)
-    start, metrics, total = 0, {}, tc.iterations
-    lr_total = total
-    if ckpt is None and tc.init_from:
-        metrics["init_from"] = init_weights(setup.model, tc.init_from)
-        if main:
-            print(f"initialised {metrics['init_from']['copied']} of {metrics['init_from']['tensors']} weight "
-                  f"tensors from {tc.init_from} (sha256 {metrics['init_from']['sha256'][:12]})", flush=True)
+    total = tc.iterations
+    metrics = _init_from(setup, tc.init_from, main) if ckpt is None and tc.init_from else {}
     optimizer = make_optimizer(tc.optimizer, setup.model.parameters(), tc.lr)
+    start, lr_total = 0, total
     if ckpt is not None:
-        lr_total = _resume_schedule(out, ckpt, setup.params, total)
-        setup.model.load_state_dict(ckpt["model_state"])
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-        start, metrics = int(ckpt["iteration"]), dict(ckpt.get("metrics", {}))
-        torch.set_rng_state(ckpt["rng_state"]["torch"])
-        if dev.type == "cuda" and ckpt["rng_state"].get("cuda") is not None:
-            torch.cuda.set_rng_state_all(ckpt["rng_state"]["cuda"])
-        data = ckpt["data_state"]
-        setup.labeled.epoch, setup.labeled.position = data["labeled"]["epoch"], data["labeled"]["position"]
-        if setup.unlabeled is not None and data.get("unlabeled"):
-            setup.unlabeled.epoch = data["unlabeled"]["epoch"]
-            setup.unlabeled.position = data["unlabeled"]["position"]
-        if main:
-            planned = int(ckpt["params"]["train"]["iterations"])
-            note = ""
-            if total != planned:
-                lr = lr_at(start, lr_total, tc.lr, tc.lr_milestones, tc.lr_divisors)
-                note = (f", extending the run to {total} iterations (the learning-rate staircase stays "
-                        f"scaled to {lr_total} iterations: {lr:.3g} from here)")
-            print(f"resumed from iteration {start} of {planned}{note}", flush=True)
+        start, metrics, lr_total = _restore(setup, optimizer, ckpt, out, dev, main)
     setup.engine = make_engine(setup.model, ctx, dev, tc.compile)
     end = total if stop_after is None else min(total, stop_after)
-    live = None
-    if main and (tc.val_every > 0 or progress):
-        try:
-            from dvclive import Live
-        except ImportError:  # an environment without the pins (a cluster's image): train, log nothing
-            print("dvclive is not installed: training without the metrics log (pip install dvclive)")
-        else:
-            if resume:
-                truncate_live(_live_dir(tc, out), start)
-            live = Live(str(_live_dir(tc, out)), resume=resume, save_dvc_exp=False, dvcyaml=False)
+    live = _open_live(tc, out, resume, start) if main and (tc.val_every > 0 or progress) else None
     setup.model.train()
     bar = tqdm(range(start, end), initial=start, total=total, desc=f"train {variant}", unit="it",
                disable=not (progress and main), dynamic_ncols=True)
@@ -579,26 +625,10 @@ def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.devic
                                                      f"{ {k: v for k, v in terms.items() if k != 'total'} })",
                                                      step, out, saved))
             bar.set_postfix({k: f"{v:.3f}" for k, v in terms.items()})
-            metrics["train"] = terms
-            metrics["images_per_s"] = images_per_step * done / (time.perf_counter() - t0)
-            metrics["threads"] = torch.get_num_threads() if dev.type == "cpu" else None
-            if live is not None:
-                live.step = step
-                for name, value in terms.items():
-                    live.log_metric(f"train/{name}", value)
-                live.log_metric("train/lr", lr)
+            _record_step(metrics, live, step, terms, lr, images_per_step * done / (time.perf_counter() - t0), dev)
             val_due = tc.val_every > 0 and (step % tc.val_every == 0 or step == total)
             if main and setup.val_dataset is not None and val_due:
-                nme = validation_nme(setup.model, setup.val_dataset, setup.scheme,
-                                     setup.config.evaluate.decode_radius, dev)
-                metrics["val_nme_io"] = nme
-                metrics.setdefault("val_history", []).append([step, nme])
-                if live is not None:
-                    live.log_metric("val/nme_io", nme)
-                where = (f"held-out {tc.val_fraction:.0%} of {setup.config.data.train_split}"
-                         if tc.val_fraction else setup.config.data.test_splits[0])
-                bar.write(f"iteration {step}: validation NME_io {100 * nme:.2f}% "
-                          f"({len(setup.val_dataset)} faces of {where})")
+                _validate(setup, metrics, live, bar, step, dev)
             if step % tc.checkpoint_every == 0 or step == end:
                 bad = non_finite_tensors(setup.model)  # a finite loss can still leave inf weights (lr .inf)
                 if bad:
