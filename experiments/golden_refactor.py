@@ -9,6 +9,11 @@ evaluation metrics. Run it before and after a refactor and compare the two files
     python experiments/golden_refactor.py /tmp/golden_after.json
     python experiments/golden_refactor.py --compare /tmp/golden_before.json /tmp/golden_after.json
 
+Besides one run of each variant, it stops and resumes a longer scpan run with validation on a
+held-out quarter, and starts a shn_bali run from scpan's weights (train.init_from). To measure an
+older commit with this script: ``git archive COMMIT | tar -x -C /tmp/old`` and run it with
+``PYTHONPATH=/tmp/old`` from outside the checkout.
+
 Only the command line (``spanlib.cli.main``) is used, so the script does not depend on where the
 modules live.
 """
@@ -51,6 +56,21 @@ def _metrics(result):
     return result
 
 
+def _sha256(tensor: torch.Tensor) -> str:
+    return hashlib.sha256(tensor.contiguous().cpu().numpy().tobytes()).hexdigest()
+
+
+def _run(out: Path) -> dict:
+    """Weights, live rows and the checkpoint's metrics (less speed, threads and paths) of a run."""
+    ckpt = torch.load(out, weights_only=True, map_location="cpu")
+    weights = {k: _sha256(v) for k, v in ckpt["model_state"].items()}
+    metrics = {k: v for k, v in ckpt["metrics"].items() if k not in ("images_per_s", "threads")}
+    if "init_from" in metrics:
+        # the donor's path is temporary and its file hash covers the code version: weights and counts stay
+        metrics["init_from"] = {k: v for k, v in metrics["init_from"].items() if k not in ("source", "path", "sha256")}
+    return {"weights": weights, "live": _live(out), "metrics": metrics, "iteration": ckpt["iteration"]}
+
+
 def run(out_json: Path) -> dict:
     from spanlib.cli import main
 
@@ -70,13 +90,25 @@ def run(out_json: Path) -> dict:
             assert main(["train", "--params", str(params_path), "--variant", variant, "--out", str(out),
                          "--device", "cpu", "--set", *SETTINGS]) == 0
             state = torch.load(out, weights_only=True, map_location="cpu")["model_state"]
-            weights = {k: hashlib.sha256(v.contiguous().cpu().numpy().tobytes()).hexdigest() + f" {tuple(v.shape)} {v.dtype}"
-                       for k, v in state.items()}
+            weights = {k: f"{_sha256(v)} {tuple(v.shape)} {v.dtype}" for k, v in state.items()}
             metrics_path = tmp / f"{variant}_metrics.json"
             assert main(["evaluate", "--checkpoint", str(out), "--source", "synthetic", "--root", str(data),
                          "--split", "common", "--device", "cpu", "--json", str(metrics_path), "--quiet"]) == 0
             golden[variant] = {"weights": weights, "live": _live(out),
                                "metrics": _metrics(json.loads(metrics_path.read_text()))}
+        # the other paths of a run: validation on a held-out part, stop and resume with a longer
+        # run, and init_from another run's weights
+        out = tmp / "resumed.pt"
+        held_out = ["train.val_fraction=0.25", "train.val_every=1"]
+        assert main(["train", "--params", str(params_path), "--variant", "scpan", "--out", str(out), "--device", "cpu",
+                     "--set", *SETTINGS, *held_out, "train.iterations=2"]) == 0
+        assert main(["train", "--params", str(params_path), "--variant", "scpan", "--out", str(out), "--device", "cpu",
+                     "--resume", "--set", *SETTINGS, *held_out, "train.iterations=4"]) == 0
+        golden["scpan_resumed"] = _run(out)
+        out = tmp / "init_from.pt"
+        assert main(["train", "--params", str(params_path), "--variant", "shn_bali", "--out", str(out),
+                     "--device", "cpu", "--set", *SETTINGS, f"train.init_from={tmp / 'scpan.pt'}"]) == 0
+        golden["shn_bali_init_from"] = _run(out)
     out_json.write_text(json.dumps(golden, indent=1, sort_keys=True))
     return golden
 
@@ -85,10 +117,10 @@ def compare(a: Path, b: Path) -> int:
     x, y = json.loads(a.read_text()), json.loads(b.read_text())
     if x == y:
         n = sum(len(v["weights"]) for v in x.values())
-        print(f"identical: {len(x)} variants, {n} weight tensors, losses and metrics")
+        print(f"identical: {len(x)} runs, {n} weight tensors, losses and metrics")
         return 0
     for variant in sorted(set(x) | set(y)):
-        for part in ("weights", "live", "metrics"):
+        for part in ("weights", "live", "metrics", "iteration"):
             if x.get(variant, {}).get(part) != y.get(variant, {}).get(part):
                 print(f"DIFFERENT: {variant} {part}")
     return 1
