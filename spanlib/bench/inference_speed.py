@@ -42,11 +42,11 @@ from spanlib.data.split import held_out_split
 from spanlib.evaluation.evaluate import held_out_settings
 from spanlib.evaluation.metrics import subset_metrics
 from spanlib.evaluation.peers import DlibPeer
-from spanlib.inference.backends import AUTO_ORDER, TOLERANCE_PX, make_runner
+from spanlib.inference.backends import AUTO_ORDER, make_runner
 from spanlib.inference.checkpoint import load_model
 from spanlib.inference.detect import FaceDetector, match_detection
 from spanlib.inference.predict import predict_image
-from spanlib.inference.step import decode_radius
+from spanlib.inference.step import TOLERANCE_PX, decode_radius
 from spanlib.utils.files import atomic_path, write_json, write_text
 from spanlib.utils.provenance import machine_info
 

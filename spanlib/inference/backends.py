@@ -25,7 +25,7 @@ a frozen or exported graph does not compute the last stage's boundary head at al
 ``onnxruntime``    ``head`` exported by ``torch.onnx`` (``spanlib.inference.onnx_export``) and run by ONNX Runtime
 ``onnxruntime_int8``  the same graph with its convolutions statically quantised to INT8
                    (``onnx_export.quantize_int8``: per-channel weights, ranges calibrated on
-                   ``calibration`` crops, which the caller must give); NOT within ``TOLERANCE_PX``
+                   ``calibration`` crops, which the caller must give); NOT within ``step.TOLERANCE_PX``
                    of eager: its NME change is measured, not assumed (results/real/inference_speed.md)
 =================  ==============================================================================
 
@@ -42,7 +42,7 @@ from typing import Callable
 import torch
 
 from spanlib.inference.onnx_export import make_session, onnx_bytes, onnx_session, quantize_int8
-from spanlib.inference.step import TOLERANCE_PX, LandmarkHead, decode_radius, predict_crops  # noqa: F401 (TOLERANCE_PX)
+from spanlib.inference.step import LandmarkHead, decode_radius, predict_crops
 from spanlib.utils.errors import ParamError
 
 BACKENDS = ("eager", "head", "channels_last", "jit", "compile", "onnxruntime", "onnxruntime_int8")

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spanlib.config.schema import MAX_DEPTH, MAX_INPUT_SIZE, MAX_STAGES, MAX_WIDTH, as_group
-from spanlib.config.variants import VariantSpec, variant_spec
+from spanlib.config.variants import variant_spec
 from spanlib.model.bali import BaliHead
 from spanlib.model.blocks import ConvBnRelu, ResidualBottleneck
 from spanlib.model.hourglass import Hourglass

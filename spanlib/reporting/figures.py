@@ -11,7 +11,6 @@ import csv
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-import cv2
 import numpy as np
 
 from spanlib.data.crop import box_from_landmarks, crop_face
