@@ -28,18 +28,18 @@ repro: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
 
 # JupyterLab at the repository root (so results/, outputs/ and docs/notebooks/ are in the file
-# browser) with notebooks/ opened. Notebooks are saved through spanlib.lab's pre-save hook: the
+# browser) with notebooks/ opened. Notebooks are saved through spanlib.study.lab's pre-save hook: the
 # tracked notebooks/*.ipynb keep code and prose only (git and dvc status stay clean while you
 # explore); the full notebook, outputs included, goes to outputs/interactive/notebooks/.
 # LAB_ARGS: extra options, e.g. `make lab LAB_ARGS="--no-browser --port 8899"`.
 LAB_ARGS ?=
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --ServerApp.default_url=/lab/tree/notebooks \
-		--ContentsManager.pre_save_hook=spanlib.lab.pre_save_hook $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+		--ContentsManager.pre_save_hook=spanlib.study.lab.pre_save_hook $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # Clean notebooks saved by another front end (outputs, execution counts, widget state).
 strip-notebooks: $(STAMP)
-	$(PY) -m spanlib.lab strip notebooks/*.ipynb
+	$(PY) -m spanlib.study.lab strip notebooks/*.ipynb
 
 clean-venv:
 	rm -rf $(VENV)

@@ -6,7 +6,7 @@ the spread that ``crop.jitter_shift`` / ``crop.jitter_scale`` of the ``real`` re
 
 Faces: the training part of the seeded split of 300-W ``train`` (``train.val_fraction`` 0.1,
 ``train.val_seed`` 0 of params.yaml's ``real`` recipe: the held-out faces are not used). Each image
-is resized by a seeded factor in [0.6, 1.5] (``spanlib.detect.box_residuals``) so that faces fall
+is resized by a seeded factor in [0.6, 1.5] (``spanlib.inference.detect.box_residuals``) so that faces fall
 across the detector's pyramid. Writes the mean, sd and percentiles of dx, dy (box sides) and the
 log side ratio, with the machine and code version.
 """
@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from spanlib.config import apply_recipe
-from spanlib.params import load_params
+from spanlib.config.schema import apply_recipe
+from spanlib.config.params import load_params
 from spanlib.data.sources import read_source
 from spanlib.data.split import held_out_split
-from spanlib.detect import FaceDetector, box_residuals
-from spanlib.io import write_json, write_text
-from spanlib.provenance import code_version, machine_info
+from spanlib.inference.detect import FaceDetector, box_residuals
+from spanlib.utils.files import write_json, write_text
+from spanlib.utils.provenance import code_version, machine_info
 
 
 def main() -> None:

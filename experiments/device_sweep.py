@@ -44,8 +44,8 @@ def read_jobs(path: Path, variables: dict[str, str]) -> list[tuple[str, list[str
 
 
 def summarise(label: str, out_dir: Path, record: dict) -> dict:
-    from spanlib.checkpoint import read_checkpoint
-    from spanlib.provenance import machine_sidecar
+    from spanlib.inference.checkpoint import read_checkpoint
+    from spanlib.utils.provenance import machine_sidecar
 
     ckpt_path = out_dir / label / "checkpoint.pt"
     entry = dict(record)

@@ -11,11 +11,11 @@ its own 121-face split held out) never saw either, so that it can be compared fa
 Protocols, each on the same faces:
 - ``ground truth box``: ``spanlib evaluate``'s benchmark crop (the landmarks' box, as HRNet and its peers);
 - ``detector`` (what ``spanlib predict`` does): dlib's HOG detector on the whole image, its box
-  calibrated (``spanlib.detect``), cropped, predicted, then ``refine`` passes that each re-crop on
+  calibrated (``spanlib.inference.detect``), cropped, predicted, then ``refine`` passes that each re-crop on
   the previous pass's points; faces the detector misses are counted and left out for everyone;
 - ``dlib``: dlib's 68-point shape predictor on the very same HOG boxes.
 A run of several checkpoints (seeds) is summarised as mean ± sd over seeds; differences to dlib on
-the same boxes are paired bootstrap intervals over faces and seeds (``spanlib.stats``), * when the
+the same boxes are paired bootstrap intervals over faces and seeds (``spanlib.evaluation.stats``), * when the
 95 % interval excludes 0. dlib was trained on 300-W's training set, these faces included.
 """
 from __future__ import annotations
@@ -26,16 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from spanlib.checkpoint import load_model
+from spanlib.inference.checkpoint import load_model
 from spanlib.data.sources import read_source
 from spanlib.data.split import held_out_split
-from spanlib.detect import FaceDetector
-from spanlib.evaluate import detector_boxes, evaluate_params, held_out_settings, predict_samples, sha256_file
-from spanlib.io import write_json, write_text
-from spanlib.metrics import failure_rate, nme_per_face
-from spanlib.peers import make_peer, predict_peer
-from spanlib.provenance import code_version, machine_info
-from spanlib.stats import over_seeds, paired_bootstrap
+from spanlib.inference.detect import FaceDetector
+from spanlib.evaluation.evaluate import detector_boxes, evaluate_params, held_out_settings, predict_samples, sha256_file
+from spanlib.utils.files import write_json, write_text
+from spanlib.evaluation.metrics import failure_rate, nme_per_face
+from spanlib.evaluation.peers import make_peer, predict_peer
+from spanlib.utils.provenance import code_version, machine_info
+from spanlib.evaluation.stats import over_seeds, paired_bootstrap
 
 
 def _runs(specs: list[str]) -> dict[str, list[str]]:

@@ -4,7 +4,7 @@ a normalisation bring the paper's weights back to a sensible balance?).
     python experiments/loss_balance.py [--recipe real,shared300w | none] \
         [--checkpoint LABEL=PATH ...] [--batches 3] [--out results/real/loss_balance_training]
 
-For the model at initialisation (seed 0) and each checkpoint, `spanlib.loss_balance.term_gradients`
+For the model at initialisation (seed 0) and each checkpoint, `spanlib.study.loss_balance.term_gradients`
 on the same first training batches of scpan, seed 0, with params.yaml under --recipe (`none`: the
 synthetic default as `make repro` trains it): each term's value and the norm of its gradient over
 all parameters; a term's *share* is that norm over the sum of the five norms. Under Adam the loss
@@ -16,11 +16,11 @@ compared by JS, the reading the paper's "distribution" wording allows). Writes O
 import argparse
 from pathlib import Path
 
-from spanlib.io import write_json, write_text
-from spanlib.loss_balance import term_gradients
-from spanlib.config import apply_overrides, apply_recipe
-from spanlib.params import load_params
-from spanlib.provenance import code_version, machine_info
+from spanlib.utils.files import write_json, write_text
+from spanlib.study.loss_balance import term_gradients
+from spanlib.config.schema import apply_overrides, apply_recipe
+from spanlib.config.params import load_params
+from spanlib.utils.provenance import code_version, machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELD_READINGS = {"l1 (ours)": "loss.field_loss=l1", "js": "loss.field_loss=js"}
@@ -73,7 +73,7 @@ def main() -> None:
                          "field_reading": reading, "terms": terms, "shares": shares(terms)})
             print(label, reading, {t: f"{100 * s:.0f} %" for t, s in rows[-1]["shares"].items()}, flush=True)
     write_json(args.out.with_suffix(".json"), {
-        "produced_by": f"experiments/loss_balance.py (spanlib.loss_balance.term_gradients, recipe "
+        "produced_by": f"experiments/loss_balance.py (spanlib.study.loss_balance.term_gradients, recipe "
                        f"{args.recipe}, heatmap_loss {base['loss']['heatmap_loss']}, scpan, seed 0, "
                        f"batches={args.batches})",
         "data": f"{base['data']['root']} {base['data']['train_split']}" + (

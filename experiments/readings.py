@@ -22,19 +22,19 @@ Sets:
   against its own variant trained alongside with our reading (the reference): squared_sum,
   p_translate and redraw on shn_bali (the cheapest variant with L_coord and the disturbance),
   scl_stages on scpan, unlabeled_weighting on semi_scpan. Compared on the ablation's held-out faces
-  (train.val_fraction / val_seed of the recipe, never trained on) by `spanlib.experiments.compare_runs`.
+  (train.val_fraction / val_seed of the recipe, never trained on) by `spanlib.study.experiments.compare_runs`.
   About 2 hours with 300 iterations on the 2-core AVX2 machine (two runs side by side).
 """
 import argparse
 import json
 from pathlib import Path
 
-from spanlib.experiments import read_test_faces
-from spanlib.evaluate import evaluate
-from spanlib.io import write_json, write_text
-from spanlib.config import apply_overrides
-from spanlib.params import load_params
-from spanlib.seeds import seed_table, train_seeds
+from spanlib.study.experiments import read_test_faces
+from spanlib.evaluation.evaluate import evaluate
+from spanlib.utils.files import write_json, write_text
+from spanlib.config.schema import apply_overrides
+from spanlib.config.params import load_params
+from spanlib.training.seeds import seed_table, train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 # set -> [(label, override, variant)]
@@ -61,8 +61,8 @@ def real_faces(params: dict, iterations: int, out: Path) -> None:
     """The five readings on real faces against references trained alongside (see the module doc)."""
     from real_study import run_params  # experiments/ is on sys.path when this script runs
 
-    from spanlib.experiments import compare_runs, comparison_markdown
-    from spanlib.seeds import check_seeds, train_many
+    from spanlib.study.experiments import compare_runs, comparison_markdown
+    from spanlib.training.seeds import check_seeds, train_many
 
     study = dict(params["real_study"], iterations=iterations)
     seeds = check_seeds(study["seeds"])

@@ -10,22 +10,22 @@ This is the DVC stage `real_study` of studies/real_faces/dvc.yaml, outside the t
 because it needs a copy of 300W, which a fresh clone does not have (frozen once its results are
 committed). With your own copy: point the `shared300w` recipe (or your own) at it, then
 `dvc repro real_study` from studies/real_faces/ (`dvc unfreeze real_study` first once frozen). Finished runs are kept and interrupted ones
-resumed (`spanlib.seeds.train_many`), `real_study.workers` at a time with one torch thread each.
+resumed (`spanlib.training.seeds.train_many`), `real_study.workers` at a time with one torch thread each.
 
 Writes under --out: ablation.md / ablation.json (every variant against `real_study.reference`)
 and ablation_vs_scpan.md / .json (semi_scpan and shn_bali against scpan, when they were run):
 mean ± sd over seeds, per-seed values, and paired bootstrap intervals over faces and seeds
-(`spanlib.experiments.compare_runs`).
+(`spanlib.study.experiments.compare_runs`).
 """
 import argparse
 import copy
 from pathlib import Path
 
-from spanlib.experiments import compare_runs, comparison_markdown
-from spanlib.io import write_json, write_text
-from spanlib.config import apply_overrides, apply_recipe
-from spanlib.params import load_params
-from spanlib.seeds import check_seeds, train_many
+from spanlib.study.experiments import compare_runs, comparison_markdown
+from spanlib.utils.files import write_json, write_text
+from spanlib.config.schema import apply_overrides, apply_recipe
+from spanlib.config.params import load_params
+from spanlib.training.seeds import check_seeds, train_many
 
 ROOT = Path(__file__).resolve().parents[1]
 

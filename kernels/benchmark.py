@@ -34,7 +34,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from spanlib.errors import ParamError
+from spanlib.utils.errors import ParamError
 from spanlib.ops import textbook
 
 JS_SIZES = [(16, 81, 64, 64), (16, 81, 128, 128)]  # batch 16, 68 landmarks + 13 boundaries

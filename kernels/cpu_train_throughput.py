@@ -5,9 +5,9 @@ at least 1.5x without changing what is learned").
     python kernels/cpu_train_throughput.py --recipe real,shared300w --steps 12 \
         --json kernels/results/cpu/train_throughput_real.json
 
-Every setting builds the same setup from the same seed (``spanlib.train.build_setup``; same
+Every setting builds the same setup from the same seed (``spanlib.training.train.build_setup``; same
 initial weights, same batches, same disturbances) and runs ``--warmup`` then ``--steps`` timed
-steps of ``spanlib.train.train_step``. Settings: the default (1 torch thread, data in the
+steps of ``spanlib.training.train.train_step``. Settings: the default (1 torch thread, data in the
 training process, eager), 2 threads, the loader in one worker process, channels_last, the model
 under ``torch.compile`` (``train.compile``), and combinations. "Same learning" is read off the
 loss curve: the largest relative difference of the total loss from the default's over the warm-up
@@ -45,8 +45,8 @@ SETTINGS = {
 
 
 def run_setting(params: dict, variant: str, setting: dict, steps: int, warmup: int) -> dict:
-    from spanlib.config import apply_overrides
-    from spanlib.train import build_setup, lr_at, make_engine, make_optimizer, train_step
+    from spanlib.config.schema import apply_overrides
+    from spanlib.training.train import build_setup, lr_at, make_engine, make_optimizer, train_step
 
     overrides = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in setting.items()
                  if k.startswith("train.") or k == "seed"]
@@ -74,7 +74,7 @@ def run_setting(params: dict, variant: str, setting: dict, steps: int, warmup: i
 
 
 def main(argv=None) -> int:
-    from spanlib.provenance import code_version, machine_info
+    from spanlib.utils.provenance import code_version, machine_info
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_params_arguments(parser, recipe="real,shared300w")

@@ -25,7 +25,7 @@ stamp environment
 { nvidia-smi; nproc; free -g; git log -1 --format='%H %s' 2>/dev/null
   python3 -c "import torch, triton, numpy, cv2; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'triton', triton.__version__, 'numpy', numpy.__version__, 'opencv', cv2.__version__, torch.cuda.get_device_name())"
-  python3 -c "from spanlib.provenance import code_version; print('code_version', code_version())"
+  python3 -c "from spanlib.utils.provenance import code_version; print('code_version', code_version())"
 } > "$W/environment.txt" 2>&1
 cat "$W/environment.txt" | tail -4
 

@@ -3,12 +3,12 @@
     python kernels/gpu_throughput.py --params params.yaml --recipe paper,shared300w \
         --set data.root=... --variants shn,scpan --device cuda --json OUT.json
 
-Training: ``spanlib.train.build_setup`` and ``train_step`` exactly as ``spanlib train`` runs them
+Training: ``spanlib.training.train.build_setup`` and ``train_step`` exactly as ``spanlib train`` runs them
 (bf16 autocast and channels_last on CUDA, the data loader with ``train.num_workers`` processes),
 ``--warmup`` steps, then ``--steps`` timed steps (the device is synchronised by the loss read-out
 of every step). Images/s counts both views of every pair (and the unlabeled pairs of semi_scpan).
 The data pipeline alone is timed over the same number of batches, so the table shows whether the
-loader or the device bounds a step. Inference: ``spanlib.profile.profile_variant`` (forward + BALI
+loader or the device bounds a step. Inference: ``spanlib.bench.profile.profile_variant`` (forward + BALI
 decoding, batch 1 and ``--batch``) at the same params.
 """
 
@@ -27,7 +27,7 @@ from params_args import add_params_arguments, params_from  # kernels/: beside th
 
 
 def time_training(params: dict, variant: str, device: torch.device, steps: int, warmup: int) -> dict:
-    from spanlib.train import build_setup, lr_at, make_optimizer, train_step
+    from spanlib.training.train import build_setup, lr_at, make_optimizer, train_step
 
     setup = build_setup(params, variant, device, progress=False)
     if device.type == "cuda":
@@ -61,7 +61,7 @@ def time_training(params: dict, variant: str, device: torch.device, steps: int, 
 
 
 def main(argv=None) -> int:
-    from spanlib.profile import profile_variant
+    from spanlib.bench.profile import profile_variant
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_params_arguments(parser, recipe=None)

@@ -13,8 +13,8 @@ def add_params_arguments(parser: argparse.ArgumentParser, recipe: str | None = N
 
 
 def params_from(args: argparse.Namespace) -> dict:
-    from spanlib.config import apply_overrides, apply_recipe
-    from spanlib.params import load_params
+    from spanlib.config.schema import apply_overrides, apply_recipe
+    from spanlib.config.params import load_params
 
     params = load_params(args.params)
     if args.recipe:

@@ -1,12 +1,12 @@
 """spanlib: a reproducible study of SPAN (Self-Calibrated Pose Attention Network) for facial landmarks."""
 
-__version__ = "0.1.0"
+from spanlib._version import __version__
 
 
 def load_model(path=None, device="cpu"):
     """Load a training checkpoint or a .safetensors model file, without running code from it; with
-    no path, the bundled model after checking its SHA-256. See :func:`spanlib.checkpoint.load_model`."""
-    from .checkpoint import load_model as _load_model
+    no path, the bundled model after checking its SHA-256. See :func:`spanlib.inference.checkpoint.load_model`."""
+    from spanlib.inference.checkpoint import load_model as _load_model
 
     return _load_model(path, device=device)
 

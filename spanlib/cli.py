@@ -18,8 +18,8 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
-from .errors import SpanlibError
+from spanlib._version import __version__
+from spanlib.utils.errors import SpanlibError
 
 DESCRIPTION = ("spanlib: facial landmarks with SPAN (Wan et al., 2021) - inspect datasets, draw synthetic "
                "faces, train, evaluate, compare, report, predict, export, profile and benchmark.")
@@ -103,7 +103,7 @@ def check_params_file(args: argparse.Namespace) -> None:
     before anything runs. The command loads it again itself; reading a small YAML twice is cheap."""
     path = getattr(args, "params", None)
     if path:
-        from .params import load_params
+        from spanlib.config.params import load_params
 
         load_params(path, complete=True)
 

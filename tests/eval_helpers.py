@@ -13,9 +13,9 @@ import torch
 from spanlib.data.pts import write_pts
 from spanlib.data.targets import bali_fields
 from spanlib.model import build_model
-from spanlib.params import load_params
-from spanlib.predict import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION
-from spanlib.schemes import get_scheme
+from spanlib.config.params import load_params
+from spanlib.inference.predict import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION
+from spanlib.config.schemes import get_scheme
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,8 +11,8 @@ import scipy.io
 import torch
 
 from spanlib.data.sources import list_splits, read_source
-from spanlib.errors import DataError
-from spanlib.schemes import get_scheme
+from spanlib.utils.errors import DataError
+from spanlib.config.schemes import get_scheme
 
 from test_train import small_params, write_faces
 
@@ -110,7 +110,7 @@ def test_scpan_star_pretrains_on_300wlp_then_fine_tunes_on_300w(tmp_path):
     metrics record where its weights came from."""
     import hashlib
 
-    from spanlib.train import train
+    from spanlib.training.train import train
 
     lp, w300 = tmp_path / "300W_LP", tmp_path / "300w"
     write_300wlp_faces(lp, 8, seed=0)

@@ -3,7 +3,7 @@ slider, and check that the one figure redraws in place, that no error appears, a
 left the study alone (the tracked notebook, results/, git status).
 
 Headless Debian chromium driven by selenium through chromium-driver; JupyterLab is started the way
-``make lab`` starts it (repository root, spanlib.lab's pre-save hook), on 127.0.0.1 with a token.
+``make lab`` starts it (repository root, spanlib.study.lab's pre-save hook), on 127.0.0.1 with a token.
 Skips with the reason when chromium, chromedriver or selenium is missing (`.ci/run` installs them).
 ``SPANLIB_SCREENSHOT=path.png`` also saves a screenshot of the live widget (docs/images/), and
 ``SPANLIB_SCREENSHOT_MODEL=path.png`` one of section 3 when a model is there;
@@ -98,7 +98,7 @@ def lab(tmp_path_factory):
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
            f"--ServerApp.root_dir={REPO}", "--ServerApp.default_url=/lab/tree/notebooks",
-           "--ContentsManager.pre_save_hook=spanlib.lab.pre_save_hook",  # as in the Makefile's `lab`
+           "--ContentsManager.pre_save_hook=spanlib.study.lab.pre_save_hook",  # as in the Makefile's `lab`
            "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
            "jupyterlab.NeverCheckForUpdate"] + (["--allow-root"] if os.geteuid() == 0 else [])
     news = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"

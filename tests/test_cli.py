@@ -9,7 +9,7 @@ import pytest
 
 from spanlib.cli import COMMANDS, DESCRIPTION, main
 from spanlib.data.pts import write_pts
-from spanlib.errors import DataError
+from spanlib.utils.errors import DataError
 
 
 def spanlib(*args, cwd=None):

@@ -6,7 +6,7 @@ import pytest
 
 from spanlib.data.crop import (CropTransform, apply_affine, box_from_landmarks, crop_face,
                                square_crop_matrix, warp_image)
-from spanlib.errors import DataError, ParamError
+from spanlib.utils.errors import DataError, ParamError
 
 
 def centroid(image: np.ndarray) -> np.ndarray:

@@ -12,8 +12,8 @@ from spanlib.data.crop import apply_affine, box_from_landmarks, crop_face
 from spanlib.data.dataset import (EvalFaceDataset, PairedFaceDataset, iterate_batches,
                                   make_train_loader)
 from spanlib.data.sample import Sample
-from spanlib.errors import DataError, ParamError
-from spanlib.schemes import get_scheme
+from spanlib.utils.errors import DataError, ParamError
+from spanlib.config.schemes import get_scheme
 
 from test_targets import mean_face
 
@@ -222,7 +222,7 @@ def test_train_and_test_crops_of_a_face_with_a_dataset_box_are_the_same_crop():
     """A face with a dataset box (WFLW, COFW, AFLW): the training crop (crop.box: dataset, the
     default) and the evaluation crop (evaluate.crop_box: detector, the default) have the same
     centre and scale; crop.box: landmarks would not."""
-    from spanlib.evaluate import crop_rule_mismatch, evaluate_params
+    from spanlib.evaluation.evaluate import crop_rule_mismatch, evaluate_params
 
     defaults = evaluate_params({})
 
@@ -249,7 +249,7 @@ def test_train_and_test_crops_of_a_face_with_a_dataset_box_are_the_same_crop():
 
 
 def test_an_unknown_crop_box_rule_names_the_param():
-    from spanlib.errors import ParamError
+    from spanlib.utils.errors import ParamError
 
     with pytest.raises(ParamError, match="crop.box: expected one of dataset, landmarks, got 'face'"):
         PairedFaceDataset(make_samples(1), SCHEME, 64, [16], 16, _with_crop_box("face"), progress=False)

@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from spanlib.errors import ParamError
+from spanlib.utils.errors import ParamError
 from test_train import small_params, write_faces
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def _rank_main(rank: int, world: int, port: int, params: dict, out: str, die_at:
     no clean-up) on that training step, once rank 0's checkpoint of the step before is on disk."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    import spanlib.train as T
+    import spanlib.training.train as T
 
     if die_at is not None and rank == 1:
         real_step, calls = T.train_step, [0]
@@ -99,7 +99,7 @@ def two_rank_run(ddp_params, tmp_path_factory) -> Path:
 def test_two_ranks_learn_what_one_process_learns(ddp_params, two_rank_run, tmp_path):
     """2 processes x 4 pairs == 1 process x 8 pairs: the same loss terms at every step and the
     same weights and BN statistics, within float summation order."""
-    from spanlib.train import train
+    from spanlib.training.train import train
 
     one = train(ddp_params, VARIANT, tmp_path / "one.pt", device="cpu", progress=True)
     a, b = torch.load(one, weights_only=True), torch.load(two_rank_run, weights_only=True)
@@ -154,8 +154,8 @@ def test_a_killed_rank_resumes_exactly_with_torchrun(ddp_params, two_rank_run, t
 
 
 def test_global_batch_must_divide_among_ranks(ddp_params):
-    from spanlib import distributed
-    from spanlib.train import build_setup
+    from spanlib.training import distributed
+    from spanlib.training.train import build_setup
 
     ctx = distributed.DistContext(rank=0, world_size=3)
     with pytest.raises(ParamError, match="train.batch_size: 8 does not divide among 3 processes"):
@@ -165,7 +165,7 @@ def test_global_batch_must_divide_among_ranks(ddp_params):
 def test_rank_slices_cover_the_global_batch():
     """The ranks' slices of a global batch, in rank order, are that batch (so rank batches are the
     single-process batch, and the data position is the same on every rank)."""
-    from spanlib.distributed import DistContext, rank_slice
+    from spanlib.training.distributed import DistContext, rank_slice
 
     batch = [9, 3, 7, 1, 0, 4, 8, 2]
     slices = [rank_slice(batch, DistContext(r, 4)) for r in range(4)]
@@ -175,9 +175,9 @@ def test_rank_slices_cover_the_global_batch():
 def test_compile_wraps_the_model_lazily(ddp_params):
     """train.compile: true compiles what the step calls, around the network itself, which the
     checkpoints save (no _orig_mod. keys); nothing compiles before a step runs, so this is quick."""
-    from spanlib.distributed import DistContext
-    from spanlib.config import Config
-    from spanlib.train import make_engine
+    from spanlib.training.distributed import DistContext
+    from spanlib.config.schema import Config
+    from spanlib.training.train import make_engine
 
     params = {**ddp_params, "train": {**ddp_params["train"], "compile": "yes"}}
     with pytest.raises(ParamError, match="train.compile"):

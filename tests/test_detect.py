@@ -12,11 +12,11 @@ from spanlib import load_model
 from spanlib.cli import main
 from spanlib.data.crop import box_from_landmarks
 from spanlib.data.pts import read_pts
-from spanlib.detect import (DLIB_HOG_CALIBRATION, HAAR_CALIBRATION, BoxCalibration, FaceDetector,
+from spanlib.inference.detect import (DLIB_HOG_CALIBRATION, HAAR_CALIBRATION, BoxCalibration, FaceDetector,
                             box_iou, detect_faces)
-from spanlib.errors import DataError
-from spanlib.predict import FaceDetector as ReExported
-from spanlib.predict import predict_image, predict_paths
+from spanlib.utils.errors import DataError
+from spanlib.inference.predict import FaceDetector as ReExported
+from spanlib.inference.predict import predict_image, predict_paths
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from spanlib.data.disturb import (Warp, apply_plan, apply_texture, disturb, geom
                                   sample_plan, transform_landmarks)
 from spanlib.data.targets import boundary_heatmaps, landmark_heatmaps
 from spanlib.data.warp import apply_warp
-from spanlib.errors import ParamError
-from spanlib.schemes import get_scheme
+from spanlib.utils.errors import ParamError
+from spanlib.config.schemes import get_scheme
 
 from test_targets import mean_face
 
@@ -323,7 +323,7 @@ def test_translation_off_draws_nothing_and_on_stays_in_range():
 def test_new_disturb_keys_in_the_schema():
     import dataclasses
 
-    from spanlib import config
+    from spanlib.config import schema as config
 
     fields = {f.name: f for f in dataclasses.fields(config.DisturbConfig)}
     assert fields["p_translate"].default == 0.0 and fields["max_translation"].default == 0.1

@@ -1,7 +1,7 @@
 """DVC dependencies that cannot drift: for every stage, the spanlib modules its notebook or script
 imports, transitively (function-level imports included), must lie under the stage's ``deps``.
 Otherwise an edit of such a module leaves ``dvc repro`` saying "up to date" while the stage's
-results would change (issue 24: notebook 02 trained through spanlib.seeds, not in its deps)."""
+results would change (issue 24: notebook 02 trained through spanlib.training.seeds, not in its deps)."""
 from __future__ import annotations
 
 import ast
@@ -111,14 +111,14 @@ def _stages():
 
 
 def test_import_walk_finds_function_level_and_relative_imports():
-    """The walk by hand on a known chain: spanlib.evaluate imports spanlib.stats at module level,
-    and the closure of spanlib.notebook reaches spanlib/__init__.py."""
-    evaluate = PACKAGE / "evaluate.py"
-    direct = imported_modules(evaluate.read_text(), "spanlib.evaluate")
-    assert {"spanlib", "spanlib.stats", "spanlib.config"} <= direct
-    inner = imported_modules("def f():\n    from .data.crop import crop_face\n", "spanlib.predict")
+    """The walk by hand on a known chain: spanlib.evaluation.evaluate imports spanlib.evaluation.stats at
+    module level, and the closure of spanlib.study.notebook reaches spanlib/__init__.py."""
+    evaluate = PACKAGE / "evaluation" / "evaluate.py"
+    direct = imported_modules(evaluate.read_text(), "spanlib.evaluation.evaluate")
+    assert {"spanlib", "spanlib.evaluation.stats", "spanlib.config.schema"} <= direct
+    inner = imported_modules("def f():\n    from ..data.crop import crop_face\n", "spanlib.inference.predict")
     assert inner == {"spanlib", "spanlib.data", "spanlib.data.crop"}
-    assert PACKAGE / "__init__.py" in closure({"spanlib.notebook"})
+    assert PACKAGE / "__init__.py" in closure({"spanlib.study.notebook"})
 
 
 @pytest.mark.parametrize("name, cmd, deps, wdir", list(_stages()))

@@ -7,16 +7,17 @@ import hashlib
 import numpy as np
 import pytest
 
-import spanlib.detect
+import spanlib.inference.detect
 from eval_helpers import OracleModel, save_tiny_checkpoint, tiny_params, write_pts_folder
 from spanlib.cli import main
-from spanlib.config import ParamError, as_group
-from spanlib.data.crop import apply_affine, box_from_landmarks, compose_affine, crop_face, square_crop_matrix, warp_image
+from spanlib.config.schema import ParamError, as_group
+from spanlib.data.crop import (apply_affine, box_from_landmarks, compose_affine, crop_face, square_crop_matrix,
+                               warp_image)
 from spanlib.data.dataset import JITTER_CUT, PairedFaceDataset
 from spanlib.data.sample import Sample
-from spanlib.detect import IDENTITY, BoxCalibration, FaceDetector, box_residuals, match_detection
-from spanlib.evaluate import detector_boxes, evaluate, evaluate_params, predict_samples
-from spanlib.peers import predict_peer
+from spanlib.inference.detect import IDENTITY, BoxCalibration, FaceDetector, box_residuals, match_detection
+from spanlib.evaluation.evaluate import detector_boxes, evaluate, evaluate_params, predict_samples
+from spanlib.evaluation.peers import predict_peer
 
 from test_dataset import PARAMS, SCHEME, make_samples
 
@@ -171,7 +172,7 @@ def test_end_to_end_evaluation_scores_the_found_faces_from_their_boxes(tmp_path,
         made["detector"] = _ShiftedDetector(samples, shift=0.05, miss={_key(missed.image)})
         return made["detector"]
 
-    monkeypatch.setattr(spanlib.detect, "FaceDetector", fake_detector)
+    monkeypatch.setattr(spanlib.inference.detect, "FaceDetector", fake_detector)
     ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt", input_size=32)
     result = evaluate(ckpt, "pts", folder, settings={"boxes": "detector", "batch_size": 2}, progress=False,
                       return_predictions=True, json_path=tmp_path / "m.json")
@@ -240,7 +241,7 @@ def test_cli_evaluate_and_predict_take_the_new_options(tmp_path, monkeypatch, ca
     from spanlib.data.sources import read_source
 
     samples = read_source("pts", folder)
-    monkeypatch.setattr(spanlib.detect, "FaceDetector", lambda *a, **k: _ShiftedDetector(samples))
+    monkeypatch.setattr(spanlib.inference.detect, "FaceDetector", lambda *a, **k: _ShiftedDetector(samples))
     code = main(["evaluate", "--checkpoint", str(ckpt), "--source", "pts", "--root", str(folder),
                  "--boxes", "detector", "--refine", "1", "--quiet", "--device", "cpu"])
     out = capsys.readouterr().out

@@ -10,9 +10,9 @@ from spanlib import load_model
 from spanlib.cli import main
 from spanlib.data.crop import box_from_landmarks, square_crop_matrix, apply_affine
 from spanlib.data.sample import Sample
-from spanlib.errors import DataError
-from spanlib.evaluate import evaluate, evaluate_params, predict_samples, subset_groups
-from spanlib.metrics import subset_metrics
+from spanlib.utils.errors import DataError
+from spanlib.evaluation.evaluate import evaluate, evaluate_params, predict_samples, subset_groups
+from spanlib.evaluation.metrics import subset_metrics
 
 
 def _similar_faces(n=5, seed=0):
@@ -118,7 +118,7 @@ def test_held_out_evaluates_exactly_the_held_out_split(tmp_path, capsys):
     train.val_seed, or the ones given), nothing else."""
     from spanlib.data.sources import read_source
     from spanlib.data.split import held_out_split
-    from spanlib.errors import ParamError
+    from spanlib.utils.errors import ParamError
 
     write_pts_folder(tmp_path / "faces", n=10)
     ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt")
@@ -152,8 +152,8 @@ def test_held_out_evaluates_exactly_the_held_out_split(tmp_path, capsys):
 def _tiny_checkpoint_19(path):
     """A 19-point (AFLW) checkpoint in the contract format, untrained."""
     from spanlib.model import build_model
-    from spanlib.predict import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION
-    from spanlib.schemes import get_scheme
+    from spanlib.inference.predict import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION
+    from spanlib.config.schemes import get_scheme
 
     params, scheme = tiny_params(), get_scheme("19")
     torch.manual_seed(0)

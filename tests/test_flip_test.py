@@ -4,8 +4,8 @@ x -> S - x and the scheme's mirror permutation before averaging."""
 import numpy as np
 import torch
 
-from spanlib.predict import predict_crops
-from spanlib.schemes import get_scheme
+from spanlib.inference.predict import predict_crops
+from spanlib.config.schemes import get_scheme
 
 
 class MarkerModel(torch.nn.Module):

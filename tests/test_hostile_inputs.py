@@ -27,11 +27,11 @@ import torch
 from safetensors.torch import save_file
 
 import spanlib
-import spanlib.weights as weights
+import spanlib.inference.weights as weights
 from eval_helpers import REPO, save_tiny_checkpoint, tiny_params, write_pts_folder
-from spanlib.checkpoint import export_safetensors, load_model, read_model_file
+from spanlib.inference.checkpoint import export_safetensors, load_model, read_model_file, register_bundled
 from spanlib.cli import main
-from spanlib.errors import DataError, DivergedError, ParamError
+from spanlib.utils.errors import DataError, DivergedError, ParamError
 
 MEMORY_LIMIT = int(1.5 * 2**30)
 TIMEOUT_S = 120  # generous for a loaded 2-core machine; the refusals take a few seconds
@@ -162,7 +162,7 @@ def test_tensor_dtypes_must_fit_the_declared_network(tmp_path):
 
 def test_checkpoint_declaring_a_huge_width_is_refused_by_load_model_and_init_from(tmp_path):
     from spanlib.model import build_model
-    from spanlib.train import init_weights
+    from spanlib.training.train import init_weights
 
     ckpt = hostile_checkpoint(tmp_path, "wide", lambda c: c["params"]["model"].update(width=10**9))
     with pytest.raises(DataError, match=r"wide.pt: checkpoint declares a network spanlib will not build: .*model.width"):
@@ -183,11 +183,11 @@ def test_export_refuses_a_checkpoint_that_declares_a_huge_network(tmp_path, caps
 
 @pytest.fixture
 def registry(tmp_path, monkeypatch):
-    """register_bundled pointed at a scratch weights folder and a copy of the registry source."""
+    """register_bundled pointed at a scratch weights folder and a copy of the registry JSON."""
     folder = tmp_path / "weights"
     folder.mkdir()
-    source = tmp_path / "registry.py"
-    shutil.copy(weights.__file__, source)
+    source = tmp_path / "registry.json"
+    shutil.copy(weights.REGISTRY, source)
     monkeypatch.setattr(weights, "WEIGHTS_DIR", folder)
     monkeypatch.setitem(weights.BUNDLED, "real_scpan", dict(weights.BUNDLED["real_scpan"]))
     return {"folder": folder, "source": source, "text": source.read_text()}
@@ -197,12 +197,12 @@ def test_register_refuses_a_model_nobody_can_load(tmp_path, registry):
     """Defect 3: width 10**9 was shipped, and load_model() then asked for 147 GB."""
     model = hostile_model_file(tmp_path, "wide", _set("model", "width", 10**9))
     with pytest.raises(DataError, match=r"wide.safetensors: model file declares a network .*model.width"):
-        weights.register_bundled(model, "real_scpan", registry_file=registry["source"])
+        register_bundled(model, "real_scpan", registry_file=registry["source"])
     assert list(registry["folder"].iterdir()) == [] and registry["source"].read_text() == registry["text"]
 
 
 def test_params_file_with_a_huge_width_is_refused_at_load(tmp_path):
-    from spanlib.params import load_params
+    from spanlib.config.params import load_params
 
     params = tmp_path / "params.yaml"
     params.write_text((REPO / "params.yaml").read_text().replace("width: 32 ", "width: 30000 ", 1))
@@ -234,7 +234,7 @@ def test_export_refuses_nan_weights(tmp_path, capsys):
 def test_register_refuses_nan_weights(tmp_path, registry):
     model = hostile_model_file(tmp_path, "nan", edit_tensors=_nan_weights)
     with pytest.raises(DataError, match="nan.safetensors: model file holds NaN or infinite weights"):
-        weights.register_bundled(model, "real_scpan", registry_file=registry["source"])
+        register_bundled(model, "real_scpan", registry_file=registry["source"])
     assert list(registry["folder"].iterdir()) == [] and registry["source"].read_text() == registry["text"]
 
 
@@ -251,7 +251,7 @@ def test_export_onnx_refuses_nan_weights(tmp_path, capsys):
 def test_onnx_check_fails_on_a_nan_difference(tmp_path, monkeypatch):
     """The check itself: a NaN difference is no pass, whatever let the model through."""
     pytest.importorskip("onnx"), pytest.importorskip("onnxruntime")
-    import spanlib.onnx_export as onnx_export
+    import spanlib.inference.onnx_export as onnx_export
 
     model = load_model(save_tiny_checkpoint(tmp_path / "tiny.pt", variant="shn"))
     monkeypatch.setattr(onnx_export, "check_onnx", lambda *a, **k: {"max_abs_points_px": float("nan"),
@@ -263,8 +263,8 @@ def test_onnx_check_fails_on_a_nan_difference(tmp_path, monkeypatch):
 
 def test_infinite_learning_rate_is_refused(tmp_path):
     """`--set train.lr=.inf` trained to rc 0 with 349 of 412 tensors non-finite."""
-    from spanlib.config import apply_overrides
-    from spanlib.params import load_params
+    from spanlib.config.schema import apply_overrides
+    from spanlib.config.params import load_params
 
     params = load_params(REPO / "params.yaml")
     with pytest.raises(ParamError, match=r"--set train.lr.*expected a number > 0, got inf \(NaN and infinities "
@@ -273,8 +273,8 @@ def test_infinite_learning_rate_is_refused(tmp_path):
 
 
 def test_non_finite_loss_stops_training_naming_the_step_and_the_last_checkpoint(tmp_path, monkeypatch):
-    import spanlib.train as train_module
-    from spanlib.checkpoint import read_checkpoint
+    import spanlib.training.train as train_module
+    from spanlib.inference.checkpoint import read_checkpoint
 
     write_pts_folder(tmp_path / "faces", n=4)
     params = tiny_params("shn")
@@ -298,8 +298,8 @@ def test_non_finite_loss_stops_training_naming_the_step_and_the_last_checkpoint(
 
 def test_predict_json_is_valid_json_when_a_value_is_nan(tmp_path, monkeypatch, capsys):
     """`predict` with a diverged model wrote the bare word NaN into --json."""
-    import spanlib.predict as predict_module
-    from spanlib.predict import FaceResult, FrameResult
+    import spanlib.inference.predict as predict_module
+    from spanlib.inference.predict import FaceResult, FrameResult
 
     def nan_results(model, paths, **kwargs):
         face = FaceResult(box=[0.0, 0.0, 48.0, 48.0], landmarks=[[float("nan"), 1.0]] * 68,
@@ -353,7 +353,7 @@ def test_a_bomb_in_a_batch_leaves_the_other_images_their_results(tmp_path, bomb)
 
 
 def test_pixel_budget_is_set_by_the_environment(tmp_path, monkeypatch):
-    from spanlib.io import read_image
+    from spanlib.utils.files import read_image
 
     image = face_image(tmp_path / "face.png")  # 48 x 48 = 2304 pixels
     monkeypatch.setenv("SPANLIB_MAX_IMAGE_PIXELS", "2000")
@@ -369,7 +369,7 @@ def test_pixel_budget_is_set_by_the_environment(tmp_path, monkeypatch):
 def test_image_size_of_a_huge_header_is_read_without_decoding(tmp_path):
     """`data inspect` asks each image's size: Pillow's own bomb error was a traceback at 20000x20000."""
     from spanlib.data.sample import image_file_size
-    from spanlib.io import image_problem
+    from spanlib.utils.files import image_problem
 
     huge = png_bomb(tmp_path / "huge.png", 20000)
     assert image_file_size(str(huge)) == (20000, 20000)
@@ -389,7 +389,7 @@ def test_alias_bomb_in_a_params_file_is_refused_quickly(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text((REPO / "params.yaml").read_text() + "\nbomb:\n" +
                       "".join(f"  {line}\n" for line in _alias_bomb().splitlines()))
-    code = ("import sys\nfrom spanlib.params import load_params\nfrom spanlib.errors import ParamError\n"
+    code = ("import sys\nfrom spanlib.config.params import load_params\nfrom spanlib.utils.errors import ParamError\n"
             "try:\n    load_params(sys.argv[1])\nexcept ParamError as exc:\n    print(exc)\n")
     proc, seconds = run_limited([str(params)], tmp_path, timeout=60, python=code)
     assert proc.returncode == 0, proc.stderr
@@ -408,7 +408,7 @@ def test_alias_bomb_in_a_set_value_is_refused_quickly(tmp_path):
 
 
 def test_deep_yaml_nesting_is_a_message(tmp_path):
-    from spanlib.params import load_params
+    from spanlib.config.params import load_params
 
     params = tmp_path / "deep.yaml"
     params.write_text("seed: " + "[" * 5000 + "]" * 5000 + "\n")
@@ -420,7 +420,7 @@ def test_deep_yaml_nesting_is_a_message(tmp_path):
 
 
 def test_recursive_alias_is_refused(tmp_path):
-    from spanlib.params import load_params
+    from spanlib.config.params import load_params
 
     params = tmp_path / "loop.yaml"
     params.write_text("seed: &a [1, *a]\n")
@@ -483,7 +483,7 @@ def test_directory_and_symlink_loop_are_named_as_such(tmp_path):
 
 # ---------------------------------------------------------------- 13: overlays
 def test_overlays_of_inputs_with_one_name_do_not_collide(tmp_path, capsys):
-    from spanlib.predict import overlay_stems
+    from spanlib.inference.predict import overlay_stems
 
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
@@ -547,7 +547,7 @@ def test_non_utf8_params_file_is_a_message(tmp_path, capsys):
 
 @pytest.mark.parametrize("where", ["directory", "parent_is_a_file"])
 def test_unwritable_json_output_is_one_line_before_any_work(tmp_path, capsys, monkeypatch, where):
-    import spanlib.predict as predict_module
+    import spanlib.inference.predict as predict_module
 
     def no_work(*args, **kwargs):
         raise AssertionError("predicted before checking --json")
@@ -571,7 +571,7 @@ def test_unwritable_json_output_is_one_line_before_any_work(tmp_path, capsys, mo
 
 def test_train_out_that_is_a_directory_fails_before_training(tmp_path, capsys, monkeypatch):
     """Defect 8: `train --out DIR` trained first, then died after the last iteration."""
-    import spanlib.train as train_module
+    import spanlib.training.train as train_module
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained before checking --out")
@@ -591,7 +591,7 @@ def test_predict_json_may_not_overwrite_an_input_image(tmp_path, capsys):
 
 
 def test_ctrl_c_in_predict_is_one_line_and_status_130(tmp_path, capsys, monkeypatch):
-    import spanlib.predict as predict_module
+    import spanlib.inference.predict as predict_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -648,7 +648,7 @@ def test_a_cut_jpeg_with_an_end_marker_appended_is_refused(tmp_path, variant):
     """Defect 10: `head -c N a.jpg > t.jpg; printf '\\xff\\xd9' >> t.jpg` passed the end-marker check,
     and predict, inspect and evaluate used the grey rest."""
     from spanlib.data.sources import inspect_source
-    from spanlib.io import image_problem, read_image
+    from spanlib.utils.files import image_problem, read_image
 
     whole = noisy_jpeg(tmp_path / "whole.jpg", progressive=variant == "progressive")
     data = whole.read_bytes()
@@ -720,8 +720,8 @@ def test_a_bad_csv_file_is_a_message_naming_it(tmp_path, capsys, problem, conten
 @pytest.mark.parametrize("key", ["seed", "train.val_seed", "synth.seed", "pipeline.seeds"])
 def test_a_seed_beyond_64_bits_is_refused(key):
     """Defect 7: `--set seed=` beyond 64 bits was torch's "Overflow when unpacking long" traceback."""
-    from spanlib.config import apply_overrides
-    from spanlib.params import load_params
+    from spanlib.config.schema import apply_overrides
+    from spanlib.config.params import load_params
 
     value = 2**70 if key != "pipeline.seeds" else [0, 2**70]
     with pytest.raises(ParamError, match=rf"--set {key}: .*expected .*<= 9223372036854775807"):
@@ -729,7 +729,7 @@ def test_a_seed_beyond_64_bits_is_refused(key):
 
 
 def test_train_refuses_a_huge_seed_before_training(tmp_path, capsys, monkeypatch):
-    import spanlib.train as train_module
+    import spanlib.training.train as train_module
 
     monkeypatch.setattr(train_module, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
     assert main(["train", "--params", str(REPO / "params.yaml"), "--out", str(tmp_path / "x.pt"),
@@ -770,11 +770,11 @@ def test_an_output_in_a_folder_nobody_can_write_fails_before_the_work(tmp_path, 
     target = Path("/sys") / f"spanlib_{os.getpid()}.out"
     argv, work = {
         "predict": (["predict", str(face_image(tmp_path / "f.png")), "--checkpoint", str(ckpt), "--box", "0,0,48,48",
-                     "--device", "cpu", "--json", str(target)], ("spanlib.predict", "predict_paths")),
+                     "--device", "cpu", "--json", str(target)], ("spanlib.inference.predict", "predict_paths")),
         "evaluate": (["evaluate", "--checkpoint", str(ckpt), "--source", "pts", "--root", str(tmp_path),
-                      "--json", str(target)], ("spanlib.evaluate", "evaluate")),
-        "export_onnx": (["export", "onnx", str(ckpt), "--out", str(target)], ("spanlib.onnx_export", "export_onnx")),
-        "train": (["train", "--params", str(REPO / "params.yaml"), "--out", str(target)], ("spanlib.train", "train")),
+                      "--json", str(target)], ("spanlib.evaluation.evaluate", "evaluate")),
+        "export_onnx": (["export", "onnx", str(ckpt), "--out", str(target)], ("spanlib.inference.onnx_export", "export_onnx")),
+        "train": (["train", "--params", str(REPO / "params.yaml"), "--out", str(target)], ("spanlib.training.train", "train")),
     }[command]
     monkeypatch.setattr(*_no_work(*work))
     assert main(argv) == 3
@@ -783,7 +783,7 @@ def test_an_output_in_a_folder_nobody_can_write_fails_before_the_work(tmp_path, 
 
 
 def test_ctrl_c_in_export_is_one_line_and_status_130(tmp_path, capsys, monkeypatch):
-    import spanlib.checkpoint as checkpoint_module
+    import spanlib.inference.checkpoint as checkpoint_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -833,20 +833,20 @@ def test_no_command_writes_over_its_inputs(tmp_path, capsys, monkeypatch, case):
     argv, work, expected = {
         "predict_json_is_the_checkpoint": (
             ["predict", str(image), "--checkpoint", str(ckpt), "--box", "0,0,48,48", "--json", str(ckpt)],
-            ("spanlib.predict", "predict_paths"), "--json is --checkpoint"),
+            ("spanlib.inference.predict", "predict_paths"), "--json is --checkpoint"),
         "overlay_is_an_input_image": (
             ["predict", str(image), "--checkpoint", str(ckpt), "--box", "0,0,48,48", "--overlay", str(tmp_path / "ov")],
-            ("spanlib.predict", "predict_paths"), "the overlay of input 1 is input 1"),
+            ("spanlib.inference.predict", "predict_paths"), "the overlay of input 1 is input 1"),
         "evaluate_json_is_the_checkpoint": (
             ["evaluate", "--checkpoint", str(ckpt), "--source", "pts", "--root", str(tmp_path), "--json", str(ckpt)],
-            ("spanlib.evaluate", "evaluate"), "--json is --checkpoint"),
+            ("spanlib.evaluation.evaluate", "evaluate"), "--json is --checkpoint"),
         "train_out_is_the_params_file": (
-            ["train", "--params", str(params), "--out", str(params)], ("spanlib.train", "train"), "--out is --params"),
+            ["train", "--params", str(params), "--out", str(params)], ("spanlib.training.train", "train"), "--out is --params"),
         "train_out_is_init_from": (
             ["train", "--params", str(params), "--out", str(init), "--set", f"train.init_from={init}"],
-            ("spanlib.train", "train"), "--out is train.init_from"),
+            ("spanlib.training.train", "train"), "--out is train.init_from"),
         "export_onnx_out_is_the_model": (
-            ["export", "onnx", str(ckpt), "--out", str(ckpt)], ("spanlib.onnx_export", "export_onnx"),
+            ["export", "onnx", str(ckpt), "--out", str(ckpt)], ("spanlib.inference.onnx_export", "export_onnx"),
             "--out is the model"),
     }[case]
     monkeypatch.setattr(*_no_work(*work))
@@ -909,17 +909,17 @@ def test_a_huge_network_is_refused_by_the_other_entry_points(tmp_path, command):
 
 
 def test_figure_titles_carry_no_absolute_path():
-    """Smaller: the committed model_view.png's title carried /work/main/spanlib/weights/..."""
+    """Smaller: the committed model_view.png's title carried /work/main/spanlib/inference/weights/..."""
     from types import SimpleNamespace
 
-    from spanlib.figures import model_view_title, shown_path
+    from spanlib.reporting.figures import model_view_title, shown_path
 
     bundled = weights.WEIGHTS_DIR / "real_scpan.safetensors"
-    assert shown_path(bundled) == "spanlib/weights/real_scpan.safetensors"
+    assert shown_path(bundled) == "spanlib/inference/weights/real_scpan.safetensors"
     assert shown_path(REPO.parent / "shared" / "data" / "300w" / "a.jpg") == "../shared/data/300w/a.jpg"
     assert shown_path("/far/away/models/run.pt") == "run.pt"
     title = model_view_title(SimpleNamespace(variant="scpan", checkpoint_path=str(bundled)), "synthetic face 0")
-    assert title == "scpan (spanlib/weights/real_scpan.safetensors); synthetic face 0"
+    assert title == "scpan (spanlib/inference/weights/real_scpan.safetensors); synthetic face 0"
     notebook = (REPO / "notebooks" / "04_heatmap_distributions.ipynb").read_text()
     assert "model_view_title(model, face_note, checkpoint)" in notebook
 
@@ -927,8 +927,9 @@ def test_figure_titles_carry_no_absolute_path():
 def test_the_limits_are_in_docs_sharing():
     """`Done means`: the sharing page states the limits and the exit statuses, with the values the
     code uses."""
-    from spanlib.config import MAX_DEPTH, MAX_INPUT_SIZE, MAX_SEED, MAX_STAGES, MAX_WIDTH, MAX_YAML_DEPTH, MAX_YAML_NODES
-    from spanlib.io import MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_ENV
+    from spanlib.config.schema import (MAX_DEPTH, MAX_INPUT_SIZE, MAX_SEED, MAX_STAGES, MAX_WIDTH, MAX_YAML_DEPTH,
+                                       MAX_YAML_NODES)
+    from spanlib.utils.files import MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_ENV
 
     text = " ".join((REPO / "docs" / "sharing.md").read_text().split())
     for words in (f"`model.stages` <= {MAX_STAGES}", f"`model.width` <= {MAX_WIDTH}", f"`model.depth` <= {MAX_DEPTH}",

@@ -10,8 +10,8 @@ import pytest
 
 from spanlib.data.pts import write_pts
 from spanlib.data.sources import inspect_source, read_source
-from spanlib.errors import DataError
-from spanlib.io import image_problem, read_image
+from spanlib.utils.errors import DataError
+from spanlib.utils.files import image_problem, read_image
 
 
 def jpeg_bytes(size=96) -> bytes:

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from spanlib import load_model
-from spanlib.backends import make_runner
+from spanlib.inference.backends import make_runner
 from spanlib.data.crop import box_from_landmarks, crop_face
 from spanlib.data.dataset import to_tensor_image
 from spanlib.data.synth.face import render_face, sample_face
-from spanlib.errors import ParamError
-from spanlib.inference import predict_crops
+from spanlib.utils.errors import ParamError
+from spanlib.inference.step import predict_crops
 
 pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install -e '.[onnx]')")
 pytest.importorskip("onnx", reason="onnx not installed (pip install -e '.[onnx]')")
@@ -57,9 +57,9 @@ def test_int8_graph_is_quantised_and_close_to_float_on_uncalibrated_crops(bundle
     swapped channel gives many pixels), and the graph really holds integer convolutions."""
     import onnx
 
-    from spanlib.backends import LandmarkHead
-    from spanlib.inference import decode_radius
-    from spanlib.onnx_export import onnx_bytes, quantize_int8
+    from spanlib.inference.step import LandmarkHead
+    from spanlib.inference.step import decode_radius
+    from spanlib.inference.onnx_export import onnx_bytes, quantize_int8
 
     calibration = _synthetic_crops(bundled, "train", 12)
     crops = _synthetic_crops(bundled, "common", 8)
@@ -82,8 +82,8 @@ def test_int8_graph_is_quantised_and_close_to_float_on_uncalibrated_crops(bundle
 def test_int8_on_real_held_out_crops_moves_nme_by_under_a_tenth_of_a_point(bundled, shared_data):
     """On real 300-W faces (calibrated on training crops, measured on 40 held-out ones): the NME
     change against the float model stays under 0.1 points of NME_io."""
-    from spanlib.inference_speed import calibration_crops, held_out_faces
-    from spanlib.metrics import nme_per_face
+    from spanlib.bench.inference_speed import calibration_crops, held_out_faces
+    from spanlib.evaluation.metrics import nme_per_face
 
     root = shared_data / "300w"
     calibration = calibration_crops(bundled, root, 32)

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from spanlib.decode import decode_landmarks
-from spanlib.errors import ParamError
-from spanlib.losses import (LossConfig, coord_loss, field_loss, heatmap_ce, heatmap_js, scl_maps_loss,
+from spanlib.model.decode import decode_landmarks
+from spanlib.utils.errors import ParamError
+from spanlib.model.losses import (LossConfig, coord_loss, field_loss, heatmap_ce, heatmap_js, scl_maps_loss,
                             objective_terms, span_objective, stage_heatmap_loss, stage_weights)
-from spanlib.model import VARIANTS, build_model
+from spanlib.config.variants import VARIANTS
+from spanlib.model import build_model
 from spanlib.data.warp import apply_warp
 
 
@@ -277,7 +278,7 @@ def js_pixel_brute(logits: np.ndarray, target: np.ndarray) -> float:
 
 
 def test_heatmap_js_pixel_matches_brute_force_and_is_zero_only_at_the_target():
-    from spanlib.losses import heatmap_js_pixel
+    from spanlib.model.losses import heatmap_js_pixel
 
     rng = np.random.default_rng(5)
     logits = rng.normal(size=(2, 3, 4, 5)) * 3
@@ -296,7 +297,7 @@ def test_js_pixel_sums_over_pixels_so_a_map_twice_as_fine_weighs_four_times():
     """The paper's reason for lambda1 = 1 (128x128) against eta = 4 (64x64): with sigma scaled to
     the map, the pixel-wise JS of a 2x map is ~4x that of the 1x map; the softmax JS is not."""
     from spanlib.data.targets import landmark_heatmaps
-    from spanlib.losses import heatmap_js_pixel
+    from spanlib.model.losses import heatmap_js_pixel
 
     pts = np.array([[20.3, 30.7]])
     values = {}
@@ -313,7 +314,7 @@ def test_js_pixel_sums_over_pixels_so_a_map_twice_as_fine_weighs_four_times():
 
 
 def test_scl_js_pixel_is_zero_for_consistent_views():
-    from spanlib.losses import scl_maps_loss
+    from spanlib.model.losses import scl_maps_loss
 
     torch.manual_seed(0)
     logits = torch.randn(2, 68, 16, 16)
@@ -402,8 +403,8 @@ def test_unlabeled_sum_is_eq20_as_printed_and_mean_keeps_the_old_value(stages):
 
 
 def test_unlabeled_weighting_param_is_read_and_checked():
-    from spanlib import config as schema
-    from spanlib.losses import UNLABELED_WEIGHTINGS
+    from spanlib.config import schema
+    from spanlib.model.losses import UNLABELED_WEIGHTINGS
 
     good = {"lambda1": 1.0, "lambda2": 16.0, "gamma": 40.0, "eta": 4.0}
     assert LossConfig.from_params(good, targets_group(2), 64, 32).unlabeled_weighting == "mean"

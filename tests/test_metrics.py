@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from spanlib import metrics
-from spanlib.errors import DataError, ParamError
-from spanlib.schemes import get_scheme
+from spanlib.evaluation import metrics
+from spanlib.utils.errors import DataError, ParamError
+from spanlib.config.schemes import get_scheme
 
 S68 = get_scheme("68")
 

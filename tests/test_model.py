@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from spanlib.errors import ParamError
-from spanlib.model import VARIANTS, build_model, count_flops, count_parameters, model_profile
+from spanlib.utils.errors import ParamError
+from spanlib.config.variants import VARIANT_SPECS as VARIANTS
+from spanlib.model import build_model, count_flops, count_parameters, model_profile
 from spanlib.model.scpa import SCPAModule
 
 K, C = 68, 13

@@ -69,8 +69,8 @@ def papermill_calls() -> list[tuple[str, str, dict[str, str]]]:
         argv = shlex.split(body["cmd"])
         assert argv[:4] == ["mkdir", "-p", "outputs/notebooks", "&&"], f"stage {name}: unexpected command"
         argv = argv[4:]
-        # every notebook starts in portable mode (spanlib/portable.py), deciding by the params file
-        portable = ["python", "-m", "spanlib.portable", "--params", "params.yaml"]
+        # every notebook starts in portable mode (spanlib/utils/portable.py), deciding by the params file
+        portable = ["python", "-m", "spanlib.utils.portable", "--params", "params.yaml"]
         assert argv[:5] == portable, f"stage {name}: papermill should start through {' '.join(portable)}"
         argv = argv[5:]
         assert argv[0] == "papermill", f"stage {name}: expected a papermill command"
@@ -107,7 +107,7 @@ def test_every_notebook_is_clean_and_parameterised():
         assert all("id" in cell for cell in nb.cells), path.name
         text = path.read_text(encoding="utf-8")
         assert text == nbformat.writes(nb) + "\n", \
-            f"{path.name}: not in the server's JSON layout (python -m spanlib.lab strip {path.name})"
+            f"{path.name}: not in the server's JSON layout (python -m spanlib.study.lab strip {path.name})"
         assert parameters_cell(nb), f"{path.name}: empty parameters cell"
         assert nb.cells[0].cell_type == "markdown", f"{path.name}: should open with prose"
 
@@ -269,14 +269,14 @@ def test_every_notebook_runs_as_opened_and_leaves_the_study_alone(tmp_path, kern
 
 
 def test_find_root_looks_upward_for_dvc_yaml(tmp_path, monkeypatch):
-    from spanlib.notebook import enter_project, find_root
+    from spanlib.study.notebook import enter_project, find_root
 
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     (tmp_path / "params.yaml").write_text("seed: 3\n")
     (tmp_path / "notebooks" / "deep").mkdir(parents=True)
     assert find_root(tmp_path / "notebooks" / "deep") == tmp_path.resolve()
     monkeypatch.chdir(tmp_path / "notebooks")
-    from spanlib.notebook import stage_params
+    from spanlib.study.notebook import stage_params
 
     assert stage_params("params.yaml")["seed"] == 3  # from notebooks/: params.yaml of the root
     assert enter_project() == tmp_path.resolve() and Path.cwd() == tmp_path.resolve()
@@ -286,7 +286,7 @@ def test_find_root_looks_upward_for_dvc_yaml(tmp_path, monkeypatch):
 def test_lab_hook_saves_tracked_notebooks_stripped_and_keeps_a_full_copy(tmp_path):
     from types import SimpleNamespace
 
-    from spanlib.lab import LIVE_HINT_MARK, pre_save_hook
+    from spanlib.study.lab import LIVE_HINT_MARK, pre_save_hook
 
     root = tmp_path
     (root / "dvc.yaml").write_text("stages: {}\n")
@@ -317,7 +317,7 @@ def test_publish_writes_a_small_viewable_copy(tmp_path):
 
     from PIL import Image
 
-    from spanlib.lab import publish
+    from spanlib.study.lab import publish
 
     image = Image.effect_noise((1600, 500), 60).convert("RGB")
     buffer = io.BytesIO()
@@ -339,4 +339,4 @@ def test_makefile_lab_starts_at_the_root_with_the_save_hook():
     text = (REPO / "Makefile").read_text()
     recipe = text[text.index("\nlab:"):].split("\n\n")[0]
     assert "--ServerApp.root_dir=" in recipe and "/lab/tree/notebooks" in recipe
-    assert "--ContentsManager.pre_save_hook=spanlib.lab.pre_save_hook" in recipe
+    assert "--ContentsManager.pre_save_hook=spanlib.study.lab.pre_save_hook" in recipe

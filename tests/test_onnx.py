@@ -10,9 +10,10 @@ import torch
 
 from eval_helpers import save_tiny_checkpoint
 from spanlib import load_model
-from spanlib.backends import LandmarkHead, auto_runner, make_runner
+from spanlib.inference.backends import auto_runner, make_runner
+from spanlib.inference.step import LandmarkHead
 from spanlib.cli import main
-from spanlib.predict import predict_crops
+from spanlib.inference.predict import predict_crops
 
 SIZE = 32
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from ops_helpers import poisoned, use_backend  # noqa: F401  (fixture)
-from spanlib.errors import ParamError
+from spanlib.utils.errors import ParamError
 from spanlib.ops import bali_decode
 from spanlib.ops.bali_triton import bali_forward_triton
 from spanlib.ops.textbook import bali_reference64

@@ -20,7 +20,7 @@ import torch
 from scipy.spatial.distance import jensenshannon
 
 from ops_helpers import poisoned, use_backend  # noqa: F401  (fixture)
-from spanlib.errors import ParamError
+from spanlib.utils.errors import ParamError
 from spanlib.ops import js_divergence
 from spanlib.ops.jsd_cpu import js_forward_cpu
 from spanlib.ops.jsd_triton import js_forward_triton

@@ -1,4 +1,4 @@
-"""The transcribed numbers of spanlib.paper_numbers: their structure always, and every row of Tables
+"""The transcribed numbers of spanlib.reporting.paper_numbers: their structure always, and every row of Tables
 I-VIII and section IV-G against the paper's text when a copy of it is present (the paper is not
 part of the repository: ../shared/paper/span_paper.md from the repository root, or the file named
 by $SPAN_PAPER_MD)."""
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from spanlib.paper_numbers import PAPER_TABLES, SECTION_IV_G, TABLES, Metric, paper_rows
-from spanlib.profile import paper_profile_table, profile_table
+from spanlib.reporting.paper_numbers import PAPER_TABLES, SECTION_IV_G, TABLES, Metric, paper_rows
+from spanlib.bench.profile import paper_profile_table, profile_table
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = Path(os.environ.get("SPAN_PAPER_MD") or ROOT / ".." / "shared" / "paper" / "span_paper.md")

@@ -1,4 +1,4 @@
-"""params.yaml checked as a whole against spanlib.config: unknown and misspelt names (with the
+"""params.yaml checked as a whole against spanlib.config.schema: unknown and misspelt names (with the
 nearest valid one), duplicated keys, types, --set and recipe overrides, missing groups."""
 
 from pathlib import Path
@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spanlib import config
-from spanlib.config import Config, apply_overrides, check_params
-from spanlib.errors import ParamError
-from spanlib.params import load_params
+from spanlib.config import schema as config
+from spanlib.config.schema import Config, apply_overrides, check_params
+from spanlib.utils.errors import ParamError
+from spanlib.config.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def test_the_repository_params_load_complete_with_every_recipe():
     typed = Config.from_params(params, "params.yaml")
     assert typed.train.iterations == params["train"]["iterations"]
     assert typed.train.compile is False  # optional, absent from the file: the schema's default
-    from spanlib.config import apply_recipe
+    from spanlib.config.schema import apply_recipe
 
     for name in params["recipes"]:
         apply_recipe(params, name)
@@ -150,16 +150,16 @@ def test_the_cli_checks_the_params_file_before_running(tmp_path, capsys):
 def test_the_schema_choices_match_the_code():
     from spanlib.data.sources import SOURCES
     from spanlib.data.targets import DISTRIBUTIONS
-    from spanlib.losses import FIELD_LOSSES, HEATMAP_LOSSES
-    from spanlib.metrics import NORMS
-    from spanlib.model.network import VARIANTS
-    from spanlib.train import OPTIMIZERS
+    from spanlib.model.losses import FIELD_LOSSES, HEATMAP_LOSSES
+    from spanlib.evaluation.metrics import NORMS
+    from spanlib.config.variants import VARIANTS
+    from spanlib.training.train import OPTIMIZERS
 
-    assert config.VARIANTS == tuple(VARIANTS) and config.SOURCES == SOURCES
+    assert config.VARIANTS is VARIANTS and config.SOURCES == SOURCES
     assert config.OPTIMIZERS == OPTIMIZERS and config.NORMS == NORMS and config.HEATMAP_DISTRIBUTIONS == DISTRIBUTIONS
     assert set(config.FIELD_LOSSES) == set(FIELD_LOSSES) and set(config.HEATMAP_LOSSES) == set(HEATMAP_LOSSES)
-    from spanlib.evaluate import evaluate_params
-    from spanlib.inference import decode_radius
+    from spanlib.evaluation.evaluate import evaluate_params
+    from spanlib.inference.step import decode_radius
 
     # a checkpoint without an evaluate group evaluates with the schema's defaults, 7x7 decoding
     assert config.to_mapping(evaluate_params({})) == {k: config.default(f"evaluate.{k}") for k in config.fields_of("evaluate")}

@@ -13,9 +13,9 @@ from eval_helpers import save_tiny_checkpoint
 from spanlib.cli import main
 from spanlib.data.pts import read_pts
 from spanlib.data.sample import Sample
-from spanlib.errors import DataError
-from spanlib.evaluate import evaluate, summary_text
-from spanlib import peers
+from spanlib.utils.errors import DataError
+from spanlib.evaluation.evaluate import evaluate, summary_text
+from spanlib.evaluation import peers
 
 LABEL = "peer: dlib 68-point shape predictor"
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spanlib.errors import DataError, ParamError
-from spanlib.experiments import spread
-from spanlib.figures import read_loss_curves
-from spanlib.notebook import stage_params
-from spanlib.params import set_values
-from spanlib.report import notebook_timings
+from spanlib.utils.errors import DataError, ParamError
+from spanlib.study.experiments import spread
+from spanlib.reporting.figures import read_loss_curves
+from spanlib.study.notebook import stage_params
+from spanlib.config.params import set_values
+from spanlib.reporting.report import notebook_timings
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

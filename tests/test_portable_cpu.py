@@ -1,4 +1,4 @@
-"""Portable mode (spanlib/portable.py): a tiny training and evaluation give the same bits on every
+"""Portable mode (spanlib/utils/portable.py): a tiny training and evaluation give the same bits on every
 x86-64 CPU. Other CPUs are emulated with QEMU's user-mode emulator: ``qemu-x86_64 -cpu Haswell``
 runs this venv's Python as on an AVX2 CPU, ``-cpu Nehalem`` as on an SSE4.2 one, ``-cpu EPYC`` as on
 an AMD one (``.ci/run`` installs Debian's qemu-user; without it these tests skip with the reason).
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from spanlib import portable
+from spanlib.utils import portable
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = REPO / "tests" / "portable" / "probe.py"
@@ -49,19 +49,19 @@ def faces(tmp_path_factory) -> Path:
 
 
 def test_launcher_sets_the_settings_before_the_command_starts(tmp_path):
-    """``python -m spanlib.portable CMD`` runs CMD with every setting; pipeline.portable: false
+    """``python -m spanlib.utils.portable CMD`` runs CMD with every setting; pipeline.portable: false
     runs it without them."""
     code = "import os, json; print(json.dumps({k: os.environ.get(k) for k in %r}))" % list(portable.PORTABLE_ENV)
     env = {k: v for k, v in os.environ.items() if k not in portable.PORTABLE_ENV}
-    on = subprocess.run([sys.executable, "-m", "spanlib.portable", sys.executable, "-c", code], env=env,
+    on = subprocess.run([sys.executable, "-m", "spanlib.utils.portable", sys.executable, "-c", code], env=env,
                         capture_output=True, text=True, cwd=REPO, check=True)
     assert json.loads(on.stdout) == portable.PORTABLE_ENV
     params = tmp_path / "params.yaml"
     params.write_text((REPO / "params.yaml").read_text().replace("  portable: true", "  portable: false"))
-    off = subprocess.run([sys.executable, "-m", "spanlib.portable", "--params", str(params), sys.executable,
+    off = subprocess.run([sys.executable, "-m", "spanlib.utils.portable", "--params", str(params), sys.executable,
                           "-c", code], env=env, capture_output=True, text=True, cwd=REPO, check=True)
     assert set(json.loads(off.stdout).values()) == {None}
-    missing = subprocess.run([sys.executable, "-m", "spanlib.portable", "no-such-program-here"], env=env,
+    missing = subprocess.run([sys.executable, "-m", "spanlib.utils.portable", "no-such-program-here"], env=env,
                              capture_output=True, text=True, cwd=REPO)
     assert missing.returncode == 127 and "no-such-program-here" in missing.stderr
 
@@ -69,9 +69,9 @@ def test_launcher_sets_the_settings_before_the_command_starts(tmp_path):
 def test_torch_sees_the_settings():
     """In a process started by the launcher, torch runs its plain kernels and NumPy its baseline."""
     code = ("import torch, numpy, json; from numpy._core._multiarray_umath import __cpu_features__ as f; "
-            "from spanlib import portable; "
+            "from spanlib.utils import portable; "
             "print(json.dumps([torch.backends.cpu.get_cpu_capability(), bool(f.get('X86_V3')), portable.active()]))")
-    done = subprocess.run([sys.executable, "-m", "spanlib.portable", sys.executable, "-c", code],
+    done = subprocess.run([sys.executable, "-m", "spanlib.utils.portable", sys.executable, "-c", code],
                           capture_output=True, text=True, cwd=REPO, check=True)
     assert json.loads(done.stdout) == ["DEFAULT", False, True]
 
@@ -121,7 +121,7 @@ def test_published_copy_is_the_same_bytes_whatever_the_run_times(tmp_path):
     times go to the copy's .machine.json sidecar, which .dvcignore keeps out of dvc.lock."""
     import nbformat
 
-    from spanlib.lab import publish
+    from spanlib.study.lab import publish
 
     copies = []
     for run, (start, seconds, rate) in enumerate([("2026-12-01T10:00:00", 61.5, "4.1"),
@@ -143,7 +143,7 @@ def test_published_copy_is_the_same_bytes_whatever_the_run_times(tmp_path):
 
 
 def test_metrics_json_keeps_the_machine_in_its_sidecar(tmp_path):
-    from spanlib.provenance import machine_info, machine_sidecar, write_result_json
+    from spanlib.utils.provenance import machine_info, machine_sidecar, write_result_json
 
     result = {"provenance": {"variant": "scpan", "machine": machine_info()}, "subsets": {"full": {"n": 3}}}
     path = tmp_path / "s0.json"

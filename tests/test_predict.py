@@ -9,7 +9,7 @@ from eval_helpers import save_tiny_checkpoint
 from spanlib import load_model
 from spanlib.cli import main
 from spanlib.data.pts import read_pts
-from spanlib.predict import FaceDetector, predict_paths, window_mass
+from spanlib.inference.predict import FaceDetector, predict_paths, window_mass
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ def test_help_and_code_agree_on_the_haar_fallback(monkeypatch, capsys):
     assert "dlib's HOG frontal face detector when dlib is installed" in text
     assert "otherwise OpenCV's bundled frontal-face Haar cascade" in text
     assert "no bundled Haar cascade" not in text  # the old, contradicting help
-    import spanlib.detect
+    import spanlib.inference.detect
 
-    monkeypatch.setattr(spanlib.detect, "import_dlib", lambda: None)  # as without dlib-bin
+    monkeypatch.setattr(spanlib.inference.detect, "import_dlib", lambda: None)  # as without dlib-bin
     assert FaceDetector(backend="auto").kind == "haar"

@@ -14,7 +14,7 @@ import scipy.io
 from spanlib.data.pts import read_pts, write_pts
 from spanlib.data.sample import Sample
 from spanlib.data.sources import inspect_source, list_splits, read_source
-from spanlib.errors import DataError, ParamError
+from spanlib.utils.errors import DataError, ParamError
 
 from format_writers import RNG, points as _points, wflw_line as _wflw_line, write_cofw_mat as _write_mat_v5
 from format_writers import write_face as _face, write_image as _write_image

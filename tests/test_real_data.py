@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from spanlib.params import load_params
-from spanlib.config import apply_recipe
-from spanlib.train import train
+from spanlib.config.params import load_params
+from spanlib.config.schema import apply_recipe
+from spanlib.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 

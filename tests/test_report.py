@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from spanlib.cli import main
-from spanlib.errors import DataError
-from spanlib.metrics import auc, failure_rate, subset_metrics
-from spanlib.paper_numbers import PAPER_TABLES
-from spanlib.report import build_table, collect, write_report
-from spanlib.schemes import get_scheme
+from spanlib.utils.errors import DataError
+from spanlib.evaluation.metrics import auc, failure_rate, subset_metrics
+from spanlib.reporting.paper_numbers import PAPER_TABLES
+from spanlib.reporting.report import build_table, collect, write_report
+from spanlib.config.schemes import get_scheme
 
 
 def _subset(rng, scheme, n=6, noise=1.0):
@@ -146,7 +146,7 @@ def test_paper_rows_are_labelled_and_apart_from_ours(tmp_path):
     lines = [l for l in markdown.splitlines() if l.startswith("| ours:") or l.startswith("| paper:")]
     assert lines[0].startswith("| ours: scpan") and all(l.startswith("| paper:") for l in lines[1:])
     assert "| paper: ODN (CVPR19) [29] | 5.30 | - |" in markdown
-    assert any("transcribed in spanlib/paper_numbers.py" in n for n in table.notes)
+    assert any("transcribed in spanlib/reporting/paper_numbers.py" in n for n in table.notes)
     assert any(n.startswith("reading of the paper:") for n in table.notes)
     rows = list(csv.reader(io.StringIO(table.csv())))
     assert [r[0] for r in rows[1:]] == table.kinds
@@ -155,7 +155,7 @@ def test_paper_rows_are_labelled_and_apart_from_ours(tmp_path):
 def test_a_planted_dead_channel_is_flagged_beside_the_table(metrics_dir, tmp_path):
     """A landmark whose mean NME_io is far above the others (the committed run of issue 10 had one
     at 83 %) is listed in the table's notes and in evaluate's summary."""
-    from spanlib.evaluate import summary_text
+    from spanlib.evaluation.evaluate import summary_text
 
     path = metrics_dir / "scpan_synth.json"
     obj = json.loads(path.read_text())

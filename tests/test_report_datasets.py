@@ -14,8 +14,8 @@ import scipy.io
 from eval_helpers import save_tiny_checkpoint
 from format_writers import points, wflw_line, write_cofw_mat, write_face, write_image
 from spanlib.data.pts import write_pts
-from spanlib.evaluate import evaluate
-from spanlib.report import write_report
+from spanlib.evaluation.evaluate import evaluate
+from spanlib.reporting.report import write_report
 
 FACES = 2  # per part or subset: enough for every metric, small enough for seconds
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from spanlib.errors import ParamError
-from spanlib.schemes import SCHEMES, get_scheme, mirror_landmarks
+from spanlib.utils.errors import ParamError
+from spanlib.config.schemes import SCHEMES, get_scheme, mirror_landmarks
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMES))

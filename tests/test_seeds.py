@@ -9,11 +9,11 @@ import statistics
 import numpy as np
 import pytest
 
-from spanlib.errors import ParamError
-from spanlib.metrics import subset_metrics
-from spanlib.report import Cell, build_setup_table, build_table, collect
-from spanlib.schemes import get_scheme
-from spanlib.seeds import check_seeds, headline, seed_path, seed_table
+from spanlib.utils.errors import ParamError
+from spanlib.evaluation.metrics import subset_metrics
+from spanlib.reporting.report import Cell, build_setup_table, build_table, collect
+from spanlib.config.schemes import get_scheme
+from spanlib.training.seeds import check_seeds, headline, seed_path, seed_table
 
 SCHEME = get_scheme("68")
 N_FACES = 60
@@ -27,7 +27,7 @@ def _faces(rng):
 
 
 def _result(variant, seed, gt, noise, rng, root="data"):
-    """A metrics dict as spanlib.evaluate writes it, for a checkpoint models/<variant>/s<seed>/."""
+    """A metrics dict as spanlib.evaluation.evaluate writes it, for a checkpoint models/<variant>/s<seed>/."""
     pred = gt + rng.normal(0, noise, gt.shape)
     subsets = {"common": subset_metrics(pred[:40], gt[:40], SCHEME), "full": subset_metrics(pred, gt, SCHEME)}
     return {"provenance": {"checkpoint": f"models/{variant}/s{seed}/checkpoint.pt", "checkpoint_sha256": f"{variant}{seed}",
@@ -111,9 +111,9 @@ def test_seed_parameters_are_checked():
 def test_train_seeds_runs_side_by_side_then_keeps_finished_and_resumes_interrupted(tmp_path, capsys):
     import torch
 
-    from spanlib.checkpoint import read_checkpoint
-    from spanlib.seeds import train_seeds
-    from spanlib.train import train
+    from spanlib.inference.checkpoint import read_checkpoint
+    from spanlib.training.seeds import train_seeds
+    from spanlib.training.train import train
     from test_train import small_params, write_faces
 
     write_faces(tmp_path / "train", 24, seed=0)

@@ -4,7 +4,6 @@
 import hashlib
 import json
 import pickle
-import runpy
 import shutil
 import subprocess
 import sys
@@ -18,12 +17,12 @@ import pytest
 import torch
 
 import spanlib
-import spanlib.weights as weights
+import spanlib.inference.weights as weights
 from eval_helpers import REPO, save_tiny_checkpoint, write_pts_folder
-from spanlib.checkpoint import (export_safetensors, is_safetensors, load_model, read_checkpoint,
-                                write_checkpoint)
+from spanlib.inference.checkpoint import (export_safetensors, is_safetensors, load_model, read_checkpoint,
+                                          register_bundled, write_checkpoint)
 from spanlib.cli import main
-from spanlib.errors import DataError, ParamError
+from spanlib.utils.errors import DataError, ParamError
 
 
 class Evil:
@@ -280,7 +279,7 @@ def test_missing_bundled_model_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_shipped_bundled_model_matches_its_hash():
-    """Once spanlib/weights/real_scpan.safetensors is shipped, it must load and match BUNDLED."""
+    """Once spanlib/inference/weights/real_scpan.safetensors is shipped, it must load and match BUNDLED."""
     path = weights.bundled_path("real_scpan")
     if not path.is_file():
         with pytest.raises(DataError, match="is missing"):
@@ -293,28 +292,28 @@ def test_shipped_bundled_model_matches_its_hash():
 def test_register_bundled_records_the_hash(tmp_path, monkeypatch):
     folder = tmp_path / "weights"
     folder.mkdir()
-    registry = tmp_path / "registry.py"
-    shutil.copy(weights.__file__, registry)
+    registry = tmp_path / "registry.json"
+    shutil.copy(weights.REGISTRY, registry)
     monkeypatch.setattr(weights, "WEIGHTS_DIR", folder)
     monkeypatch.setitem(weights.BUNDLED, "real_scpan", dict(weights.BUNDLED["real_scpan"]))
     export_safetensors(save_tiny_checkpoint(tmp_path / "tiny.pt"), tmp_path / "model.safetensors")
-    digest = weights.register_bundled(tmp_path / "model.safetensors", "real_scpan", registry_file=registry)
+    digest = register_bundled(tmp_path / "model.safetensors", "real_scpan", registry_file=registry)
     assert digest == hashlib.sha256((tmp_path / "model.safetensors").read_bytes()).hexdigest()
     assert (folder / "real_scpan.safetensors").read_bytes() == (tmp_path / "model.safetensors").read_bytes()
     assert (folder / "real_scpan.json").is_file()
-    assert runpy.run_path(str(registry))["BUNDLED"]["real_scpan"]["sha256"] == digest
+    assert weights.read_registry(registry)["real_scpan"]["sha256"] == digest
     assert spanlib.load_model().variant == "scpan"
     evil = _evil_files(tmp_path / "evil", tmp_path / "marker")
     with pytest.raises(DataError, match="evil_zip.pt: not a safetensors file"):
-        weights.register_bundled(evil["zip"], "real_scpan", registry_file=registry)
+        register_bundled(evil["zip"], "real_scpan", registry_file=registry)
     assert not (tmp_path / "marker").exists()
     with pytest.raises(ParamError, match="unknown"):
-        weights.register_bundled(tmp_path / "model.safetensors", "nope", registry_file=registry)
+        register_bundled(tmp_path / "model.safetensors", "nope", registry_file=registry)
 
 
 def test_package_data_ships_the_weights():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
-    assert set(project["tool"]["setuptools"]["package-data"]["spanlib.weights"]) == {"*.safetensors", "*.json"}
+    assert set(project["tool"]["setuptools"]["package-data"]["spanlib.inference.weights"]) == {"*.safetensors", "*.json"}
     assert any(d.startswith("safetensors==") for d in project["project"]["dependencies"])
 
 

@@ -5,10 +5,10 @@ import pytest
 import yaml
 
 from spanlib.cli import COMMANDS
-from spanlib.errors import ParamError
-from spanlib.io import write_json
-from spanlib.config import apply_overrides
-from spanlib.params import get
+from spanlib.utils.errors import ParamError
+from spanlib.utils.files import write_json
+from spanlib.config.schema import apply_overrides
+from spanlib.config.params import get
 
 
 def test_overrides_parse_yaml_values_and_reject_unknown_keys():
@@ -36,7 +36,7 @@ def test_atomic_json_write_replaces_whole_file(tmp_path):
 
 
 def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):
-    from spanlib.io import atomic_path
+    from spanlib.utils.files import atomic_path
 
     target = tmp_path / "m.txt"
     target.write_text("old")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from spanlib.stats import outlier_landmarks, over_seeds, paired_bootstrap
+from spanlib.evaluation.stats import outlier_landmarks, over_seeds, paired_bootstrap
 
 
 def test_over_seeds_uses_the_sample_standard_deviation():
@@ -58,7 +58,7 @@ def test_outlier_landmarks_leave_a_hard_contour_and_flag_a_swapped_pair():
 
 def test_code_version_hashes_code_not_results(tmp_path, monkeypatch):
     """The version changes with the library's code and ignores everything else (results, outputs)."""
-    import spanlib.provenance as prov
+    import spanlib.utils.provenance as prov
 
     pkg = tmp_path / "spanlib"
     pkg.mkdir()

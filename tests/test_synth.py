@@ -11,7 +11,7 @@ import pytest
 
 from spanlib.cli import main as cli_main
 from spanlib.data.synth import render_face, sample_face, split_counts, write_synthetic_dataset
-from spanlib.errors import ParamError
+from spanlib.utils.errors import ParamError
 
 SMALL = dict(n_train=4, n_common=2, n_challenging=2, n_unlabeled=2, size=128, seed=7, progress=False)
 

@@ -9,8 +9,8 @@ from scipy import ndimage
 
 from spanlib.data.targets import (bali_fields, boundary_heatmaps, boundary_segments, build_targets,
                                   landmark_heatmaps, segment_distance)
-from spanlib.errors import ParamError
-from spanlib.schemes import get_scheme
+from spanlib.utils.errors import ParamError
+from spanlib.config.schemes import get_scheme
 
 SCHEME = get_scheme("68")
 TARGET_PARAMS = {"distribution": "gaussian", "sigma": 1.0, "ged_shape": 0.0, "student_df": 3.0,

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from spanlib.data.synth.shape import TEMPLATE
-from spanlib.errors import DataError, ParamError
-from spanlib.params import load_params
-from spanlib.schemes import get_scheme
-from spanlib.train import lr_at, train
+from spanlib.utils.errors import DataError, ParamError
+from spanlib.config.params import load_params
+from spanlib.config.schemes import get_scheme
+from spanlib.training.train import lr_at, train
 
 REPO = Path(__file__).resolve().parents[1]
 COLOURS = [(230, 80, 60), (60, 200, 90), (70, 90, 230), (220, 200, 60), (200, 70, 200), (60, 210, 210)]
@@ -67,7 +67,7 @@ def small_params(faces: dict, **train_overrides) -> dict:
 def held_out_nme(model, faces, params) -> float:
     from spanlib.data.dataset import EvalFaceDataset
     from spanlib.data.sources import read_source
-    from spanlib.train import validation_nme
+    from spanlib.training.train import validation_nme
 
     samples = read_source("pts", faces["held"], "all")
     dataset = EvalFaceDataset(samples, params["crop"]["input_size"], params["crop"]["scale"], prefer="landmarks")
@@ -158,7 +158,7 @@ def test_cli_trains_and_writes_checkpoint(faces, tmp_path):
 def test_val_fraction_holds_out_a_seeded_disjoint_subset(faces):
     """train.val_fraction: that share of the training faces is validated on and never trained on;
     train.val_seed alone picks the faces, so runs with other training seeds validate on the same ones."""
-    from spanlib.train import build_setup
+    from spanlib.training.train import build_setup
 
     params = small_params(faces, val_fraction=0.25, val_every=10, val_faces=1000)
     setups = [build_setup(params, "shn", torch.device("cpu"), progress=False) for _ in range(2)]
@@ -181,7 +181,7 @@ def test_val_fraction_holds_out_a_seeded_disjoint_subset(faces):
 def test_extra_train_faces_join_training_but_never_validation(faces, tmp_path):
     """data.extra_train: more labelled folders are added to the training faces after the held-out
     split is drawn from data.source, so the validation faces are the same with or without them."""
-    from spanlib.train import build_setup
+    from spanlib.training.train import build_setup
 
     params = small_params(faces, val_fraction=0.25, val_every=10, val_faces=1000)
     plain = build_setup(params, "shn", torch.device("cpu"), progress=False)
@@ -203,8 +203,8 @@ def test_extra_train_faces_join_training_but_never_validation(faces, tmp_path):
 def test_init_from_copies_every_matching_weight_of_another_run(faces, tmp_path):
     """train.init_from (pretraining then fine-tuning): the tensors of an shn run that exist with the
     same shape in scpan start the scpan run; the SCPA and boundary heads keep their initialisation."""
-    from spanlib.checkpoint import load_model
-    from spanlib.train import build_setup, init_weights
+    from spanlib.inference.checkpoint import load_model
+    from spanlib.training.train import build_setup, init_weights
 
     donor = train(small_params(faces, iterations=2), "shn", tmp_path / "shn.pt", progress=False)
     fresh = build_setup(small_params(faces), "scpan", torch.device("cpu"), progress=False).model
@@ -226,7 +226,7 @@ def test_init_from_copies_every_matching_weight_of_another_run(faces, tmp_path):
 def test_term_gradients_show_js_weak_start_against_ce(faces):
     """At initialisation the softmax JS pushes the target's peak logit far more weakly than CE
     (p_j (g_j - E_p g) with p_j ~ 1/(h w), against p - q): the finding of docs/model.md."""
-    from spanlib.loss_balance import term_gradients
+    from spanlib.study.loss_balance import term_gradients
 
     found = {}
     for kind in ("js", "ce"):
@@ -241,7 +241,7 @@ def test_term_gradients_show_js_weak_start_against_ce(faces):
 
 
 def test_recipes_apply_in_order_and_unknown_names_are_refused():
-    from spanlib.config import apply_recipe
+    from spanlib.config.schema import apply_recipe
 
     params = load_params(REPO / "params.yaml")
     both = apply_recipe(params, "real,shared300w")
@@ -304,7 +304,7 @@ def test_ctrl_c_then_extend(faces, tmp_path, capsys, monkeypatch):
     it says so, the dvclive curves hold each step once, the staircase stays scaled to the 6
     iterations the run started with (the extension runs at its last rate), and the weights equal
     an uninterrupted 6-iteration run extended to 8."""
-    import spanlib.train as T
+    import spanlib.training.train as T
 
     params = small_params(faces, iterations=6, checkpoint_every=2, lr_milestones=[0.5], lr_divisors=[4],
                           unlabeled_ratio=0.5)
@@ -378,7 +378,7 @@ def test_resume_names_the_params_that_differ(faces, tmp_path):
 def test_a_key_added_later_at_its_default_is_not_a_difference():
     """A checkpoint written before a key existed ran with the key's schema default: resuming it
     with the key at that default is no change; at another value it is."""
-    from spanlib.train import differing_params
+    from spanlib.training.train import differing_params
 
     old = {"loss": {"gamma": 40.0}, "disturb": {"p_flip": 0.5}}
     assert differing_params(old, {"loss": {"gamma": 40.0, "unlabeled_weighting": "mean"},
@@ -396,7 +396,7 @@ def test_batches_from_the_collate_workers_equal_the_items_concatenated(faces, wo
     dataset's items give when stacked by hand in the order the objective takes: [alpha of the
     labeled, alpha of the unlabeled, beta of the labeled, beta of the unlabeled]."""
     from spanlib.data.dataset import EpochShuffleSampler
-    from spanlib.train import build_setup, next_batch
+    from spanlib.training.train import build_setup, next_batch
 
     params = small_params(faces, batch_size=4, unlabeled_ratio=0.5, num_workers=workers)
     setup = build_setup(params, "semi_scpan", torch.device("cpu"), progress=False)

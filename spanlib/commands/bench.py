@@ -1,7 +1,7 @@
 """``spanlib bench jsd|decode --device cpu|cuda [--json FILE]``: time the fused ops against the
 textbook formulas (autograd and torch.compile) at training sizes; writes JSON, a markdown table
 and a plot under ``<out>/<device>/``. The harness is ``kernels/benchmark.py`` (loaded through
-``spanlib.bench_harness``); method in kernels/README.md."""
+``spanlib.bench.harness``); method in kernels/README.md."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..io import atomic_path, write_json, write_text
+from spanlib.utils.files import atomic_path, write_json, write_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ParamError
-    from ..bench_harness import device_slug, markdown_table, plot, run_benchmark
+    from spanlib.utils.errors import ParamError
+    from spanlib.bench.harness import device_slug, markdown_table, plot, run_benchmark
 
     if args.repeats < 1:
         raise ParamError(f"--repeats: expected >= 1, got {args.repeats}")

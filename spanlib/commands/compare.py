@@ -1,12 +1,12 @@
 """``spanlib compare --run LABEL=CKPT[,CKPT...] ... --reference LABEL --source S --root R --split SPLIT
 --json out.json --markdown out.md``: several settings, one checkpoint per seed each, on the same
-held-out faces, with mean ± sd over seeds and paired bootstrap intervals (spanlib.experiments)."""
+held-out faces, with mean ± sd over seeds and paired bootstrap intervals (spanlib.study.experiments)."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..errors import ParamError
+from spanlib.utils.errors import ParamError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +37,8 @@ def parse_runs(items: list[str]) -> dict[str, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments import compare_runs, comparison_markdown
-    from ..io import write_json, write_text
+    from spanlib.study.experiments import compare_runs, comparison_markdown
+    from spanlib.utils.files import write_json, write_text
 
     runs = parse_runs(args.runs)
     if args.reference not in runs:

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     inspect = sub.add_parser("inspect", help="summarise a dataset root; exit 1 when image files are broken",
                              description=__doc__)
-    from ..data.sources import SOURCES
+    from spanlib.data.sources import SOURCES
 
     inspect.add_argument("--source", required=True, choices=SOURCES, help="dataset format")
     inspect.add_argument("--root", required=True, help="dataset root folder")
@@ -48,8 +48,8 @@ def _line(entry: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.sources import inspect_source
-    from ..io import write_json
+    from spanlib.data.sources import inspect_source
+    from spanlib.utils.files import write_json
 
     report = inspect_source(args.source, args.root, args.split)
     print(format_report(report))

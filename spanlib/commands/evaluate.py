@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ParamError
-    from ..evaluate import evaluate, summary_text
+    from spanlib.utils.errors import ParamError
+    from spanlib.evaluation.evaluate import evaluate, summary_text
 
     settings = {k: v for k, v in (("batch_size", args.batch_size), ("nme_norm", args.norm),
                                   ("decode_radius", args.decode_radius), ("crop_box", args.crop_box),
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise ParamError("--val-fraction / --val-seed: only with --held-out")
     held_out = (args.val_fraction, args.val_seed) if args.held_out else None
     if args.json:  # refused before the evaluation runs, not after
-        from ..io import check_outputs, check_writable
+        from spanlib.utils.files import check_outputs, check_writable
 
         check_outputs({"--json": args.json}, {"--checkpoint": args.checkpoint})
         check_writable(args.json)

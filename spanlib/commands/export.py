@@ -8,10 +8,10 @@ same bytes. Refused before anything is written: an ``--out`` (or its ``.json`` c
 checkpoint or a ``--metrics`` file, and a checkpoint (or, for ``--register``, a model file) past
 spanlib's bounds (model.stages <= 16, model.width <= 1024, model.depth <= 8, crop.input_size <=
 1024), whose tensors do not fit the network its params build, or with NaN or infinite weights
-(``spanlib.checkpoint.check_model_state``).
+(``spanlib.inference.checkpoint.check_model_state``).
 
 onnx: the network and the BALI decoding as one ONNX graph (crops -> points, confidence), checked
-in ONNX Runtime against PyTorch before it is written (``spanlib.onnx_export``); needs the ``onnx``
+in ONNX Runtime against PyTorch before it is written (``spanlib.inference.onnx_export``); needs the ``onnx``
 extra. Default model: the bundled one."""
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="safetensors: inference settings the model file carries as its defaults, e.g. "
                              "evaluate.refine=1 (spanlib predict's re-crop passes); only evaluate.* keys")
     parser.add_argument("--register", default=None, metavar="NAME",
-                        help="safetensors: also ship FILE as bundled model NAME: copy it into spanlib/weights/ and "
-                             "record its SHA-256 in spanlib.weights.BUNDLED (e.g. real_scpan)")
+                        help="safetensors: also ship FILE as bundled model NAME: copy it into spanlib/inference/weights/ and "
+                             "record its SHA-256 in spanlib.inference.weights.BUNDLED (e.g. real_scpan)")
     parser.add_argument("--real-root", default="../shared/data/300w", metavar="DIR",
                         help="onnx: 300W-style folder whose faces the ONNX Runtime check also runs on, when it "
                              "exists (default ../shared/data/300w)")
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _resolve(args: argparse.Namespace) -> tuple[str, str | None]:
     """(format, checkpoint or None) from the positional words and the options."""
-    from ..errors import ParamError
+    from spanlib.utils.errors import ParamError
 
     items = list(args.items)
     fmt = args.format
@@ -73,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
     fmt, checkpoint = _resolve(args)
     if fmt == "onnx":
         return _run_onnx(args, checkpoint)
-    from ..checkpoint import export_safetensors
+    from spanlib.inference.checkpoint import export_safetensors
 
     if args.register is not None:  # an unknown (or empty) name is refused before --out is written
-        from ..weights import _entry
+        from spanlib.inference.weights import _entry
 
         _entry(args.register)
 
@@ -89,25 +89,26 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_json:
         print(f"wrote {out.with_suffix('.json')}")
     if args.register is not None:
-        from ..weights import bundled_path, register_bundled
+        from spanlib.inference.checkpoint import register_bundled
+        from spanlib.inference.weights import REGISTRY, bundled_path
 
         digest = register_bundled(out, args.register)
         print(f"bundled as {args.register!r}: {bundled_path(args.register)} (sha256 {digest} recorded in "
-              f"spanlib/weights/__init__.py)")
+              f"{REGISTRY})")
     return 0
 
 
 def _run_onnx(args: argparse.Namespace, checkpoint: str | None) -> int:
     from pathlib import Path
 
-    from .. import load_model
-    from ..io import check_outputs, check_writable
-    from ..onnx_export import export_onnx, require
+    from spanlib.inference.checkpoint import load_model
+    from spanlib.utils.files import check_outputs, check_writable
+    from spanlib.inference.onnx_export import export_onnx, require
 
     out = Path(args.out)
     # the description goes beside --out as .json: `--out net.json` would replace the graph with it
     if checkpoint is None:
-        from ..weights import bundled_path
+        from spanlib.inference.weights import bundled_path
 
         source = {"the bundled model": bundled_path()}
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..backends import BACKENDS
+from spanlib.inference.backends import BACKENDS
 
 
 def _box(text: str) -> list[float]:
@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "dlib or Haar (OpenCV ships the class, not the weights; boxes uncalibrated). Only "
                              "when no detector at all is available is the whole image the box, refined once")
     # onnxruntime_int8 needs calibration crops and moves points by more than the tolerance: measured
-    # by `python -m spanlib.inference_speed`, not offered here
+    # by `python -m spanlib.bench.inference_speed`, not offered here
     parser.add_argument("--backend", default="auto", choices=("auto",) + tuple(b for b in BACKENDS if b != "onnxruntime_int8"),
                         help="inference back-end (docs/inference.md). auto (default): for a video or at "
                              "least 50 images, ONNX Runtime when onnxruntime is installed (pip install -e "
@@ -77,8 +77,8 @@ def _many_faces(paths) -> bool:
     """A video, or at least AUTO_MIN_IMAGES images: worth building a faster back-end."""
     from pathlib import Path
 
-    from ..backends import AUTO_MIN_IMAGES
-    from ..predict import VIDEO_SUFFIXES
+    from spanlib.inference.backends import AUTO_MIN_IMAGES
+    from spanlib.inference.predict import VIDEO_SUFFIXES
 
     return len(paths) >= AUTO_MIN_IMAGES or any(Path(p).suffix.lower() in VIDEO_SUFFIXES for p in paths)
 
@@ -89,14 +89,14 @@ def check_predict_outputs(args: argparse.Namespace) -> None:
     is one of the overlays; and an output that cannot be written (OSError, exit status 3)."""
     from pathlib import Path
 
-    from ..io import check_outputs, check_writable
-    from ..predict import VIDEO_SUFFIXES, overlay_stems
+    from spanlib.utils.files import check_outputs, check_writable
+    from spanlib.inference.predict import VIDEO_SUFFIXES, overlay_stems
 
     inputs = {f"input {i + 1}": p for i, p in enumerate(args.paths)}
     if args.checkpoint is not None:
         inputs["--checkpoint"] = args.checkpoint
     else:
-        from ..weights import bundled_path
+        from spanlib.inference.weights import bundled_path
 
         inputs["the bundled model"] = bundled_path()
     outputs = {"--json": args.json} if args.json else {}
@@ -115,10 +115,10 @@ def check_predict_outputs(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from .. import load_model
-    from ..backends import auto_runner, make_runner
-    from ..io import finite_json, write_json
-    from ..predict import FaceDetector, predict_paths
+    from spanlib.inference.checkpoint import load_model
+    from spanlib.inference.backends import auto_runner, make_runner
+    from spanlib.utils.files import finite_json, write_json
+    from spanlib.inference.predict import FaceDetector, predict_paths
 
     check_predict_outputs(args)  # before the model is loaded and every input predicted, not after
     model = load_model(args.checkpoint, device=args.device)

@@ -16,9 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import write_json
-    from ..params import load_params
-    from ..profile import VARIANTS, profile, profile_table
+    from spanlib.utils.files import write_json
+    from spanlib.config.params import load_params
+    from spanlib.bench.profile import profile, profile_table
+    from spanlib.config.variants import VARIANTS
 
     params = load_params(args.params)
     variants = VARIANTS if args.variant == "all" else tuple(v.strip() for v in args.variant.split(","))

@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..errors import ParamError
-    from ..report import example_figures, write_report
+    from spanlib.utils.errors import ParamError
+    from spanlib.reporting.report import example_figures, write_report
 
     out = write_report(args.metrics, args.out, figures=not args.no_figures, ced_threshold=args.ced_threshold)
     files = list(out["files"])

@@ -25,12 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ParamError
-    from ..data.synth import SPLIT_RATIO, split_counts, write_synthetic_dataset
-    from ..data.synth.grid import make_grid
+    from spanlib.utils.errors import ParamError
+    from spanlib.data.synth import SPLIT_RATIO, split_counts, write_synthetic_dataset
+    from spanlib.data.synth.grid import make_grid
 
     if args.benchmark:
-        from ..data.synth.writer import benchmark
+        from spanlib.data.synth.writer import benchmark
 
         r = benchmark(args.benchmark, args.size, args.seed)
         print(f"synthetic faces: {r['faces']} train faces at {r['size']}x{r['size']} (seed {r['seed']}), one thread: "

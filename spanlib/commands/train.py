@@ -44,16 +44,16 @@ def resume_command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import apply_overrides, apply_recipe
-    from ..distributed import env_context
-    from ..errors import ParamError
-    from ..params import load_params
-    from ..train import TrainingInterrupted, train
+    from spanlib.config.schema import apply_overrides, apply_recipe
+    from spanlib.training.distributed import env_context
+    from spanlib.utils.errors import ParamError
+    from spanlib.config.params import load_params
+    from spanlib.training.train import TrainingInterrupted, train
 
     if args.renamed_profile:
         raise ParamError(f"--profile {args.renamed_profile}: renamed to --recipe (params.yaml's 'profiles:' is now "
                          f"'recipes:'); run with --recipe {args.renamed_profile}")
-    from ..io import check_outputs, check_writable
+    from spanlib.utils.files import check_outputs, check_writable
 
     check_writable(args.out)  # an --out that is a directory fails now, not after the last iteration
     params = load_params(args.params)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..errors import DataError, ParamError
+from spanlib.utils.errors import DataError, ParamError
 
 
 @dataclass(frozen=True)

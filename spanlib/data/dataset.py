@@ -23,11 +23,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm import tqdm
 
-from ..config import group_of
-from ..errors import DataError, ParamError
-from .crop import apply_affine, box_from_landmarks, crop_face, invert_affine, warp_image
-from .disturb import Warp, disturb
-from .targets import build_targets
+from spanlib.config.schema import group_of
+from spanlib.data.crop import (apply_affine, box_from_landmarks, crop_face, invert_affine, train_box_preference,
+                               warp_image)
+from spanlib.data.disturb import Warp, disturb
+from spanlib.data.targets import build_targets
+from spanlib.utils.errors import DataError, ParamError
 
 SHUFFLE_STREAM = 7_919  # third seed word of the shuffle generator (items use the index there)
 JITTER_STREAM = 104_729  # fourth seed word of the box jitter's generator (its own stream: the
@@ -80,7 +81,7 @@ def to_tensor_image(image: np.ndarray) -> torch.Tensor:
 class PairedFaceDataset(Dataset):
     """Training pairs: view a (the crop) and view b (its disturbed copy), targets of both, and D.
 
-    ``params``: a ``spanlib.config.Config`` or a params mapping (its ``crop``, ``targets`` and
+    ``params``: a ``spanlib.config.schema.Config`` or a params mapping (its ``crop``, ``targets`` and
     ``disturb`` groups are used, checked by the schema).
     ``train=False`` gives b = a and D = identity. ``labeled=False`` ignores landmarks: views carry
     the image and NaN landmarks only. ``targets`` names the target kinds to build (a variant
@@ -114,8 +115,6 @@ class PairedFaceDataset(Dataset):
         self._cache_faces(samples, float(crop.scale), progress, crop.box)
 
     def _cache_faces(self, samples: Sequence, scale: float, progress: bool, box_rule: str = "dataset") -> None:
-        from .crop import train_box_preference
-
         # labeled faces: the crop.box rule (default: the box evaluation crops from); unlabeled: any box
         prefer = train_box_preference(box_rule) if self.labeled else "detector"
         size, m = self.crop_size, self.margin
@@ -159,7 +158,7 @@ class PairedFaceDataset(Dataset):
         """(2, 3) context pixels -> view-a pixels of a jittered crop box, or None without jitter.
 
         The box a detector gives differs from the landmarks' box the training crop is cut around
-        (``spanlib.detect.box_residuals``: on 300-W, the calibrated HOG box's centre is off by sd
+        (``spanlib.inference.detect.box_residuals``: on 300-W, the calibrated HOG box's centre is off by sd
         0.09 / 0.05 of the box side in x / y, its side by sd 0.09 in log): the crop's centre moves
         by N(0, jitter_shift) box sides per axis and its side scales by exp(N(0, jitter_scale)),
         seeded [seed, epoch, index, JITTER_STREAM], so the network sees crops like the detector's."""

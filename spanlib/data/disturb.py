@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..config import as_group
-from ..errors import ParamError
-from .crop import apply_affine, compose_affine, invert_affine, warp_image
+from spanlib.config.schema import as_group
+from spanlib.data.crop import apply_affine, compose_affine, invert_affine, warp_image
+from spanlib.utils.errors import ParamError
 
 TEXTURE_KINDS = ("blur", "occlusion_box", "occlusion_patch", "gaussian_noise", "salt_noise")
 

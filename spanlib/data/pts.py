@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 
-from ..errors import DataError
-from ..io import write_text
-from .sample import check_landmarks
+from spanlib.data.sample import check_landmarks
+from spanlib.utils.errors import DataError
+from spanlib.utils.files import write_text
 
 
 def read_pts(path: str | os.PathLike, num_points: int | None = None) -> np.ndarray:

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import DataError
+from spanlib.utils.errors import DataError
+from spanlib.utils.files import declared_size, file_problem, read_image as read_checked
 
 
 @dataclass(init=False, eq=False)
@@ -89,18 +90,15 @@ def as_rgb_uint8(image: np.ndarray, name: str) -> np.ndarray:
 
 def read_image(path: str) -> np.ndarray:
     """RGB uint8 (H, W, 3); grey images are repeated to three channels. A missing, truncated or
-    undecodable file is a DataError naming it (``spanlib.io.read_image``)."""
-    from ..io import read_image as read_checked
-
+    undecodable file is a DataError naming it (``spanlib.utils.files.read_image``)."""
     return read_checked(path)
 
 
 def image_file_size(path: str) -> tuple[int, int]:
     """(width, height) from the file header (Pillow reads only the header; an image over Pillow's
-    own bomb limit still gets its size: ``spanlib.io.declared_size``)."""
+    own bomb limit still gets its size: ``spanlib.utils.files.declared_size``)."""
     from PIL import Image, UnidentifiedImageError
 
-    from ..io import declared_size, file_problem
 
     problem = file_problem(path)
     if problem:

@@ -3,7 +3,7 @@
 A source is a format name; a root is the folder it lives in; a split is one of the format's
 official splits. Readers live in ``spanlib/data/readers/`` and are imported only when used.
 
-Every image file a split names is checked for truncation when it is read (``spanlib.io.
+Every image file a split names is checked for truncation when it is read (``spanlib.utils.files.
 image_problem``: the first and last bytes of each file), because OpenCV decodes a JPEG cut short
 into a grey remainder without failing; ``read_source`` stops at a broken file and
 ``inspect_source`` lists them.
@@ -18,28 +18,32 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, ParamError
-from ..io import image_problem
-from .readers import ReadResult
-from .sample import Sample
+from spanlib.config.schemes import SOURCE_POINTS
+from spanlib.data.readers import ReadResult
+from spanlib.data.sample import Sample
+from spanlib.utils.errors import DataError, ParamError
+from spanlib.utils.files import image_problem
 
-# source -> (module, read function, splits attribute, number of points or None)
-_SOURCES = {
-    "300w": ("w300", "read", "SPLITS", 68),
-    "synthetic": ("w300", "read_synthetic", "SYNTHETIC_SPLITS", 68),
-    "pts": ("w300", "read_folder", None, None),
-    "menpo": ("menpo", "read", "SPLITS", 68),
-    "wflw": ("wflw", "read", "SPLITS", 98),
-    "cofw": ("cofw", "read", "SPLITS", 29),
-    "cofw68": ("cofw", "read_cofw68", "COFW68_SPLITS", 68),
-    "aflw": ("aflw", "read", "SPLITS", 19),
-    "300vw": ("vw300", "read", "SPLITS", 68),
-    "unlabeled": ("unlabeled", "read", "SPLITS", None),
-    "celeba": ("unlabeled", "read_celeba", "CELEBA_SPLITS", None),
-    "csv": ("csv_faces", "read", None, None),
-    "300wlp": ("w300lp", "read", "SPLITS", 68),
+# source -> (reader module, read function, splits attribute); the sources and their landmark counts are
+# spanlib.config.schemes.SOURCE_POINTS
+_READERS = {
+    "300w": ("w300", "read", "SPLITS"),
+    "synthetic": ("w300", "read_synthetic", "SYNTHETIC_SPLITS"),
+    "pts": ("w300", "read_folder", None),
+    "menpo": ("menpo", "read", "SPLITS"),
+    "wflw": ("wflw", "read", "SPLITS"),
+    "cofw": ("cofw", "read", "SPLITS"),
+    "cofw68": ("cofw", "read_cofw68", "COFW68_SPLITS"),
+    "aflw": ("aflw", "read", "SPLITS"),
+    "300vw": ("vw300", "read", "SPLITS"),
+    "unlabeled": ("unlabeled", "read", "SPLITS"),
+    "celeba": ("unlabeled", "read_celeba", "CELEBA_SPLITS"),
+    "csv": ("csv_faces", "read", None),
+    "300wlp": ("w300lp", "read", "SPLITS"),
 }
-SOURCES = tuple(_SOURCES)
+assert set(_READERS) == set(SOURCE_POINTS), "every source has a reader and a landmark count"
+_SOURCES = {name: (*_READERS[name], SOURCE_POINTS[name]) for name in SOURCE_POINTS}
+SOURCES = tuple(SOURCE_POINTS)
 
 
 def _entry(source: str):

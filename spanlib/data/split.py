@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ParamError
+from spanlib.utils.errors import ParamError
 
 
 def held_out_split(samples: Sequence, fraction: float, seed: int = 0) -> tuple[list, list]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ParamError
+from spanlib.config.schema import as_group
+from spanlib.utils.errors import ParamError
 
 DISTRIBUTIONS = ("gaussian", "ged", "student_t")
 
@@ -242,8 +243,6 @@ def build_targets(points_crop: np.ndarray, scheme, crop_size: int, resolutions, 
     with the resolution (same width in crop pixels). ``kinds`` limits the work to the targets a
     model variant uses (absent keys are not built).
     """
-    from ..config import as_group
-
     t = as_group("targets", settings)
     points = np.asarray(points_crop, dtype=np.float32)
     if points.shape != (scheme.num_points, 2):

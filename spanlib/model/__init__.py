@@ -1,9 +1,9 @@
 """The SPAN model family: hourglass blocks, SCPA attention, the BALI head and the network."""
 
-from .network import VARIANTS, SpanNet, VariantSpec, build_model, check_model_params, variant_spec
-from .profile import count_flops, count_parameters, model_profile, size_on_disk
+from spanlib.model.network import SpanNet, build_model, check_model_params
+from spanlib.model.profile import count_flops, count_parameters, model_profile, size_on_disk
 
 __all__ = [
-    "VARIANTS", "SpanNet", "VariantSpec", "build_model", "check_model_params", "variant_spec",
+    "SpanNet", "build_model", "check_model_params",
     "count_flops", "count_parameters", "model_profile", "size_on_disk",
 ]

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ResidualBottleneck
+from spanlib.model.blocks import ResidualBottleneck
 
 
 class Hourglass(nn.Module):

@@ -2,47 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ParamError
-from .bali import BaliHead
-from .blocks import ConvBnRelu, ResidualBottleneck
-from .hourglass import Hourglass
-from .scpa import SCPAModule
+from spanlib.config.schema import MAX_DEPTH, MAX_INPUT_SIZE, MAX_STAGES, MAX_WIDTH, as_group
+from spanlib.config.variants import variant_spec
+from spanlib.model.bali import BaliHead
+from spanlib.model.blocks import ConvBnRelu, ResidualBottleneck
+from spanlib.model.hourglass import Hourglass
+from spanlib.model.scpa import SCPAModule
+from spanlib.utils.errors import ParamError
 
-
-@dataclass(frozen=True)
-class VariantSpec:
-    """What a variant adds to the stacked-hourglass baseline (Table ablation rows of the paper)."""
-
-    boundaries: bool       # boundary heatmaps B_c at every stage
-    scpa: bool             # SCPA attention between stages (eqs. 9-10)
-    bali: bool             # BALI fields on the last stage (eq. 2, decoded by eq. 5)
-    self_calibrated: bool  # L_scl between the two disturbed views (eq. 17)
-    unlabeled: bool        # unlabeled faces in the objective (eq. 20)
-
-
-VARIANTS: dict[str, VariantSpec] = {
-    "shn": VariantSpec(boundaries=False, scpa=False, bali=False, self_calibrated=False, unlabeled=False),
-    "shn_bali": VariantSpec(boundaries=False, scpa=False, bali=True, self_calibrated=False, unlabeled=False),
-    "shn_scpa": VariantSpec(boundaries=True, scpa=True, bali=False, self_calibrated=True, unlabeled=False),
-    "scpan": VariantSpec(boundaries=True, scpa=True, bali=True, self_calibrated=True, unlabeled=False),
-    "semi_scpan": VariantSpec(boundaries=True, scpa=True, bali=True, self_calibrated=True, unlabeled=True),
-}
 
 # ImageNet statistics: the model takes [0, 1] RGB and normalises itself.
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
-
-
-def variant_spec(name: str) -> VariantSpec:
-    if name not in VARIANTS:
-        raise ParamError(f"model.variant: unknown variant {name!r}; expected one of {', '.join(VARIANTS)}")
-    return VARIANTS[name]
 
 
 class _Stage(nn.Module):
@@ -70,7 +45,7 @@ class SpanNet(nn.Module):
 
     forward(images (B, 3, S, S) in [0, 1]) -> {"heatmaps": [T x (B, K, h_t, h_t) logits],
     "boundaries": [T x (B, C, h_t, h_t)] or [], "offsets": (B, 2, K, h_T, h_T) or None,
-    "input_size": S} (the last key lets ``spanlib.decode`` convert map pixels to crop pixels).
+    "input_size": S} (the last key lets ``spanlib.model.decode`` convert map pixels to crop pixels).
     """
 
     def __init__(self, variant: str, num_points: int, num_boundaries: int, input_size: int,
@@ -131,9 +106,7 @@ class SpanNet(nn.Module):
 def check_model_params(model, input_size: int) -> None:
     """Stop with a ParamError naming the parameter when the configuration cannot be built (the
     schema checks each value; this, what depends on two of them, and the upper bounds again for a
-    ModelConfig made directly). Bounds: ``spanlib.config.MAX_*``."""
-    from ..config import MAX_DEPTH, MAX_INPUT_SIZE, MAX_STAGES, MAX_WIDTH
-
+    ModelConfig made directly). Bounds: ``spanlib.config.schema.MAX_*``."""
     for key, value, high in (("stages", model.stages, MAX_STAGES), ("width", model.width, MAX_WIDTH),
                              ("depth", model.depth, MAX_DEPTH)):
         if not isinstance(value, int) or not 1 <= value <= high:
@@ -153,8 +126,6 @@ def check_model_params(model, input_size: int) -> None:
 
 def build_model(model, num_points: int, num_boundaries: int, input_size: int) -> SpanNet:
     """The SpanNet of the ``model`` group (a ModelConfig, or a mapping checked by the schema)."""
-    from ..config import as_group
-
     model = as_group("model", model)
     check_model_params(model, input_size)
     return SpanNet(variant=model.variant, num_points=num_points, num_boundaries=num_boundaries,

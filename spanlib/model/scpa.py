@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import ResidualBottleneck
+from spanlib.model.blocks import ResidualBottleneck
 
 
 class SCPAModule(nn.Module):

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ParamError
-from .dispatch import backend_for
-from .validate import check_maps
+from spanlib.ops.dispatch import backend_for
+from spanlib.ops.validate import check_maps
+from spanlib.utils.errors import ParamError
 
 __all__ = ["js_divergence", "bali_decode", "backend_for"]
 
@@ -35,9 +35,9 @@ def js_divergence(
     check_maps("logits", logits)
     check_maps("target", target, like=logits)
     if backend_for(logits) == "triton":
-        from .jsd_triton import js_divergence_triton as impl
+        from spanlib.ops.jsd_triton import js_divergence_triton as impl
     else:
-        from .jsd_cpu import js_divergence_cpu as impl
+        from spanlib.ops.jsd_cpu import js_divergence_cpu as impl
     js = impl(logits, target.detach())
     if weight is not None:
         if not isinstance(weight, torch.Tensor) or tuple(weight.shape) != tuple(logits.shape[:2]):
@@ -66,7 +66,7 @@ def bali_decode(
     if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
         raise ParamError(f"radius: expected an integer >= 0, got {radius!r}")
     if backend_for(heatmap) == "triton":
-        from .bali_triton import bali_decode_triton as impl
+        from spanlib.ops.bali_triton import bali_decode_triton as impl
     else:
-        from .bali_cpu import bali_decode_cpu as impl
+        from spanlib.ops.bali_cpu import bali_decode_cpu as impl
     return impl(heatmap, offset_x, offset_y, radius)

@@ -37,8 +37,8 @@ import ctypes
 
 import torch
 
-from . import native
-from .bali_cpu_torch import bali_decode_torch
+from spanlib.ops import native
+from spanlib.ops.bali_cpu_torch import bali_decode_torch
 
 # The kernels, per channel (row of n = H*W values). Forward: m = max w (vectorised), then the
 # first index holding m; over the clipped window, in double: S = sum w, Sx = sum w (o_x + j + .5),

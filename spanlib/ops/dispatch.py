@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from ..errors import ParamError
+from spanlib.utils.errors import ParamError
 
 BACKENDS = ("auto", "cpu", "triton")
 ALIASES = {"reference": "cpu"}  # the CPU path's former name

@@ -38,8 +38,8 @@ import ctypes
 
 import torch
 
-from . import native
-from .jsd_cpu_torch import js_forward_torch
+from spanlib.ops import native
+from spanlib.ops.jsd_cpu_torch import js_forward_torch
 
 # The kernel, per row r of x and t (n values each), in three passes over the row (which stays in
 # cache): (1) m = max x, T = sum t; (2) d = x - m, e = exp(d), Z = sum e; (3) p = e / Z, q = t / T,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ParamError
+from spanlib.utils.errors import ParamError
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 

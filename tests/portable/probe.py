@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from spanlib.evaluate import evaluate
-from spanlib.params import load_params
-from spanlib.train import train
+from spanlib.evaluation.evaluate import evaluate
+from spanlib.config.params import load_params
+from spanlib.training.train import train
 
 REPO = Path(__file__).resolve().parents[2]
 

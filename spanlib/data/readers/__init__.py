@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-from ..sample import Sample
+from spanlib.data.sample import Sample
+from spanlib.utils.errors import DataError
+from spanlib.utils.files import file_problem
 
 
 class ReadResult(NamedTuple):
@@ -20,8 +22,6 @@ def csv_rows(path: str | Path) -> Iterator[tuple[int, list[str]]]:
     a traceback; a FIFO or other non-file is refused before it is opened (it would block)."""
     import csv
 
-    from ...errors import DataError
-    from ...io import file_problem
 
     problem = file_problem(path)
     if problem:

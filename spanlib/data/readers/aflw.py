@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError
-from ..sample import Sample, check_landmarks
-from . import ReadResult, csv_rows
+from spanlib.data.readers import ReadResult, csv_rows
+from spanlib.data.sample import Sample, check_landmarks
+from spanlib.utils.errors import DataError
 
 SPLITS = ("train", "test", "frontal")
 FILES = {"train": "face_landmarks_aflw_train.csv", "test": "face_landmarks_aflw_test.csv",

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError
-from ..sample import Sample, check_landmarks
-from . import ReadResult
+from spanlib.data.readers import ReadResult
+from spanlib.data.sample import Sample, check_landmarks
+from spanlib.utils.errors import DataError
 
 SPLITS = ("train", "test")
 COFW68_SPLITS = ("test",)

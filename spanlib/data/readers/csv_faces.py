@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError
-from ..sample import Sample, check_landmarks
-from . import ReadResult, csv_rows
+from spanlib.data.readers import ReadResult, csv_rows
+from spanlib.data.sample import Sample, check_landmarks
+from spanlib.utils.errors import DataError
 
 SUFFIX = "_frames_keypoints.csv"
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ...errors import DataError
-from ..pts import read_pts
-from ..sample import Sample
-from . import ReadResult
-from .w300 import IMAGE_EXTENSIONS
+from spanlib.data.pts import read_pts
+from spanlib.data.readers import ReadResult
+from spanlib.data.readers.w300 import IMAGE_EXTENSIONS
+from spanlib.data.sample import Sample
+from spanlib.utils.errors import DataError
 
 SPLITS = ("train", "test")
 FOLDERS = {"train": "trainset", "test": "testset"}

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError
-from . import ReadResult
-from .w300 import read_image_folder
+from spanlib.data.readers import ReadResult
+from spanlib.data.readers.w300 import read_image_folder
+from spanlib.utils.errors import DataError
 
 SPLITS = ("all",)
 CELEBA_SPLITS = ("all", "train", "val", "test")

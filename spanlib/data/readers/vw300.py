@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ...errors import DataError
-from ..pts import read_pts
-from ..sample import Sample
-from . import ReadResult
+from spanlib.data.pts import read_pts
+from spanlib.data.readers import ReadResult
+from spanlib.data.sample import Sample
+from spanlib.utils.errors import DataError
 
 VIDEOS = {
     "train": "001 002 003 004 007 009 010 011 013 015 016 017 018 019 020 022 025 027 028 029 031 033 "

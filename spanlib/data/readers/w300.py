@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ...errors import DataError
-from ..pts import read_pts
-from ..sample import Sample
-from . import ReadResult
+from spanlib.data.pts import read_pts
+from spanlib.data.readers import ReadResult
+from spanlib.data.sample import Sample
+from spanlib.utils.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError
-from ..sample import Sample, check_landmarks, image_file_size
-from . import ReadResult
+from spanlib.config.schemes import get_scheme
+from spanlib.data.readers import ReadResult
+from spanlib.data.sample import Sample, check_landmarks, image_file_size
+from spanlib.utils.errors import DataError
 
 PARTS = ("AFW", "HELEN", "IBUG", "LFPW")
 SPLITS = ("train", "full")
@@ -56,8 +57,6 @@ def read_pts_2d(path: Path) -> np.ndarray:
 def mirror_points(points: np.ndarray, width: int) -> np.ndarray:
     """The landmarks of the horizontally mirrored image: x -> width - x, each point relabelled as
     its mirror counterpart (``flip_perm``: mirrored point k = original point flip_perm[k])."""
-    from ...schemes import get_scheme
-
     mirrored = np.array(points, dtype=np.float32)
     mirrored[:, 0] = width - mirrored[:, 0]
     return mirrored[list(get_scheme(68).flip_perm)]

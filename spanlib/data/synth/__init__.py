@@ -7,8 +7,8 @@ and drawing of one face), ``writer`` (files, manifest), ``grid`` (sample grid im
 (float math that gives the same bits on every CPU: docs/reproducibility.md).
 """
 
-from .face import FaceSpec, render_face, sample_face, style_of
-from .writer import GENERATOR_VERSION, SPLIT_RATIO, SPLITS, split_counts, write_synthetic_dataset
+from spanlib.data.synth.face import FaceSpec, render_face, sample_face, style_of
+from spanlib.data.synth.writer import GENERATOR_VERSION, SPLIT_RATIO, SPLITS, split_counts, write_synthetic_dataset
 
 __all__ = [
     "FaceSpec", "GENERATOR_VERSION", "SPLITS", "SPLIT_RATIO", "render_face", "sample_face", "split_counts",

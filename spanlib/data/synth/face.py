@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from . import portable
-from .shape import (
+from spanlib.data.synth import portable
+from spanlib.data.synth.shape import (
     LOWER_LID, UPPER_LID, Expression, Projection, build_head, catmull_rom, face_outline, rotation_matrix,
     jaw_on_outline, keep_inside, sample_identity,
 )

@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ...io import write_bytes
-from .face import render_face, sample_face
+from spanlib.data.synth.face import render_face, sample_face
+from spanlib.utils.files import write_bytes
 
 # point colours per part (RGB): jaw, brows, nose, eyes, lips
 _PART_COLOURS = [((0, 17), (255, 235, 0)), ((17, 27), (255, 120, 0)), ((27, 36), (0, 230, 255)),

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from . import portable
+from spanlib.data.synth import portable
 
 NUM_POINTS = 68
 

@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ... import __version__
-from ...errors import ParamError
-from ...io import write_bytes, write_json
-from ..pts import format_pts
-from .face import SPLIT_CODES, TRAIN_CHALLENGING_EVERY, face_name, render_face, sample_face
+from spanlib._version import __version__
+from spanlib.data.pts import format_pts
+from spanlib.data.synth.face import SPLIT_CODES, TRAIN_CHALLENGING_EVERY, face_name, render_face, sample_face
+from spanlib.utils.errors import ParamError
+from spanlib.utils.files import write_bytes, write_json
 
 # 2: CPU-independent float math (portable.py) and lighting; the bytes differ from version 1
 GENERATOR_VERSION = "2"

@@ -1,0 +1,1 @@
+"""Speed: inference back-ends, kernels, per-layer profiles."""

@@ -1,0 +1,1 @@
+"""The params schema, params files and landmark schemes (torch-free)."""

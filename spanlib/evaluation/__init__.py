@@ -1,0 +1,1 @@
+"""Scores of a model on a dataset: evaluate, metrics, statistics, peer detectors."""

@@ -1,0 +1,143 @@
+"""Inference back-ends: a loaded model turned into a function crops -> (points, confidence).
+
+``LandmarkHead`` is the network plus the decoding in plain tensor ops (no autograd Function, no
+Python-side shapes that depend on the batch), so one graph can be traced, frozen, compiled or
+exported to ONNX. It computes what ``spanlib.inference.predict.predict_crops`` (flip off) computes:
+
+- points: the windowed BALI soft-argmax of eq. 5 (``spanlib.ops.bali_decode``), written as a 0/1
+  window mask around each map's argmax (first in row-major order on ties, like ``torch.argmax``
+  and ONNX ``ArgMax``), times the stride input_size / map width;
+- confidence: the softmax mass inside that window, which is the decoding's own denominator, so it
+  equals ``predict.window_mass`` without a second pass.
+
+Outputs the decoding does not use (the boundary maps, the earlier stages' heatmaps) are dropped, so
+a frozen or exported graph does not compute the last stage's boundary head at all.
+
+``make_runner(model, backend)`` returns a ``Runner``; the back-ends and what they do:
+
+=================  ==============================================================================
+``eager``          ``predict_crops``: the network and ``spanlib.ops`` as training and evaluate use them
+``head``           ``LandmarkHead`` in eager PyTorch
+``channels_last``  ``head`` with the weights and input in ``torch.channels_last``
+``jit``            ``torch.jit.trace`` of ``head``, ``torch.jit.freeze`` (BatchNorm folded into the
+                   convolutions), ``torch.jit.optimize_for_inference``
+``compile``        ``torch.compile`` of ``head`` (Inductor, needs a C++ compiler; compiles on first call)
+``onnxruntime``    ``head`` exported by ``torch.onnx`` (``spanlib.inference.onnx_export``) and run by ONNX Runtime
+``onnxruntime_int8``  the same graph with its convolutions statically quantised to INT8
+                   (``onnx_export.quantize_int8``: per-channel weights, ranges calibrated on
+                   ``calibration`` crops, which the caller must give); NOT within ``step.TOLERANCE_PX``
+                   of eager: its NME change is measured, not assumed (results/real/inference_speed.md)
+=================  ==============================================================================
+
+Which is fastest, and how close each stays to ``eager``, is measured by ``python -m
+spanlib.bench.inference_speed`` (results/real/inference_speed.md); ``AUTO_ORDER`` follows that table.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from spanlib.inference.onnx_export import make_session, onnx_bytes, onnx_session, quantize_int8
+from spanlib.inference.step import LandmarkHead, decode_radius, predict_crops
+from spanlib.utils.errors import ParamError
+
+BACKENDS = ("eager", "head", "channels_last", "jit", "compile", "onnxruntime", "onnxruntime_int8")
+# `predict --backend auto`: the fastest back-end of results/real/inference_speed.md whose landmarks
+# stayed within TOLERANCE_PX of eager, then the next ones, eager last (always available).
+AUTO_ORDER = ("onnxruntime", "jit", "eager")
+# building the ONNX Runtime or TorchScript back-end costs about a second (export / trace, measured in
+# results/real/inference_speed.md) and saves some 20 ms per face on one thread: `predict --backend
+# auto` builds one only when the inputs hold a video or at least this many images
+AUTO_MIN_IMAGES = 50
+
+
+@dataclass
+class Runner:
+    """``runner(images)`` -> (points (B, K, 2), confidence (B, K)), float32 CPU tensors."""
+
+    backend: str
+    radius: int
+    fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    note: str = ""
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.inference_mode():
+            points, confidence = self.fn(images)
+        return points.float().cpu(), confidence.float().cpu()
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def make_runner(model: torch.nn.Module, backend: str = "eager", radius: int | None = None,
+                example_batch: int = 1, calibration: torch.Tensor | None = None) -> Runner:
+    """A ``Runner`` for ``model`` (left as it is: back-ends that change weights work on a copy).
+    ``radius``: the decoding window, default ``evaluate.decode_radius`` of the model's params.
+    ``calibration`` (N, 3, S, S): the crops ``onnxruntime_int8`` calibrates its ranges on (required
+    there: real training crops, not the faces it will be measured on)."""
+    if backend not in BACKENDS:
+        raise ParamError(f"inference backend: expected one of {BACKENDS}, got {backend!r}")
+    radius = decode_radius(model.params) if radius is None else int(radius)
+    device = _device(model)
+    size = int(model.params["crop"]["input_size"])
+    example = torch.rand(example_batch, 3, size, size, device=device)
+
+    if backend == "eager":
+        def eager(images):
+            points, confidence, _ = predict_crops(model, images, radius)
+            return points, confidence
+        return Runner(backend, radius, eager, "network + spanlib.ops.bali_decode, as evaluate runs them")
+
+    head = LandmarkHead(model, radius).eval()
+    if backend == "head":
+        return Runner(backend, radius, lambda images: head(images.to(device)), "network + masked decode, eager")
+    if backend == "channels_last":
+        head = LandmarkHead(copy.deepcopy(model).to(memory_format=torch.channels_last), radius).eval()
+        return Runner(backend, radius,
+                      lambda images: head(images.to(device).contiguous(memory_format=torch.channels_last)),
+                      "weights and input in channels_last")
+    if backend == "jit":
+        with torch.inference_mode(False), torch.no_grad():
+            traced = torch.jit.trace(head, example, check_trace=False)
+            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+        return Runner(backend, radius, lambda images: frozen(images.to(device)),
+                      "torch.jit.trace + freeze + optimize_for_inference")
+    if backend == "compile":
+        compiled = torch.compile(head, dynamic=False)
+        return Runner(backend, radius, lambda images: compiled(images.to(device)),
+                      "torch.compile (Inductor), recompiles for each new batch size")
+
+    if backend == "onnxruntime_int8":
+        if calibration is None:
+            raise ParamError("backend onnxruntime_int8: give calibration crops (make_runner(..., calibration=...)); "
+                             "its ranges come from them")
+        session = make_session(quantize_int8(onnx_bytes(head, example.cpu()), calibration), torch.get_num_threads())
+        note = f"ONNX Runtime, Conv INT8 (QDQ, per-channel weights), calibrated on {len(calibration)} crops"
+    else:
+        session = onnx_session(head, example)
+        note = "torch.onnx export, ONNX Runtime CPU, as many intra-op threads as torch uses"
+
+    def run_ort(images):
+        points, confidence = session.run(None, {"images": images.detach().cpu().float().numpy()})
+        return torch.from_numpy(points), torch.from_numpy(confidence)
+    return Runner(backend, radius, run_ort, note)
+
+
+def auto_runner(model: torch.nn.Module, radius: int | None = None) -> tuple[Runner, list[str]]:
+    """The first back-end of ``AUTO_ORDER`` that builds here (and, on CPU, is ``onnxruntime`` or
+    ``jit``), with the reasons the ones before it were skipped; ``eager`` always builds."""
+    skipped = []
+    for backend in AUTO_ORDER:
+        if backend != "eager" and _device(model).type != "cpu":
+            skipped.append(f"{backend}: measured on CPU only")
+            continue
+        try:
+            return make_runner(model, backend, radius), skipped
+        except Exception as exc:  # a missing package or a failed trace: fall back, say why
+            skipped.append(f"{backend}: {type(exc).__name__}: {exc}".splitlines()[0])
+    raise AssertionError("unreachable: eager always builds")

@@ -1,0 +1,113 @@
+"""The one inference step: crops in, landmarks out. Used by training's validation, ``spanlib
+evaluate``, the report's figures, ``spanlib profile``, the ONNX check and ``spanlib predict``.
+
+``predict_crops``: forward, decode with the windowed BALI soft-argmax (eq. 5, window ``2 r + 1``
+with r = ``evaluate.decode_radius``) and a confidence per landmark. ``crop_points_to_image`` maps
+crop pixels back to image pixels through each crop's matrix.
+
+Confidence: for each landmark, the softmax probability mass of the last-stage heatmap inside the
+(2r + 1)^2 decoding window around its argmax, in [0, 1]; a face's confidence is the mean over its
+landmarks. Unlike the peak probability it does not shrink with the map size, and it is low when the
+heatmap is spread out or multi-modal (an occluded or absent point).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spanlib.config.schema import default
+from spanlib.model.decode import decode_landmarks
+from spanlib.utils.errors import ParamError
+
+# agreement with eager that a back-end must keep, in crop pixels (128 px crop of the bundled model):
+# float32 reassociation moves points by ~1e-4 px; a real change of the decoding moves them by > 0.1
+TOLERANCE_PX = 1e-2
+
+
+def decode_radius(params: dict) -> int:
+    """``evaluate.decode_radius`` of a checkpoint's params (the schema's default when absent)."""
+    return int((params.get("evaluate") or {}).get("decode_radius", default("evaluate.decode_radius")))
+
+
+@torch.no_grad()
+def predict_crops(model: torch.nn.Module, images: torch.Tensor, radius: int,
+                  flip: bool = False) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(B, 3, S, S) crops in [0, 1] -> (points (B, K, 2) crop px, confidence (B, K), outputs).
+
+    ``flip=True`` (``evaluate.flip_test``): also predict the mirrored crops, map those points back
+    (x -> S - x in corner-origin pixels, channels through the scheme's mirror permutation) and
+    average the two estimates; twice the cost, measured gain in docs/model.md."""
+    device = next(model.parameters()).device
+    images = images.to(device, non_blocking=True)
+    outputs = model(images)
+    points = decode_landmarks(outputs, radius)
+    confidence = window_mass(outputs["heatmaps"][-1], radius)
+    if flip:
+        mirrored = model(torch.flip(images, dims=[-1]))
+        perm = torch.as_tensor(np.asarray(model.scheme.flip_perm), device=points.device, dtype=torch.long)
+        back = decode_landmarks(mirrored, radius)
+        back[..., 0] = images.shape[-1] - back[..., 0]
+        unflipped = torch.empty_like(back)
+        unflipped[:, perm] = back  # mirrored channel k is original point perm[k]
+        points = 0.5 * (points + unflipped)
+        mass = torch.empty_like(confidence)
+        mass[:, perm] = window_mass(mirrored["heatmaps"][-1], radius)
+        confidence = 0.5 * (confidence + mass)
+    return points, confidence, outputs
+
+
+def window_mass(logits: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B, K): softmax probability inside the (2r+1)^2 window centred on each map's argmax."""
+    b, k, h, w = logits.shape
+    prob = torch.softmax(logits.float().reshape(b, k, h * w), dim=-1).view(b * k, 1, h, w)
+    # box sum of every window, read at the argmax (zero padding = clipping at the borders)
+    box = F.avg_pool2d(prob, 2 * radius + 1, stride=1, padding=radius, count_include_pad=True)
+    box = box * (2 * radius + 1) ** 2
+    arg = prob.view(b * k, -1).argmax(dim=-1)
+    return box.view(b * k, -1).gather(1, arg[:, None]).view(b, k)
+
+
+def crop_points_to_image(points: torch.Tensor, crop_matrix: torch.Tensor) -> torch.Tensor:
+    """(B, K, 2) crop pixels -> image pixels, in float64: ``crop_matrix`` (B, 2, 3) maps image to
+    crop (p_c = A p_i + t), so p_i = A^-1 (p_c - t)."""
+    m = crop_matrix.double()
+    inv = torch.linalg.inv(m[:, :, :2])
+    return (points.double().cpu() - m[:, None, :, 2]) @ inv.transpose(1, 2)
+
+
+class LandmarkHead(torch.nn.Module):
+    """images (B, 3, S, S) in [0, 1] -> (points (B, K, 2) crop pixels, confidence (B, K))."""
+
+    def __init__(self, model: torch.nn.Module, radius: int):
+        super().__init__()
+        if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
+            raise ParamError(f"decode radius: expected an integer >= 0, got {radius!r}")
+        self.model, self.radius = model, radius
+        self.input_size = int(model.params["crop"]["input_size"])
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = self.model(images)
+        logits = outputs["heatmaps"][-1].float()
+        _, k, h, w = logits.shape  # k, h, w are fixed by the model; the batch stays symbolic (-1)
+        prob = torch.softmax(logits.flatten(2), dim=-1)
+        idx = prob.argmax(dim=-1)  # (B, K)
+        i0 = torch.div(idx, w, rounding_mode="floor")[..., None, None]
+        j0 = (idx % w)[..., None, None]
+        rows = torch.arange(h, device=logits.device)[:, None]
+        cols = torch.arange(w, device=logits.device)[None, :]
+        mask = ((rows - i0).abs() <= self.radius) & ((cols - j0).abs() <= self.radius)
+        weights = prob.reshape(-1, k, h, w) * mask.to(prob.dtype)
+        total = weights.sum(dim=(2, 3))  # > 0: the argmax pixel itself is in the window
+        x_pos = cols.to(prob.dtype) + 0.5
+        y_pos = rows.to(prob.dtype) + 0.5
+        offsets = outputs.get("offsets")
+        if offsets is not None:  # BALI fields (B, 2, K, H, W), in map pixels
+            offsets = offsets.float()
+            x_pos = x_pos + offsets[:, 0]
+            y_pos = y_pos + offsets[:, 1]
+        x = (weights * x_pos).sum(dim=(2, 3)) / total
+        y = (weights * y_pos).sum(dim=(2, 3)) / total
+        points = torch.stack((x, y), dim=-1) * (self.input_size / w)
+        return points, total

@@ -1,0 +1,1 @@
+"""The notebooks' helpers and short studies: notebook, lab, experiments, loss balance."""

@@ -1,0 +1,219 @@
+"""What a pipeline notebook (notebooks/*.ipynb, chained by dvc.yaml) needs to run the same under
+DVC, papermill and JupyterLab: the project root, its params, where it writes, progress bars and
+live figures.
+
+The notebooks stay thin: a papermill ``parameters`` cell (the params file, output paths, and a few
+knobs left at None unless set by hand), calls into spanlib (``figures``, ``experiments``,
+``report``), figures and prose. ``stage_params`` reads the params file with those knobs applied.
+
+Every path a notebook reads or writes (params.yaml, its own parameters, the paths inside
+params.yaml) is relative to the project root, the folder holding ``dvc.yaml``. ``enter_project``
+finds it by looking upward from the kernel's working folder (``notebooks/`` in JupyterLab, the root
+under DVC) and moves the kernel there, so a notebook runs the same wherever it was started.
+Outputs of an interactive run go to ``outputs/interactive/`` (``INTERACTIVE``, git-ignored); only
+``dvc repro`` passes the study's ``results/`` paths (docs/pipeline.md, "Exploring").
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from spanlib.config.params import load_params, set_values
+from spanlib.config.schema import apply_recipe
+from spanlib.reporting.figures import save_figure
+from spanlib.utils.errors import ParamError
+
+PROJECT_MARKER = "dvc.yaml"
+
+INTERACTIVE = "outputs/interactive"  # where a notebook run by hand writes (git-ignored)
+
+
+
+def find_root(start: str | Path | None = None) -> Path:
+    """The project root: the nearest folder at or above ``start`` (default: the working folder)
+    holding ``dvc.yaml``; failing that, the one above the installed spanlib package (an editable
+    install in the repository). Raises ParamError when neither has one."""
+    here = Path(start if start is not None else os.getcwd()).resolve()
+    candidates = [here, *here.parents, Path(__file__).resolve().parents[2]]
+    for folder in candidates:
+        if (folder / PROJECT_MARKER).is_file():
+            return folder
+    raise ParamError(f"no {PROJECT_MARKER} in {here} or any folder above it: start the notebook inside the "
+                     "spanlib repository (e.g. `make lab`), where dvc.yaml and params.yaml are")
+
+
+
+def enter_project(start: str | Path | None = None) -> Path:
+    """Find the project root (``find_root``) and make it the working folder, so every relative path
+    (params.yaml's, and each notebook parameter) means the same under JupyterLab, papermill and DVC.
+    Idempotent; returns the root."""
+    root = find_root(start)
+    here = Path.cwd().resolve()
+    if here != root:
+        _STARTED_IN["cwd"] = here
+        os.chdir(root)
+    return root
+
+
+
+_STARTED_IN: dict[str, Path] = {}  # the kernel's working folder before enter_project moved it
+
+
+
+def is_interactive() -> bool:
+    """True in a kernel started by a Jupyter server (JupyterLab sets ``JPY_SESSION_NAME``), where a
+    front end can drive widgets; False under papermill/nbclient (DVC and the tests)."""
+    return "JPY_SESSION_NAME" in os.environ
+
+
+
+def writes_to_study(*paths: str | Path) -> bool:
+    """True when any of ``paths`` lies outside ``outputs/interactive`` (the run updates the study)."""
+    scratch = Path(INTERACTIVE)
+    return any(not Path(p).is_relative_to(scratch) for p in paths if p is not None)
+
+
+
+def stage_params(params_file: str | Path, values: Mapping[str, Any] | None = None) -> dict:
+    """The params a notebook runs with: the params file, then the recipes named by
+    ``pipeline.recipe`` (``recipes: {NAME: {dotted key: value}}``, e.g. ``paper``), then the
+    notebook's own parameters (``values``: ``{"train.iterations": 50}``), each of which is None
+    unless set by hand (in JupyterLab or with ``papermill -p``), None keeping the file's value.
+
+    DVC passes a notebook only the params file and its output paths, so a stage reads every
+    hyperparameter from the one file. Every dotted key must exist in the file, so a misspelt
+    notebook parameter stops with a ParamError instead of being silently ignored.
+    """
+    path = Path(params_file)  # relative: to the project root, whatever the working folder
+    if not path.is_absolute():
+        from_root = find_root() / path
+        # a path written for the kernel's own folder (e.g. "../params.yaml" from notebooks/) still works
+        started = _STARTED_IN.get("cwd")
+        path = from_root if from_root.is_file() or started is None or not (started / path).is_file() \
+            else (started / path).resolve()
+    params = load_params(path)
+    recipe = (params.get("pipeline") or {}).get("recipe")
+    if recipe:
+        params = apply_recipe(params, recipe)
+    changed = {key: value for key, value in (values or {}).items() if value is not None}
+    return set_values(params, changed, origin=str(params_file))
+
+
+
+def outputs_note(*paths: str | Path | None) -> str:
+    """One line saying where this run writes: the scratch folder (a run by hand) or the study."""
+    shown = ", ".join(f"`{p}`" for p in paths if p is not None)
+    if writes_to_study(*paths):
+        return f"This run updates the study: {shown}."
+    return (f"This run writes to the scratch folder `{INTERACTIVE}/` only ({shown}); the study's "
+            "`results/` is unchanged (`dvc repro` updates it).")
+
+
+
+# ---- JupyterLab: progress bars and live figures ---------------------------------------------------
+
+_MODULE_LEVEL_TQDM = ("spanlib.training.train", "spanlib.data.dataset", "spanlib.data.synth.writer")
+
+
+
+def notebook_progress() -> bool:
+    """In JupyterLab, draw spanlib's tqdm bars as notebook widgets (``tqdm.auto``) instead of red
+    stderr text; under papermill (no front end) keep the text bars. Returns True when switched."""
+    if not is_interactive():
+        return False
+    import importlib
+
+    import tqdm
+    import tqdm.auto
+
+    tqdm.tqdm = tqdm.auto.tqdm  # code that imports it when called (evaluate, predict)
+    for name in _MODULE_LEVEL_TQDM:  # code that imported it at import time
+        module = importlib.import_module(name)
+        if getattr(module, "tqdm", None) is not None:
+            module.tqdm = tqdm.auto.tqdm
+    return True
+
+
+
+LIVE_HINT = ("Static copy of the figure: run this cell (or Run All) in JupyterLab to make the "
+             "sliders live. [spanlib live figure]")  # spanlib.study.lab.LIVE_HINT_MARK
+
+
+
+def figure_png(fig, dpi: int = 80) -> bytes:
+    """The figure as PNG bytes (for the static copy a saved notebook keeps)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+
+def live_figure(draw, controls: Mapping[str, Any], columns: int = 4):
+    """Sliders (``controls``: name -> ipywidgets control, passed to ``draw`` by name) above ONE
+    figure that each change redraws in place.
+
+    ``draw(**values)`` returns a matplotlib figure. It is shown in a single ``ipywidgets.Output``
+    and closed at once, so there are no stale copies below it and nothing reaches the Log Console.
+    Displayed, the box also carries a static PNG of the first figure and a one-line hint: a saved
+    notebook (the server hook of ``make lab`` drops the live view, spanlib.study.lab) reopens with that
+    figure instead of "Error displaying widget: model not found". Returns the box.
+    """
+    import base64
+
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    out = widgets.Output()
+    state: dict[str, Any] = {}
+
+    def render(change=None):
+        fig = draw(**{name: control.value for name, control in controls.items()})
+        if "png" not in state:
+            state["png"] = figure_png(fig)
+        with out:
+            out.clear_output(wait=True)
+            display(fig)
+        plt.close(fig)
+
+    for control in controls.values():
+        control.observe(render, names="value")
+    items = list(controls.values())
+    rows = [widgets.HBox(items[i:i + columns]) for i in range(0, len(items), columns)]
+
+    class LiveFigure(widgets.VBox):
+        def _repr_mimebundle_(self, **kwargs):
+            bundle = super()._repr_mimebundle_(**kwargs)
+            bundle["text/plain"] = LIVE_HINT
+            if "png" in state:
+                bundle["image/png"] = base64.b64encode(state["png"]).decode()
+            return bundle
+
+    box = LiveFigure(rows + [out])
+    render()
+    return box
+
+
+
+def show_live_or_static(draw, controls: Mapping[str, Any], path: str | Path | None = None):
+    """In JupyterLab: ``live_figure`` with the controls. Elsewhere (papermill, DVC, tests): the
+    figure once at the controls' values. Either way the figure at those values is saved to ``path``
+    when given (the study's figure under DVC, a scratch copy by hand)."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown, display
+
+    values = {name: control.value for name, control in controls.items()}
+    if path is not None:
+        save_figure(draw(**values), path)  # closes it
+    if is_interactive():
+        display(Markdown("Move the sliders: the figure below redraws at once. *(A reopened notebook "
+                         "shows a static copy: run this cell to make it live.)*"))
+        display(live_figure(draw, controls))
+    else:
+        fig = draw(**values)
+        display(fig)
+        plt.close(fig)

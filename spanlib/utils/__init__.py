@@ -1,0 +1,1 @@
+"""Bottom layer: errors, file writing, provenance, device choice. Imports no other spanlib package."""
