@@ -351,3 +351,18 @@ def test_makefile_lab_starts_at_the_root_with_the_save_hook():
     recipe = text[text.index("\nlab:"):].split("\n\n")[0]
     assert "--ServerApp.root_dir=" in recipe and "/lab/tree/notebooks" in recipe
     assert "--ContentsManager.pre_save_hook=spanlib.study.lab.pre_save_hook" in recipe
+
+
+def test_make_lab_turns_the_news_pop_up_off(tmp_path):
+    """`make lab` merges fetchNews "false" into the .venv's JupyterLab overrides.json (the pop-up
+    asking about Jupyter news covered every notebook), keeping what else is there."""
+    from spanlib.study.lab import lab_overrides
+
+    settings = tmp_path / "share" / "jupyter" / "lab" / "settings"
+    settings.mkdir(parents=True)
+    (settings / "overrides.json").write_text(json.dumps({"x:y": {"a": 1}}))
+    path = lab_overrides(tmp_path)
+    written = json.loads(path.read_text())
+    assert written["x:y"] == {"a": 1}
+    assert written["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
+    assert "spanlib.study.lab lab-settings" in (REPO / "Makefile").read_text()
