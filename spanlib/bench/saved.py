@@ -42,8 +42,8 @@ def plot_saved(runs: Mapping[str, dict], op: str):
 
     methods = list(dict.fromkeys(r["method"] for result in runs.values() for r in result["rows"]
                                  if r.get("median_ms")))
-    cmap = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
-    colour = {m: cmap(i % cmap.N) for i, m in enumerate(methods)}
+    palette = list(plt.get_cmap("tab10").colors) + list(plt.get_cmap("Dark2").colors)  # 18, no light twins
+    colour = {m: palette[i % len(palette)] for i, m in enumerate(methods)}
     fig, (ax_time, ax_bw) = plt.subplots(1, 2, figsize=(12, 4.6))
     for d, (device, result) in enumerate(runs.items()):
         ls, marker = _DEVICE_STYLES[d % len(_DEVICE_STYLES)]

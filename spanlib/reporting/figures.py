@@ -378,8 +378,8 @@ def draw_model_view(view: dict, landmark: int, radius: int, title: str = ""):
     stride = view["input_size"] / w
     # two rows: the crop and the chosen landmark's three maps, then every point's error across the
     # width; text at 10-11 pt so that it reads at JupyterLab's width (five panels in a row did not)
-    fig = plt.figure(figsize=(14, 8.4))
-    grid = fig.add_gridspec(2, 4, height_ratios=[1.25, 1], hspace=0.38, wspace=0.3)
+    fig = plt.figure(figsize=(14, 7.4))
+    grid = fig.add_gridspec(2, 4, height_ratios=[1.5, 0.8], hspace=0.3, wspace=0.3)
     axes = [fig.add_subplot(grid[0, i]) for i in range(4)] + [fig.add_subplot(grid[1, :])]
     size = view["input_size"]
     axes[0].imshow(view["crop"], extent=(0, size, size, 0))
