@@ -293,6 +293,8 @@ JS_NB = """const p = Array.from(window.jupyterapp.shell.widgets('main'))
   .find(w => w.context && w.context.path === arguments[0]);
 """
 # done: the kernel idle, no cell queued or running, and some cell ran (or failed)
+JS_UNRUN = JS_NB + """return Array.from(p.node.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt'))
+  .filter(e => !/\\d/.test(e.textContent)).length;"""
 JS_DONE = JS_NB + """if (!p || !p.sessionContext.session || !p.sessionContext.session.kernel) return false;
 const prompts = Array.from(p.node.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')).map(e => e.textContent);
 return p.sessionContext.session.kernel.status === 'idle' && !prompts.some(t => t.includes('*'))
@@ -320,6 +322,14 @@ def _scratch_project(work: Path) -> Path:
         nb["cells"].insert(index + 1, {"cell_type": "code", "id": f"injected-{index}", "metadata": {},
                                        "execution_count": None, "outputs": [], "source": "\n".join(lines)})
         path.write_text(json.dumps(nb, indent=1))
+    # a probe that must be caught, so that a pass is not a detector that sees nothing
+    probe = {"cells": [{"cell_type": "code", "id": "probe-0", "metadata": {}, "execution_count": None, "outputs": [],
+                        "source": "import sys\nprint('probe on stderr', file=sys.stderr)"},
+                       {"cell_type": "code", "id": "probe-1", "metadata": {}, "execution_count": None, "outputs": [],
+                        "source": "1 / 0"}],
+             "metadata": json.loads((work / "notebooks" / "01_prepare_data.ipynb").read_text())["metadata"],
+             "nbformat": 4, "nbformat_minor": 5}
+    (work / "probe.ipynb").write_text(json.dumps(probe, indent=1))
     return work
 
 
@@ -341,30 +351,37 @@ def test_run_all_on_every_notebook_shows_no_traceback_and_no_stderr(project_lab,
     from selenium.webdriver.common.by import By
 
     url, token, root = project_lab
-    problems, took = {}, {}
-    for name, _ in RUN_ALL:
-        start = time.monotonic()
-        path = f"notebooks/{name}.ipynb"
+
+    def run_all(path: str) -> tuple[list[str], int]:
+        """Run All on ``path``: (its stderr blocks and tracebacks, code cells left unrun)."""
         browser.get(f"{url}/lab/tree/{path}?token={token}")
-        _wait(lambda: browser.execute_script(JS_NB + "return !!(p && p.content.widgets.length > 2"
+        _wait(lambda: browser.execute_script(JS_NB + "return !!(p && p.content.widgets.length > 1"
                                              " && p.sessionContext.session && p.sessionContext.session.kernel"
                                              " && p.sessionContext.session.kernel.connectionStatus === 'connected');",
-                                             path), 120, f"{name} and its kernel")
+                                             path), 120, f"{path} and its kernel")
         browser.execute_script(JS_NB + "window.jupyterapp.shell.activateById(p.id);", path)
         browser.find_element(By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").click()
         _wait(lambda: browser.execute_script("return window.jupyterapp.commands.isEnabled('notebook:run-all-cells');"),
-              30, f"{name} to be current")
+              30, f"{path} to be current")
         browser.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
         time.sleep(2.0)
-        _wait(lambda: browser.execute_script(JS_DONE, path), 600, f"Run All of {name}", poll=1.0)
+        _wait(lambda: browser.execute_script(JS_DONE, path), 600, f"Run All of {path}", poll=1.0)
         time.sleep(1.0)  # last outputs render
-        found = browser.execute_script(JS_STDERR, path)
-        if found:
-            problems[name] = found[:3]
-        took[name] = round(time.monotonic() - start)
+        found, unrun = browser.execute_script(JS_STDERR, path), browser.execute_script(JS_UNRUN, path)
         # shut its kernel down and close it: the next notebook starts clean
         browser.execute_script(JS_NB + "p.sessionContext.shutdown().then(() => p.dispose());", path)
         time.sleep(1.0)
+        return found, unrun
+
+    found, unrun = run_all("probe.ipynb")  # the detector sees a stderr line and a traceback
+    assert len(found) == 2 and "probe on stderr" in found[0] and "ZeroDivisionError" in found[1], found
+    problems, took = {}, {}
+    for name, _ in RUN_ALL:
+        start = time.monotonic()
+        found, unrun = run_all(f"notebooks/{name}.ipynb")
+        if found or unrun:
+            problems[name] = {"stderr or traceback": found[:3], "cells not run": unrun}
+        took[name] = round(time.monotonic() - start)
     print(f"Run All per notebook (s): {took}")
     assert not problems, f"tracebacks or stderr in the rendered output: {problems}"
     assert (root / "outputs" / "interactive" / "07_report" / "report.md").is_file()
