@@ -168,7 +168,8 @@ def test_a_planted_dead_channel_is_flagged_beside_the_table(metrics_dir, tmp_pat
     assert len(flagged) == 1, flagged  # one summary line per row, not one per run and subset
     assert "1 of 1 run(s)" in flagged[0] and "landmarks 1 (x3)" in flagged[0] and "landmark 1 83.0 %" in flagged[0]
     from spanlib.reporting.report import flagged_summary
-    assert list(flagged_summary({"I": table}).values()) == [1]
+    assert flagged_summary({"I": table}) == {flagged[0][len("FLAGGED "):].split(": 1 of 1")[0]: (1, 1, 1)}
+    assert next(iter(flagged_summary({"I": table}))).startswith("ours: ")  # the whole row label
     clean = write_report([metrics_dir / "shn_300w.json"], tmp_path / "clean")["tables"]["I"]
     assert not any(n.startswith("FLAGGED") for n in clean.notes)
     obj["provenance"].setdefault("nme_norms", {"fr_auc_norm": "io"})

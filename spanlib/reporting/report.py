@@ -321,15 +321,18 @@ def dead_channel_notes(runs: Sequence[Run], label: str | None = None) -> list[st
             f"worst: landmark {i} {100 * e:.1f} % (reference {100 * m:.1f} %; {seed}{subset})"]
 
 
-def flagged_summary(tables: dict) -> dict[str, int]:
-    """The number of tables whose notes flag each row label (``dead_channel_notes``), for a
-    compact overview: {row label: tables}."""
-    counts: dict[str, int] = {}
+def flagged_summary(tables: dict) -> dict[str, tuple[int, int, int]]:
+    """A compact overview of the ``dead_channel_notes`` of ``tables``: {row label: (tables that
+    flag it, runs flagged, runs)}, the runs counted once per row (a row's seeds are the same in
+    every table that shows it)."""
+    counts: dict[str, tuple[int, int, int]] = {}
     for table in tables.values():
         for note in getattr(table, "notes", []):
-            if note.startswith("FLAGGED "):
-                label = note[len("FLAGGED "):].split(": ", 1)[0]
-                counts[label] = counts.get(label, 0) + 1
+            found = re.match(r"FLAGGED (.+): (\d+) of (\d+) run\(s\) ", note)
+            if found:
+                label, k, n = found.group(1), int(found.group(2)), int(found.group(3))
+                seen = counts.get(label, (0, 0, 0))
+                counts[label] = (seen[0] + 1, max(seen[1], k), max(seen[2], n))
     return counts
 
 
