@@ -33,7 +33,9 @@ repro: $(STAMP)
 # explore); the full notebook, outputs included, goes to outputs/interactive/notebooks/.
 # LAB_ARGS: extra options, e.g. `make lab LAB_ARGS="--no-browser --port 8899"`.
 LAB_ARGS ?=
+# The news pop-up of JupyterLab is turned off (settings/overrides.json in the .venv, spanlib.study.lab).
 lab: $(STAMP)
+	$(PY) -m spanlib.study.lab lab-settings
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --ServerApp.default_url=/lab/tree/notebooks \
 		--ContentsManager.pre_save_hook=spanlib.study.lab.pre_save_hook $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 

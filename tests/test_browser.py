@@ -13,7 +13,9 @@ set, under outputs/interactive/): how the README's screenshots were taken.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -84,20 +86,18 @@ def _wait(predicate, timeout: float, what: str, poll: float = 0.5):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """JupyterLab as `make lab` starts it, with its state (settings, workspaces, runtime) in a
-    scratch folder; yields (url, token); the server and its kernels are stopped afterwards."""
-    _browser()
-    pytest.importorskip("selenium", reason="browser test needs selenium (pip install -e '.[dev]')")
-    home = tmp_path_factory.mktemp("lab")
+@contextlib.contextmanager
+def _jupyterlab(root: Path, home: Path):
+    """JupyterLab as `make lab` starts it (the pre-save hook, the news pop-up off), at ``root``,
+    with its state (settings, workspaces, runtime) under ``home``; yields (url, token); the server
+    and its kernels are stopped afterwards."""
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
            "JUPYTER_CONFIG_DIR": str(home / "config")}
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-           f"--ServerApp.root_dir={REPO}", "--ServerApp.default_url=/lab/tree/notebooks",
+           f"--ServerApp.root_dir={root}", "--ServerApp.default_url=/lab/tree/notebooks",
            "--ContentsManager.pre_save_hook=spanlib.study.lab.pre_save_hook",  # as in the Makefile's `lab`
            "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
            "jupyterlab.NeverCheckForUpdate"] + (["--allow-root"] if os.geteuid() == 0 else [])
@@ -105,7 +105,7 @@ def lab(tmp_path_factory):
     news.parent.mkdir(parents=True)
     news.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no "get notified?" toast
     log = open(home / "lab.log", "w")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         import urllib.request
@@ -131,6 +131,15 @@ def lab(tmp_path_factory):
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab at the repository root, as `make lab` starts it; yields (url, token)."""
+    _browser()
+    pytest.importorskip("selenium", reason="browser test needs selenium (pip install -e '.[dev]')")
+    with _jupyterlab(REPO, tmp_path_factory.mktemp("lab")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -254,12 +263,126 @@ def test_run_all_then_the_sigma_slider_redraws_one_figure_and_the_study_stays_cl
             "const p = Array.from(window.jupyterapp.shell.widgets('main'))"
             f"  .find(w => w.context && w.context.path === '{copy_path}');"
             "return p ? (Array.from(p.node.querySelectorAll('.jp-CodeCell'))"
-            "  .find(c => c.textContent.includes('show_live_or_static(draw_distributions')) || null) : null;"), 60,
+            "  .find(c => c.textContent.includes('show_live_or_static(plot_distributions')) || null) : null;"), 60,
             "the saved copy to open")
         _wait(lambda: reopened.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output img"), 30, "its static figure")
-        assert "run this cell to make it live" in reopened.text
+        assert "outputs/interactive/notebooks/" in reopened.text  # the hint: where the full copy is
         assert "Error displaying widget" not in reopened.text, "the saved copy shows a dead widget"
     time.sleep(1.0)
     assert _digest(WATCHED) == files_before, "exploring changed files of the study"
     assert _git_status() == git_before, "exploring changed git status"
     print(f"browser test: {time.monotonic() - start:.0f} s from opening the notebook to the checks")
+
+
+# ---- Run All on every notebook, in a scratch copy of the project ----------------------------------
+
+# Parameters each notebook gets in the copy (a cell after its parameters cell, as papermill injects):
+# the copy's tiny params.yaml is read by all; 03 evaluates what 02 trained there by hand; 06 takes
+# its short setting (quick), as a user trying it would. 04's section 4 stays off (train_runs False,
+# as opened), and 05 loads the saved benchmarks (kernel_profiling.run "never" in the tiny params).
+RUN_ALL = [
+    ("01_prepare_data", {}),
+    ("02_train", {}),
+    ("03_evaluate", {"models_dir": "outputs/interactive/models"}),
+    ("04_heatmap_distributions", {}),
+    ("05_kernel_profiling", {}),
+    ("06_loss_sensitivity", {"quick": True}),
+    ("07_report", {}),
+]
+JS_NB = """const p = Array.from(window.jupyterapp.shell.widgets('main'))
+  .find(w => w.context && w.context.path === arguments[0]);
+"""
+# done: the kernel idle, no cell queued or running, and some cell ran (or failed)
+JS_UNRUN = JS_NB + """return Array.from(p.node.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt'))
+  .filter(e => !/\\d/.test(e.textContent)).length;"""
+JS_DONE = JS_NB + """if (!p || !p.sessionContext.session || !p.sessionContext.session.kernel) return false;
+const prompts = Array.from(p.node.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')).map(e => e.textContent);
+return p.sessionContext.session.kernel.status === 'idle' && !prompts.some(t => t.includes('*'))
+  && prompts.some(t => /\\d/.test(t));"""
+# a traceback or any stderr block (warnings, text progress bars, errors) in the rendered output
+JS_STDERR = JS_NB + """return Array.from(p.node.querySelectorAll(
+    '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"], .jp-OutputArea-output'))
+  .filter(e => e.getAttribute('data-mime-type') === 'application/vnd.jupyter.stderr'
+               || /Traceback \\(most recent call last\\)|Error displaying widget/.test(e.textContent))
+  .map(e => e.textContent.slice(0, 600));"""
+
+
+def _scratch_project(work: Path) -> Path:
+    """notebooks, committed results and saved kernel benchmarks, dvc.yaml and tiny params (as
+    tests/test_notebooks.py's executed check); each notebook with its RUN_ALL parameters injected."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_notebooks import _project_copy
+
+    _project_copy(work)
+    for name, parameters in RUN_ALL:
+        path = work / "notebooks" / f"{name}.ipynb"
+        nb = json.loads(path.read_text())
+        index = next(i for i, c in enumerate(nb["cells"]) if "parameters" in c["metadata"].get("tags", []))
+        lines = ["# injected by tests/test_browser.py"] + [f"{k} = {v!r}" for k, v in parameters.items()]
+        nb["cells"].insert(index + 1, {"cell_type": "code", "id": f"injected-{index}", "metadata": {},
+                                       "execution_count": None, "outputs": [], "source": "\n".join(lines)})
+        path.write_text(json.dumps(nb, indent=1))
+    # a probe that must be caught, so that a pass is not a detector that sees nothing
+    probe = {"cells": [{"cell_type": "code", "id": "probe-0", "metadata": {}, "execution_count": None, "outputs": [],
+                        "source": "import sys\nprint('probe on stderr', file=sys.stderr)"},
+                       {"cell_type": "code", "id": "probe-1", "metadata": {}, "execution_count": None, "outputs": [],
+                        "source": "1 / 0"}],
+             "metadata": json.loads((work / "notebooks" / "01_prepare_data.ipynb").read_text())["metadata"],
+             "nbformat": 4, "nbformat_minor": 5}
+    (work / "probe.ipynb").write_text(json.dumps(probe, indent=1))
+    return work
+
+
+@pytest.fixture(scope="module")
+def project_lab(tmp_path_factory):
+    """JupyterLab at a scratch copy of the project (tiny params): the notebooks that prepare data,
+    train and evaluate may run there without touching the study; yields (url, token, root)."""
+    _browser()
+    pytest.importorskip("selenium", reason="browser test needs selenium (pip install -e '.[dev]')")
+    root = _scratch_project(tmp_path_factory.mktemp("project"))
+    with _jupyterlab(root, tmp_path_factory.mktemp("lab")) as (url, token):
+        yield url, token, root
+
+
+@pytest.mark.slow
+def test_run_all_on_every_notebook_shows_no_traceback_and_no_stderr(project_lab, browser):
+    """Run All in JupyterLab on each notebook in turn (01 to 07, in order: 03 evaluates what 02
+    trained), on tiny params in a scratch copy; no notebook may show a traceback or a stderr block."""
+    from selenium.webdriver.common.by import By
+
+    url, token, root = project_lab
+
+    def run_all(path: str) -> tuple[list[str], int]:
+        """Run All on ``path``: (its stderr blocks and tracebacks, code cells left unrun)."""
+        browser.get(f"{url}/lab/tree/{path}?token={token}")
+        _wait(lambda: browser.execute_script(JS_NB + "return !!(p && p.content.widgets.length > 1"
+                                             " && p.sessionContext.session && p.sessionContext.session.kernel"
+                                             " && p.sessionContext.session.kernel.connectionStatus === 'connected');",
+                                             path), 120, f"{path} and its kernel")
+        browser.execute_script(JS_NB + "window.jupyterapp.shell.activateById(p.id);", path)
+        browser.find_element(By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").click()
+        _wait(lambda: browser.execute_script("return window.jupyterapp.commands.isEnabled('notebook:run-all-cells');"),
+              30, f"{path} to be current")
+        browser.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
+        time.sleep(2.0)
+        _wait(lambda: browser.execute_script(JS_DONE, path), 600, f"Run All of {path}", poll=1.0)
+        time.sleep(1.0)  # last outputs render
+        found, unrun = browser.execute_script(JS_STDERR, path), browser.execute_script(JS_UNRUN, path)
+        # shut its kernel down and close it: the next notebook starts clean
+        browser.execute_script(JS_NB + "p.sessionContext.shutdown().then(() => p.dispose());", path)
+        time.sleep(1.0)
+        return found, unrun
+
+    found, unrun = run_all("probe.ipynb")  # the detector sees a stderr line and a traceback
+    assert len(found) == 2 and "probe on stderr" in found[0] and "ZeroDivisionError" in found[1], found
+    problems, took = {}, {}
+    for name, _ in RUN_ALL:
+        start = time.monotonic()
+        found, unrun = run_all(f"notebooks/{name}.ipynb")
+        if found or unrun:
+            problems[name] = {"stderr or traceback": found[:3], "cells not run": unrun}
+        took[name] = round(time.monotonic() - start)
+    print(f"Run All per notebook (s): {took}")
+    assert not problems, f"tracebacks or stderr in the rendered output: {problems}"
+    assert (root / "outputs" / "interactive" / "07_report" / "report.md").is_file()
+    assert (root / "outputs" / "interactive" / "06_loss_sensitivity" / "quick" / "table8_loss_weights.md").is_file()

@@ -112,6 +112,17 @@ def test_every_notebook_is_clean_and_parameterised():
         assert nb.cells[0].cell_type == "markdown", f"{path.name}: should open with prose"
 
 
+def test_quick_settings_are_off_under_dvc_and_explained():
+    """02 and 06 have a short setting for use by hand (``quick``); dvc.yaml never passes it, so the
+    study runs in full, and the notebook's prose says what it does."""
+    passed = {notebook: params for _, notebook, params in papermill_calls()}
+    for name in ("02_train", "06_loss_sensitivity"):
+        nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+        assert parameters_cell(nb)["quick"] is False
+        assert "quick" not in passed[f"notebooks/{name}.ipynb"]
+        assert "`quick = True`" in nb.cells[0].source
+
+
 def test_dvc_passes_the_params_file_and_paths_not_hyperparameters():
     """A notebook reads every hyperparameter from the params file (stage_params), so the same
     notebook opened by hand runs what dvc repro runs: DVC passes it the params file, the paths it
@@ -133,7 +144,7 @@ def test_dvc_passes_the_params_file_and_paths_not_hyperparameters():
                     lookup(params, key)
         # every knob left to the params file defaults to None: None reads params.yaml
         for name, value in declared.items():
-            if name not in passed and name not in WRITTEN and name not in ("params_file", "face_root", "train_runs",
+            if name not in passed and name not in WRITTEN and name not in ("params_file", "face_root", "train_runs", "quick",
                                                                            "checkpoint", "variant"):
                 assert value is None, f"{notebook}: {name} = {value!r} should default to None (read from params.yaml)"
     assert used == set(NOTEBOOKS), f"notebooks no stage runs: {set(NOTEBOOKS) - used}"
@@ -340,3 +351,18 @@ def test_makefile_lab_starts_at_the_root_with_the_save_hook():
     recipe = text[text.index("\nlab:"):].split("\n\n")[0]
     assert "--ServerApp.root_dir=" in recipe and "/lab/tree/notebooks" in recipe
     assert "--ContentsManager.pre_save_hook=spanlib.study.lab.pre_save_hook" in recipe
+
+
+def test_make_lab_turns_the_news_pop_up_off(tmp_path):
+    """`make lab` merges fetchNews "false" into the .venv's JupyterLab overrides.json (the pop-up
+    asking about Jupyter news covered every notebook), keeping what else is there."""
+    from spanlib.study.lab import lab_overrides
+
+    settings = tmp_path / "share" / "jupyter" / "lab" / "settings"
+    settings.mkdir(parents=True)
+    (settings / "overrides.json").write_text(json.dumps({"x:y": {"a": 1}}))
+    path = lab_overrides(tmp_path)
+    written = json.loads(path.read_text())
+    assert written["x:y"] == {"a": 1}
+    assert written["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
+    assert "spanlib.study.lab lab-settings" in (REPO / "Makefile").read_text()

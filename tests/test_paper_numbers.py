@@ -190,3 +190,15 @@ def test_profile_table_shows_section_iv_g_beside_ours():
     assert cells[1:8] == ["16.99", "195", "186.0", "64.8", "40", "4.43", "14.50 (scpan)"]
     assert "model size as printed (MB)" in text and "MiB if 1 MB = 10^6 B" in text
     assert "| paper: SHN (four" in paper_profile_table() and "8.73" in paper_profile_table()
+
+
+def test_metric_names_with_an_at_do_not_autolink_in_markdown():
+    """JupyterLab's markdown renderer reads `FR_io@0.1` as an e-mail address: tables put such
+    names in backticks (their header text, CSV and JSON keep the plain name)."""
+    from spanlib.reporting.paper_numbers import no_autolink
+    from spanlib.reporting.report import markdown_table
+
+    assert no_autolink("300W test AUC_box@0.07 (%)") == "300W test `AUC_box@0.07` (%)"
+    assert no_autolink("`FR_io@0.1`") == "`FR_io@0.1`" and no_autolink("NME_io") == "NME_io"
+    table = markdown_table(["method", "FR_io@0.1 full (%)"], [["shn", "1.0"]])
+    assert "| `FR_io@0.1` full (%) |" in table and " FR_io@0.1" not in table

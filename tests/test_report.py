@@ -165,12 +165,18 @@ def test_a_planted_dead_channel_is_flagged_beside_the_table(metrics_dir, tmp_pat
     path.write_text(json.dumps(obj))
     table = write_report([metrics_dir], tmp_path / "report")["tables"]["I"]
     flagged = [n for n in table.notes if n.startswith("FLAGGED")]
-    assert flagged and all("landmark 1 83.0 %" in n for n in flagged)
-    assert len(flagged) == 3  # common, challenging, full of the one planted run
+    assert len(flagged) == 1, flagged  # one summary line per row, not one per run and subset
+    assert "1 of 1 run(s)" in flagged[0] and "landmarks 1 (x3)" in flagged[0] and "landmark 1 83.0 %" in flagged[0]
+    from spanlib.reporting.report import flagged_summary
+    assert flagged_summary({"I": table}) == {flagged[0][len("FLAGGED "):].split(": 1 of 1")[0]: (1, 1, 1)}
+    assert next(iter(flagged_summary({"I": table}))).startswith("ours: ")  # the whole row label
     clean = write_report([metrics_dir / "shn_300w.json"], tmp_path / "clean")["tables"]["I"]
     assert not any(n.startswith("FLAGGED") for n in clean.notes)
     obj["provenance"].setdefault("nme_norms", {"fr_auc_norm": "io"})
     obj["provenance"].setdefault("protocol", {"decode_radius": 3})
     obj["provenance"].setdefault("checkpoint", "x.pt")
+    obj["provenance"]["checkpoint"] = "models/scpan/s2/checkpoint.pt"
+    obj["provenance"].setdefault("params", {})["seed"] = 2
     text = summary_text(obj)
     assert "FLAGGED full: landmark 1 has mean NME_io 83.0 %" in text
+    assert text.startswith(f"# {obj['provenance']['variant']} seed 2 on ") and "checkpoint s2/checkpoint.pt" in text

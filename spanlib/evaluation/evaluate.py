@@ -318,8 +318,11 @@ def _detect_faces(labeled: list, settings, progress: bool) -> tuple[list, dict, 
 def summary_text(result: dict) -> str:
     """The metrics as text, headed by what produced them."""
     prov = result["provenance"]
-    head = (f"# {prov['variant']} on {prov['source']}:{prov['split']} ({prov['root']}); checkpoint "
-            f"{Path(prov['checkpoint']).name} sha256 {prov['checkpoint_sha256'][:12]}; FR/AUC on NME_"
+    seed = (prov.get("params") or {}).get("seed")
+    ckpt = Path(prov["checkpoint"])
+    where = f"{ckpt.parent.name}/{ckpt.name}" if ckpt.parent.name else ckpt.name
+    head = (f"# {prov['variant']}{'' if seed is None else f' seed {seed}'} on {prov['source']}:{prov['split']} "
+            f"({prov['root']}); checkpoint {where} sha256 {prov['checkpoint_sha256'][:12]}; FR/AUC on NME_"
             f"{prov['nme_norms']['fr_auc_norm']}; decode r={prov['protocol']['decode_radius']}; "
             f"code {prov['code_version']}")
     held = prov.get("held_out")

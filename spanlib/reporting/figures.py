@@ -19,6 +19,7 @@ from spanlib.data.draw import draw_landmarks  # noqa: F401  (figures.draw_landma
 from spanlib.data.sources import read_source
 from spanlib.data.split import held_out_split
 from spanlib.data.synth.face import render_face, sample_face
+from spanlib.data.targets import bali_fields, landmark_heatmaps
 from spanlib.evaluation.metrics import ced, normalization_distance
 from spanlib.model.decode import bali_decode
 from spanlib.utils.errors import DataError
@@ -163,6 +164,54 @@ def plot_maps(crop: np.ndarray, outputs: dict, scheme, landmark: int | None = No
 
 
 # ---- training curves and data (notebooks 01, 02) ----------------------------------------------------
+
+def plot_distributions(sigma: float, d: float = 0.2, df: float = 1.0, size: int = 24):
+    """Notebook 04, section 1: a landmark at a pixel centre of a ``size`` x ``size`` map drawn by
+    ``landmark_heatmaps`` as a Gaussian, a GED of shape ``d`` and a Student-t of ``df`` degrees of
+    freedom (peak 1). Left: the cross-section through the peak (log); right: the maps (log10)."""
+    import matplotlib.pyplot as plt
+
+    point = np.array([[size / 2 + 0.5, size / 2 + 0.5]], dtype=np.float32)  # a pixel centre
+    maps = {
+        "gaussian": landmark_heatmaps(point, size, sigma, "gaussian")[0],
+        f"GED d={d:g}": landmark_heatmaps(point, size, sigma, "ged", ged_shape=d)[0],
+        f"Student-t df={df:g}": landmark_heatmaps(point, size, sigma, "student_t", student_df=df)[0],
+    }
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
+    x = np.arange(size) + 0.5
+    for name, m in maps.items():
+        axes[0].semilogy(x, np.maximum(m[size // 2], 1e-8), label=name)
+    axes[0].set(xlabel="x (map pixels)", ylabel="value through the peak", ylim=(1e-6, 2))
+    axes[0].legend(fontsize=9)
+    for ax, (name, m) in zip(axes[1:], maps.items()):
+        shown = ax.imshow(np.log10(np.maximum(m, 1e-4)), cmap="magma", vmin=-4, vmax=0, extent=(0, size, size, 0))
+        ax.set_title(f"{name}, sigma={sigma:g} (log10)", fontsize=10)
+        ax.axis("off")
+    fig.colorbar(shown, ax=axes[1:].tolist(), fraction=0.02)
+    return fig
+
+
+def plot_bali_fields(radius: int, point: Sequence[float] = (10.3, 9.7), size: int = 20):
+    """Notebook 04, section 2 (Figs. 3 and 6): the BALI fields B_u, B_v of eq. 2 of one landmark at
+    ``point`` on a ``size`` x ``size`` map, inside its (2R+1)^2 window, and the offsets as arrows
+    (half length) pointing every window pixel to the landmark (red star)."""
+    import matplotlib.pyplot as plt
+
+    point = np.asarray([point], dtype=np.float32)
+    fields, mask = bali_fields(point, size, radius)
+    ii, jj = np.nonzero(mask[0])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for ax, f, name in zip(axes[:2], fields[:, 0], ["B_u (x offset)", "B_v (y offset)"]):
+        shown = ax.imshow(np.where(mask[0] > 0, f, np.nan), cmap="coolwarm", extent=(0, size, size, 0))
+        fig.colorbar(shown, ax=ax, fraction=0.046)
+        ax.set_title(f"{name}, R = {radius}")
+    axes[2].quiver(jj + 0.5, ii + 0.5, fields[0, 0, ii, jj], fields[1, 0, ii, jj],
+                   angles="xy", scale_units="xy", scale=2, width=0.004, alpha=0.6)  # half length
+    axes[2].plot(*point[0], "r*", ms=12)
+    axes[2].set(xlim=(0, size), ylim=(size, 0), aspect="equal", title="offsets to the landmark")
+    fig.tight_layout()
+    return fig
+
 
 def read_loss_curves(dvclive_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every scalar series dvclive logged under ``dvclive_dir/plots/metrics``: name -> (step, value).
@@ -327,7 +376,11 @@ def draw_model_view(view: dict, landmark: int, radius: int, title: str = ""):
     heat, off = view["heatmaps"][landmark].numpy(), view["offsets"][:, landmark].numpy()
     h, w = heat.shape
     stride = view["input_size"] / w
-    fig, axes = plt.subplots(1, 5, figsize=(18, 3.8), gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.5]})
+    # two rows: the crop and the chosen landmark's three maps, then every point's error across the
+    # width; text at 10-11 pt so that it reads at JupyterLab's width (five panels in a row did not)
+    fig = plt.figure(figsize=(14, 7.4))
+    grid = fig.add_gridspec(2, 4, height_ratios=[1.5, 0.8], hspace=0.3, wspace=0.3)
+    axes = [fig.add_subplot(grid[0, i]) for i in range(4)] + [fig.add_subplot(grid[1, :])]
     size = view["input_size"]
     axes[0].imshow(view["crop"], extent=(0, size, size, 0))
     gt = view["gt"]
@@ -336,8 +389,8 @@ def draw_model_view(view: dict, landmark: int, radius: int, title: str = ""):
     axes[0].scatter(gt[:, 0], gt[:, 1], s=6, color="lime", label="ground truth")
     axes[0].scatter(points[:, 0], points[:, 1], s=6, color="red", label="decoded")
     axes[0].scatter(*points[landmark], s=80, facecolors="none", edgecolors="cyan", lw=1.5)
-    axes[0].set_title(f"crop {size}px: landmark {landmark} error {errors[landmark]:.2f}%", fontsize=8)
-    axes[0].legend(fontsize=6, loc="lower left")
+    axes[0].set_title(f"crop {size}px: landmark {landmark}\nerror {errors[landmark]:.2f}%", fontsize=11)
+    axes[0].legend(fontsize=9, loc="lower left")
     peak = np.unravel_index(np.argmax(heat), heat.shape)
     extent = (0, w, h, 0)
     shown = axes[1].imshow(heat, cmap="magma", extent=extent)
@@ -346,12 +399,12 @@ def draw_model_view(view: dict, landmark: int, radius: int, title: str = ""):
                                 fill=False, color="cyan", lw=1))
     axes[1].plot(*(points[landmark] / stride), "+", color="red", ms=14, mew=2.5, label="decoded")
     axes[1].plot(*(gt[landmark] / stride), "x", color="lime", ms=10, mew=2, label="ground truth")
-    axes[1].set_title(f"heatmap {landmark} (softmax), window r={radius}", fontsize=8)
+    axes[1].set_title(f"heatmap {landmark} (softmax)\nwindow r={radius}", fontsize=11)
     limit = max(1e-6, float(np.abs(off).max()))
     for ax, field, name in zip(axes[2:4], off, ("B_u (x offset)", "B_v (y offset)")):
         shown = ax.imshow(field, cmap="coolwarm", vmin=-limit, vmax=limit, extent=extent)
         fig.colorbar(shown, ax=ax, fraction=0.046)
-        ax.set_title(f"{name}, landmark {landmark}", fontsize=8)
+        ax.set_title(f"{name}\nlandmark {landmark}", fontsize=11)
     span = max(radius + 3, 8)  # zoom the maps on the landmark: the fields are learnt near it only
     for ax in axes[1:4]:
         ax.set(xlim=(max(0, peak[1] - span), min(w, peak[1] + span + 1)),
@@ -362,7 +415,9 @@ def draw_model_view(view: dict, landmark: int, radius: int, title: str = ""):
     axes[4].bar(np.arange(len(errors)), errors, color=colours)
     axes[4].set(xlabel="landmark", ylabel="error (% inter-ocular)",
                 title=f"every point: mean {errors.mean():.2f}% (NME_io), r={radius}")
-    axes[4].title.set_fontsize(8)
-    fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.14, top=0.84, wspace=0.45)  # fixed: redraws fast
+    axes[4].title.set_fontsize(11)
+    axes[4].xaxis.label.set_fontsize(10)
+    axes[4].yaxis.label.set_fontsize(10)
+    fig.suptitle(title, fontsize=11)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.07, top=0.9)  # fixed: redraws fast
     return fig

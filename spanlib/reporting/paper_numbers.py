@@ -29,6 +29,7 @@ All values are percentages as printed ("% omitted" in the captions), except sect
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -41,6 +42,16 @@ TABLES = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII")
 # the paper's own variants -> ours (spanlib.config.variants.VARIANTS)
 OWN_VARIANTS = {"SHN": "shn", "SHN+BALI": "shn_bali", "SHN+SCPA": "shn_scpa", "SCPAN": "scpan",
                 "SCPAN*": "scpan", "semi-SCPAN": "semi_scpan"}
+
+
+_AT_NAME = re.compile(r"(?<![`\w])([A-Za-z][\w]*@\d[\w.]*)(?![`\w])")
+
+
+def no_autolink(text: str) -> str:
+    """``text`` for a markdown cell, with every metric name holding an ``@`` (``FR_io@0.1``,
+    ``AUC_box@0.07``) in backticks: GitHub-flavoured renderers (JupyterLab's included) otherwise
+    read ``name@0.1`` as an e-mail address and show a mailto link."""
+    return _AT_NAME.sub(r"`\1`", text)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from spanlib.evaluation.stats import flagged_landmarks, over_seeds, paired_boots
 from spanlib.inference.checkpoint import load_model
 from spanlib.inference.step import decode_radius, predict_crops
 from spanlib.reporting.figures import plot_ced, plot_examples, plot_maps, plot_per_landmark, save_figure
-from spanlib.reporting.paper_numbers import PAPER_REFERENCE, PAPER_TABLES, Metric, PaperTable
+from spanlib.reporting.paper_numbers import PAPER_REFERENCE, PAPER_TABLES, Metric, PaperTable, no_autolink
 from spanlib.utils.devices import resolve_device
 from spanlib.utils.errors import DataError
 from spanlib.utils.files import write_text
@@ -204,7 +204,7 @@ class Table:
 
     def markdown(self) -> str:
         lines = [f"### Table {self.name}: {self.title}", "",
-                 "| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+                 "| " + " | ".join(no_autolink(h) for h in self.header) + " |", "|" + "---|" * len(self.header)]
         for row in self.rows:
             lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
         return "\n".join(lines + [""] + [f"- {n}" for n in self.notes]) + "\n"
@@ -298,15 +298,42 @@ def _provenance_note(run: Run) -> str:
             f"FR/AUC of the JSON on NME_{ours}, code {prov.get('code_version')} ({run.path.name})")
 
 
-def dead_channel_notes(run: Run) -> list[str]:
-    """One note per subset of ``run`` with a landmark whose mean NME_io is > 3x the median
-    landmark's and its neighbours' (a dead or swapped heatmap channel,
-    ``spanlib.evaluation.stats.outlier_landmarks``)."""
-    notes = []
-    for subset, flagged in flagged_landmarks(run.subsets).items():
-        points = ", ".join(f"landmark {i} {100 * e:.1f} % (reference {100 * m:.1f} %)" for i, e, m in flagged)
-        notes.append(f"FLAGGED {run.label} on {subset}: {points}: a dead or swapped heatmap channel?")
-    return notes
+def dead_channel_notes(runs: Sequence[Run], label: str | None = None) -> list[str]:
+    """At most one note for a table row (``runs``: its seeds): how many runs have a landmark whose
+    mean NME_io is > 3x the median landmark's and its neighbours' (a dead or swapped heatmap
+    channel, ``spanlib.evaluation.stats.outlier_landmarks``), which landmarks (with how many
+    run x subset hits each) and the worst one. One line per row, not one per run and subset:
+    short trainings on drawn faces trip the check on many rows, and 66 raw lines read as noise."""
+    hits = [(run, subset, i, e, m) for run in runs
+            for subset, flagged in flagged_landmarks(run.subsets).items() for i, e, m in flagged]
+    if not hits:
+        return []
+    label = label or runs[0].label
+    n_runs = len({id(h[0]) for h in hits})
+    counts: dict[int, int] = {}
+    for _, _, i, _, _ in hits:
+        counts[i] = counts.get(i, 0) + 1
+    which = ", ".join(f"{i} (x{n})" if n > 1 else f"{i}" for i, n in sorted(counts.items()))
+    run, subset, i, e, m = max(hits, key=lambda h: h[3] / h[4])
+    seed = f"seed {run.seed}, " if run.seed is not None else ""
+    return [f"FLAGGED {label}: {n_runs} of {len(runs)} run(s) with an outlier landmark (mean NME_io > 3x the "
+            f"median landmark's and its neighbours'; a dead or swapped heatmap channel?): landmarks {which}; "
+            f"worst: landmark {i} {100 * e:.1f} % (reference {100 * m:.1f} %; {seed}{subset})"]
+
+
+def flagged_summary(tables: dict) -> dict[str, tuple[int, int, int]]:
+    """A compact overview of the ``dead_channel_notes`` of ``tables``: {row label: (tables that
+    flag it, runs flagged, runs)}, the runs counted once per row (a row's seeds are the same in
+    every table that shows it)."""
+    counts: dict[str, tuple[int, int, int]] = {}
+    for table in tables.values():
+        for note in getattr(table, "notes", []):
+            found = re.match(r"FLAGGED (.+): (\d+) of (\d+) run\(s\) ", note)
+            if found:
+                label, k, n = found.group(1), int(found.group(2)), int(found.group(3))
+                seen = counts.get(label, (0, 0, 0))
+                counts[label] = (seen[0] + 1, max(seen[1], k), max(seen[2], n))
+    return counts
 
 
 def _paper_part(table: PaperTable, n_columns: int) -> tuple[list[list], list[str], list[str]]:
@@ -366,7 +393,7 @@ def build_table(name: str, runs: Sequence[Run]) -> Table | None:
         if len(row["runs"]) > 1:
             notes.append(f"{label}: {len(row['runs'])} runs, seeds {seeds}")
         notes += [_provenance_note(r) for r in row["runs"]]
-        notes += [n for r in row["runs"] for n in dead_channel_notes(r)]
+        notes += dead_channel_notes(row["runs"], label)
     notes.append(SIGNIFICANCE_NOTE)
     notes += [f"{source} rows: their '{used}' subset stands in for the paper's '{wanted}' columns"
               for source, wanted, used in sorted(stand_ins)]
@@ -439,7 +466,7 @@ def build_setup_table(setup_path: Path, setup: dict) -> Table:
         if len(runs) > 1:
             notes.append(f"{label}: {len(runs)} runs, seeds {[r.seed for r in runs]}")
         notes += [_provenance_note(r) for r in runs]
-        notes += [n for r in runs for n in dead_channel_notes(r)]
+        notes += dead_channel_notes(runs, label)
     notes.append(SIGNIFICANCE_NOTE + f"; compared with the first setting, {reference}")
     notes += [f"none of our runs has the paper's '{wanted}' subset: our '{used}' subset stands in"
               for wanted, used in stand_in.items()]
@@ -578,6 +605,6 @@ def notebook_timings(notebook_dir: str | Path) -> list[dict]:
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     """A GitHub-flavoured markdown table (numbers as given: format them before)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(no_autolink(str(h)) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(no_autolink(str(cell)) for cell in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"

@@ -18,9 +18,9 @@ from spanlib.config.params import set_values
 from spanlib.data.sources import read_source
 from spanlib.evaluation.evaluate import evaluate
 from spanlib.evaluation.stats import outlier_landmarks, over_seeds, paired_bootstrap
-from spanlib.training.seeds import check_seeds, train_many
+from spanlib.training.seeds import check_seeds, headline, seed_table, train_many
 from spanlib.utils.errors import ParamError
-from spanlib.utils.files import write_json
+from spanlib.utils.files import write_json, write_text
 
 
 def run_errors(checkpoint: str | Path, source: str, root: str | Path, split: str, settings: dict | None = None,
@@ -156,3 +156,28 @@ def short_runs(params: dict, variant: str, runs: Mapping[str, Mapping[str, Any]]
     write_json(metrics_dir / "setup.json", {"table": table, "title": title, "seeds": seeds,
                                             "norm": params["evaluate"]["nme_norm"], "rows": rows})
     return results
+
+
+def short_run_table(params: dict, group: Mapping[str, Any], runs: Mapping[str, Mapping[str, Any]], table: str,
+                    title: str, caption: str, label: str, models_dir: str | Path, runs_dir: str | Path,
+                    metrics_file: str | Path, table_file: str | Path,
+                    seeds: Sequence[int] | None = None) -> tuple[dict[str, list[dict]], str]:
+    """Tables VII and VIII (notebooks 04 and 06): the same steps for a group of params.yaml
+    (``distributions`` or ``sensitivity``: its ``variant`` and ``test_faces``). The settings
+    ``runs`` are trained and evaluated by ``short_runs`` on ``group["test_faces"]`` test faces
+    spread over the splits, once per seed (``seeds``, default ``pipeline.seeds``); the headline
+    numbers go to ``metrics_file``; the table (mean ± sd over seeds, each row against the first)
+    headed by ``caption`` and what every table says (test faces, splits, seeds, reference) to
+    ``table_file``. Returns (results per setting, the table's markdown)."""
+    data, ev = params["data"], params["evaluate"]
+    seeds = list(params["pipeline"]["seeds"] if seeds is None else seeds)
+    test_faces = spread(read_test_faces(data), group["test_faces"])
+    results = short_runs(params, group["variant"], runs, models_dir, test_faces, runs_dir, table, title,
+                         seeds=seeds, workers=params["pipeline"]["workers"])
+    write_json(metrics_file, headline(results, ev["nme_norm"], ev["auc_threshold"]))
+    reference = next(iter(results))
+    text, _ = seed_table(results, ev["nme_norm"], ev["auc_threshold"], reference=reference, label=label)
+    markdown = (f"{caption}; {len(test_faces)} test faces; {data['test_source']} test splits "
+                f"{data['test_splits']}; seeds {seeds}; compared with {reference}.\n\n" + text)
+    write_text(table_file, markdown)
+    return results, markdown

@@ -10,6 +10,7 @@
   their static fallback, so that copy reopens with figures instead of "model not found".
 * ``strip``: the same cleaning from the command line (``python -m spanlib.study.lab strip FILE...``),
   for a notebook saved by another front end.
+* ``lab-settings``: JupyterLab settings for ``make lab`` (``lab_overrides``: no news pop-up).
 * ``publish``: a small copy of an executed notebook for ``docs/notebooks/`` (images shrunk, widget
   views dropped), written by each DVC stage (``python -m spanlib.study.lab publish SRC DST``).
 """
@@ -195,9 +196,34 @@ def publish(src: str | Path, dst: str | Path, max_width: int = 720) -> Path:
     return dst
 
 
+# JupyterLab settings that ``make lab`` applies (``lab_overrides``): no news pop-up ("Would you like
+# to receive official Jupyter news?") over every notebook, and no request to jupyter.org for it.
+LAB_OVERRIDES = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false",
+                                                                  "checkForUpdates": False}}
+
+
+def lab_overrides(prefix: str | Path | None = None) -> Path:
+    """Merge ``LAB_OVERRIDES`` into ``<prefix>/share/jupyter/lab/settings/overrides.json`` (prefix:
+    this Python's, the project's .venv under ``make lab``), JupyterLab's documented place for
+    defaults that beat the extensions' own; other keys already there are kept. Returns the file."""
+    import json
+
+    path = Path(sys.prefix if prefix is None else prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    for plugin, values in LAB_OVERRIDES.items():
+        current.setdefault(plugin, {}).update(values)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = "usage: python -m spanlib.study.lab strip NOTEBOOK... | publish EXECUTED COPY"
+    usage = "usage: python -m spanlib.study.lab strip NOTEBOOK... | publish EXECUTED COPY | lab-settings"
+    if argv[:1] == ["lab-settings"]:
+        print(lab_overrides())
+        return 0
     if not argv or argv[0] not in ("strip", "publish"):
         print(usage, file=sys.stderr)
         return 2

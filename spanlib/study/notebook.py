@@ -108,7 +108,9 @@ def outputs_note(*paths: str | Path | None) -> str:
     if writes_to_study(*paths):
         return f"This run updates the study: {shown}."
     return (f"This run writes to the scratch folder `{INTERACTIVE}/` only ({shown}); the study's "
-            "`results/` is unchanged (`dvc repro` updates it).")
+            "`results/` is unchanged (`dvc repro` updates it). Saving in JupyterLab (`make lab`) keeps no "
+            "outputs in the tracked notebook: the full notebook, outputs included, is saved to "
+            f"`{INTERACTIVE}/notebooks/`.")
 
 
 
@@ -136,6 +138,12 @@ def notebook_progress() -> bool:
     return True
 
 
+
+# Shown above a live figure. The tracked notebooks/*.ipynb keep no outputs (spanlib.study.lab's
+# pre-save hook), so after a reload the figure is gone there; the full copy is elsewhere.
+LIVE_NOTE = ("Move the sliders: the figure below redraws at once. *(Outputs are not saved in the tracked "
+             "notebook: after a reload, open the full copy with every output, this figure's static copy "
+             "included, in `outputs/interactive/notebooks/` (same file name), or run this cell again.)*")
 
 LIVE_HINT = ("Static copy of the figure: run this cell (or Run All) in JupyterLab to make the "
              "sliders live. [spanlib live figure]")  # spanlib.study.lab.LIVE_HINT_MARK
@@ -210,8 +218,7 @@ def show_live_or_static(draw, controls: Mapping[str, Any], path: str | Path | No
     if path is not None:
         save_figure(draw(**values), path)  # closes it
     if is_interactive():
-        display(Markdown("Move the sliders: the figure below redraws at once. *(A reopened notebook "
-                         "shows a static copy: run this cell to make it live.)*"))
+        display(Markdown(LIVE_NOTE))
         display(live_figure(draw, controls))
     else:
         fig = draw(**values)
