@@ -416,3 +416,27 @@ def test_batches_from_the_collate_workers_equal_the_items_concatenated(faces, wo
                 assert torch.equal(value, torch.stack([it[v][key][r] for v in "ab" for it in li])), (key, r)
         assert torch.equal(pairs["theta"], torch.stack([it["theta"] for it in li + ui]))
         assert pairs["flipped"].tolist() == [it["flipped"] for it in li + ui]
+
+
+def test_a_teacher_changes_the_heatmap_targets_only(faces, tmp_path):
+    """train.teacher: a run distilled from another model trains, its heat term differs from the
+    plain run's from the first step, and the other terms of the first step are those of the plain run
+    (same weights, same batch: only the heatmap targets changed)."""
+    from spanlib.training.train import build_setup, make_optimizer, train_step
+
+    teacher = train(small_params(faces, iterations=2), "scpan", tmp_path / "teacher.pt", progress=False)
+    first = {}
+    for name, extra in (("plain", {}), ("taught", {"teacher": str(teacher), "teacher_weight": 0.5})):
+        params = small_params(faces, **extra)
+        params["crop"]["input_size"] = 48   # the student cuts smaller crops than the 64 px teacher
+        setup = build_setup(params, "scpan", torch.device("cpu"), progress=False)
+        opt = make_optimizer("adam", setup.model.parameters(), 1e-3)
+        setup.model.train()
+        first[name] = train_step(setup, opt, 1e-3)
+    assert first["taught"]["heat"] != first["plain"]["heat"]
+    for term in ("boundary", "field", "coord", "scl"):
+        assert first["taught"][term] == first["plain"][term]
+    params = small_params(faces, iterations=3, teacher=str(teacher))
+    params["crop"]["input_size"] = 48
+    out = train(params, "scpan", tmp_path / "student.pt", progress=False)
+    assert out.exists()

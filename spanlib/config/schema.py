@@ -185,6 +185,8 @@ class TrainConfig:
     live_dir: str | None = param(None)    # None: <checkpoint stem>_live beside the checkpoint
     compile: bool = param(False)          # torch.compile the model (GPU runs)
     init_from: str | None = param(None)   # a checkpoint or model file whose matching weights start the run (fine-tuning)
+    teacher: str | None = param(None)     # a model whose last-stage heatmaps are mixed into the targets (distillation)
+    teacher_weight: float = param(0.5, low=0, high=1)  # w of the mixture (1 - w) ground truth + w teacher
 
 
 @dataclass(**_FROZEN)

@@ -43,6 +43,7 @@ from spanlib.inference.step import crop_points_to_image, predict_crops
 from spanlib.model import build_model
 from spanlib.model.losses import LossConfig, objective_terms, span_objective
 from spanlib.training import distributed
+from spanlib.training.distill import distil_targets, load_teacher
 from spanlib.utils.devices import resolve_device  # noqa: F401  (also spanlib.training.train's API)
 from spanlib.utils.errors import DataError, DivergedError, ParamError
 from spanlib.utils.files import write_text
@@ -151,6 +152,7 @@ class TrainSetup:
     device: torch.device
     ctx: distributed.DistContext = distributed.DistContext()
     engine: torch.nn.Module | None = None
+    teacher: torch.nn.Module | None = None   # train.teacher: its heatmaps join the targets (distill.py)
 
 
 def _target_kinds(spec) -> tuple[str, ...]:
@@ -201,8 +203,11 @@ def build_setup(params: dict, variant: str, device: torch.device, progress: bool
         # the training crop's box rule (crop.box), so validation sees faces at the scale training does
         val_dataset = EvalFaceDataset(val_samples, input_size, cfg.crop.scale,
                                       prefer=train_box_preference(cfg.crop.box))
+    teacher = None
+    if tc.teacher:
+        teacher = load_teacher(tc.teacher, num_points=scheme.num_points, crop_scale=cfg.crop.scale, device=device)
     return TrainSetup(params, cfg, variant, scheme, model.to(device), loss_config, labeled, unlabeled,
-                      val_dataset, device, ctx)
+                      val_dataset, device, ctx, teacher=teacher)
 
 
 def next_batch(setup: TrainSetup) -> tuple[torch.Tensor, int, dict, dict]:
@@ -259,6 +264,8 @@ def train_step(setup: TrainSetup, optimizer, lr: float) -> dict:
     """One optimisation step on the next labeled (and unlabeled) batch; returns the loss terms
     (under torchrun: the global batch's, averaged over the ranks)."""
     images, n, targets, pairs = next_batch(setup)
+    if setup.teacher is not None and n > 0:
+        targets = distil_targets(setup.teacher, setup.config.train.teacher_weight, images, n, targets)
     for group in optimizer.param_groups:
         group["lr"] = lr
     engine = setup.engine if setup.engine is not None else setup.model
