@@ -254,3 +254,15 @@ def test_cli_evaluate_and_predict_take_the_new_options(tmp_path, monkeypatch, ca
     (face,) = json.loads((tmp_path / "p.json").read_text())["results"][0]["faces"]
     assert code == 0 and face["box_source"] == "given+refined"
     assert face["box"] != [10.0, 10.0, 60.0, 60.0]
+
+
+@pytest.mark.parametrize("value", ["-1", "5"])
+def test_predict_refuses_a_refine_outside_evaluate_refines_range(tmp_path, capsys, value):
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt", input_size=32)
+    folder = tmp_path / "faces"
+    write_pts_folder(folder, n=1, size=96)
+    code = main(["predict", str(folder / "face0.png"), "--checkpoint", str(ckpt), "--box", "10,10,60,60",
+                 "--refine", value, "--json", str(tmp_path / "p.json"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code != 0 and "--refine" in err and value in err
+    assert not (tmp_path / "p.json").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from spanlib.config.schema import check_override
 from spanlib.inference.backends import BACKENDS
 
 
@@ -120,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     from spanlib.utils.files import finite_json, write_json
     from spanlib.inference.predict import FaceDetector, predict_paths
 
+    if args.refine is not None:  # the range of evaluate.refine, which it stands for
+        check_override("evaluate.refine", args.refine, "--refine")
     check_predict_outputs(args)  # before the model is loaded and every input predicted, not after
     model = load_model(args.checkpoint, device=args.device)
     detector = FaceDetector(args.detector_model, backend=args.detector)
