@@ -36,6 +36,7 @@ from spanlib.evaluation.metrics import failure_rate, nme_per_face
 from spanlib.evaluation.peers import make_peer, predict_peer
 from spanlib.utils.provenance import code_version, machine_info
 from spanlib.evaluation.stats import over_seeds, paired_bootstrap
+from spanlib.evaluation.compare import MARKS, difference_text
 
 
 def _runs(specs: list[str]) -> dict[str, list[str]]:
@@ -112,7 +113,8 @@ def main() -> None:
         lines = [f"### {title}", "",
                  f"{len(gt_idx)} faces; dlib's HOG detector found {len(det_idx)} (the detector rows and dlib's "
                  f"are on those); NME_io % mean ± sd over seeds; FR_io@8 %; difference to dlib on the same HOG "
-                 f"boxes in NME_io points, 95 % paired bootstrap interval over faces and seeds (* excludes 0).", "",
+                 f"boxes in NME_io points, 95 % paired bootstrap interval over faces and seeds ({MARKS}: significantly "
+                 f"lower / higher, the interval excludes 0).", "",
                  "| run | protocol | seeds | NME_io | per seed | FR_io@8 % | vs dlib, same boxes |",
                  "|---|---|---|---|---|---|---|"]
         rows = []
@@ -122,7 +124,7 @@ def main() -> None:
             summary = over_seeds(e.mean(axis=1))
             fr = 100 * np.mean([failure_rate(row, 0.08) for row in e])
             if on_found and name != "dlib":
-                diff = paired_bootstrap(e, np.repeat(reference, len(e), axis=0)).format()
+                diff = difference_text(paired_bootstrap(e, np.repeat(reference, len(e), axis=0)))
             else:
                 diff = "reference" if (name, protocol) == ("dlib", "detector") else "(other faces or boxes)"
             per_seed = ", ".join(f"{100 * v:.2f}" for v in summary.values)

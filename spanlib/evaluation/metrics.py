@@ -142,6 +142,30 @@ def auc(errors: Sequence[float], threshold: float, step: float = AUC_STEP) -> fl
     return float(simpson(fraction, x=grid) / grid[-1])
 
 
+def threshold_metric(kind: str, errors: Sequence[float], threshold: float) -> float:
+    """FR (``kind`` "fr") or AUC ("auc") at ``threshold`` of per-face NME ``errors``, a fraction."""
+    if kind not in ("fr", "auc"):
+        raise ValueError(f"threshold_metric: kind must be 'fr' or 'auc', got {kind!r}")
+    return (auc if kind == "auc" else failure_rate)(errors, float(threshold))
+
+
+def subset_threshold_metric(subset: dict, kind: str, norm: str, threshold: str | float) -> float | None:
+    """FR or AUC (fraction) of one subset entry of a metrics JSON under ``norm`` at ``threshold``
+    (0.07 or "0.07"): the stored value (``fr_by_norm`` / ``auc_by_norm``, or ``fr`` / ``auc`` when
+    the subset's own ``norm`` is ``norm``), else computed from its per-face NME under ``norm``;
+    None when neither is there."""
+    key = f"{float(threshold):g}"
+    by_norm = subset.get(f"{kind}_by_norm", {}).get(norm)
+    if by_norm is None and subset.get("norm") == norm:
+        by_norm = subset.get(kind)
+    value = None if by_norm is None else by_norm.get(key)
+    if value is None:
+        errors = subset.get("per_face_nme", {}).get(norm)
+        if errors:
+            value = threshold_metric(kind, errors, float(key))
+    return value
+
+
 def auc_exact(errors: Sequence[float], threshold: float) -> float:
     """Closed form of the AUC for the step-function CED: (1/t) * mean(max(0, t - e_i))."""
     errors = np.asarray(errors, dtype=np.float64)

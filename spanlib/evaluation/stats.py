@@ -46,11 +46,6 @@ class PairedDifference:
     def significant(self) -> bool:
         return self.low > 0 or self.high < 0
 
-    def format(self, scale: float = 100.0, digits: int = 2) -> str:
-        mark = " *" if self.significant else ""
-        return (f"{scale * self.mean:+.{digits}f} [{scale * self.low:+.{digits}f}, "
-                f"{scale * self.high:+.{digits}f}]{mark}")
-
 
 def paired_bootstrap(a, b, resamples: int = 4000, seed: int = 0, level: float = 0.95) -> PairedDifference:
     """Bootstrap interval of mean(a - b) for per-face errors ``a``, ``b`` of shape (seeds, faces)

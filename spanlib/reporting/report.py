@@ -31,9 +31,10 @@ import numpy as np
 from spanlib.data.crop import crop_face
 from spanlib.data.dataset import face_box, to_tensor_image
 from spanlib.data.sources import read_source
-from spanlib.evaluation.metrics import auc as _auc
-from spanlib.evaluation.metrics import failure_rate as _failure_rate
-from spanlib.evaluation.stats import flagged_landmarks, over_seeds, paired_bootstrap
+from spanlib.evaluation.compare import (MARKS, SIGNIFICANT_WHEN, comparison_note, paired_difference, same_faces,
+                                       significance_mark)
+from spanlib.evaluation.metrics import subset_threshold_metric
+from spanlib.evaluation.stats import flagged_landmarks, over_seeds
 from spanlib.inference.checkpoint import load_model
 from spanlib.inference.step import decode_radius, predict_crops
 from spanlib.reporting.figures import plot_ced, plot_examples, plot_maps, plot_per_landmark, save_figure
@@ -130,15 +131,7 @@ def metric_value(subset: dict, kind: str, norm: str, threshold: str | float | No
     else:
         if threshold is None:
             raise ValueError(f"{kind}: needs a threshold")
-        key = f"{float(threshold):g}"
-        by_norm = subset.get(f"{kind}_by_norm", {}).get(norm)
-        if by_norm is None and subset.get("norm") == norm:
-            by_norm = subset.get(kind)
-        value = None if by_norm is None else by_norm.get(key)
-        if value is None:
-            errors = subset.get("per_face_nme", {}).get(norm)
-            if errors:
-                value = (_auc if kind == "auc" else _failure_rate)(errors, float(key))
+        value = subset_threshold_metric(subset, kind, norm, threshold)
     return None if value is None else 100.0 * float(value)
 
 
@@ -254,9 +247,9 @@ def seed_cell(values: Sequence[float]) -> Cell:
     return Cell(summary.mean, summary.sd, len(values))
 
 
-SIGNIFICANCE_NOTE = ("our cells: mean ± sample sd over seeds (no ± for one seed); ▼ / ▲ in an NME cell: significantly "
-                     "lower / higher than the row it is compared with (the 95 % paired bootstrap interval of the "
-                     "per-face difference, over faces and seeds, excludes 0; spanlib.evaluation.stats.paired_bootstrap)")
+SIGNIFICANCE_NOTE = (f"our cells: mean ± sample sd over seeds (no ± for one seed); {MARKS} in an NME cell: "
+                     f"significantly lower / higher than the row it is compared with ({SIGNIFICANT_WHEN}; "
+                     "spanlib.evaluation.stats.paired_bootstrap)")
 
 
 def mark_against(cells: dict, runs_by_row: dict, reference: str, columns: Sequence["Column"],
@@ -277,16 +270,14 @@ def mark_against(cells: dict, runs_by_row: dict, reference: str, columns: Sequen
             if col.kind != "nme" or not isinstance(cell, Cell):
                 continue
             subset = subset_of(runs[0], col)
-            n = min(len(runs), len(ref_runs))
-            a = [r.per_face(subset, col.norm) for r in runs[:n]]
-            b = [r.per_face(subset_of(r, col), col.norm) for r in ref_runs[:n]]
-            if any(x is None for x in a + b) or len({len(x) for x in a + b}) != 1:
+            a = [r.per_face(subset, col.norm) for r in runs]
+            b = [r.per_face(subset_of(r, col), col.norm) for r in ref_runs]
+            if not same_faces(a, b):
                 continue  # not the same faces: no paired comparison
-            diff = paired_bootstrap(np.stack(a), np.stack(b))
-            if diff.significant:
-                cells[label][index] = Cell(cell.mean, cell.sd, cell.n, " ▼" if diff.mean < 0 else " ▲")
-            notes.append(f"{label} − {reference}, {col.header}: {diff.format()} points over {diff.n_seeds} seed(s) "
-                         f"x {diff.n_faces} faces ({'significant' if diff.significant else 'within noise'})")
+            diff = paired_difference(a, b)
+            if significance_mark(diff):
+                cells[label][index] = Cell(cell.mean, cell.sd, cell.n, significance_mark(diff))
+            notes.append(comparison_note(label, reference, col.header, diff))
     return notes
 
 
@@ -381,40 +372,47 @@ def build_table(name: str, runs: Sequence[Run]) -> Table | None:
     header = ["method"] + [c.header for c in columns]
     cells = {label: {i: seed_cell(v) for i, v in row["values"].items()} for label, row in grouped.items()}
     runs_by_row = {label: row["runs"] for label, row in grouped.items()}
-    notes = []
     reference = _reference_row(list(grouped), runs_by_row)
-    if reference is not None:
-        notes += mark_against(cells, runs_by_row, reference, columns, lambda run, col: col.subset_of(run.source))
+    stand_in_notes = [f"{source} rows: their '{used}' subset stands in for the paper's '{wanted}' columns"
+                      for source, wanted, used in sorted(stand_ins)]
+    return _finish_table(PAPER_TABLES[name], title, header, columns, cells, runs_by_row, reference,
+                         lambda run, col: col.subset_of(run.source), SIGNIFICANCE_NOTE, stand_in_notes)
+
+
+def _finish_table(paper: PaperTable, title: str, header: list[str], columns: Sequence[Column], cells: dict,
+                  runs_by_row: dict, reference: str | None, subset_of, significance_note: str,
+                  table_notes: list[str]) -> Table:
+    """The tail every table shares: NME cells marked against ``reference`` (None: no comparison),
+    our rows with their seeds, provenance and dead-channel notes, ``significance_note`` then
+    ``table_notes``, then the paper's rows and notes."""
+    notes = mark_against(cells, runs_by_row, reference, columns, subset_of) if reference is not None else []
     rows, kinds = [], []
-    for label, row in grouped.items():
+    for label, runs in runs_by_row.items():
         rows.append([label] + [cells[label].get(i) for i in range(len(columns))])
         kinds.append("ours")
-        seeds = [r.seed for r in row["runs"]]
-        if len(row["runs"]) > 1:
-            notes.append(f"{label}: {len(row['runs'])} runs, seeds {seeds}")
-        notes += [_provenance_note(r) for r in row["runs"]]
-        notes += dead_channel_notes(row["runs"], label)
-    notes.append(SIGNIFICANCE_NOTE)
-    notes += [f"{source} rows: their '{used}' subset stands in for the paper's '{wanted}' columns"
-              for source, wanted, used in sorted(stand_ins)]
-    paper_rows_, paper_kinds, paper_notes = _paper_part(PAPER_TABLES[name], len(columns))
+        if len(runs) > 1:
+            notes.append(f"{label}: {len(runs)} runs, seeds {[r.seed for r in runs]}")
+        notes += [_provenance_note(r) for r in runs]
+        notes += dead_channel_notes(runs, label)
+    notes.append(significance_note)
+    notes += table_notes
+    paper_rows_, paper_kinds, paper_notes = _paper_part(paper, len(columns))
     rows += paper_rows_
     kinds += paper_kinds
     notes += paper_notes + [DASH_NOTE, METRIC_NOTE]
-    return Table(name, title, header, rows, kinds, notes)
+    return Table(paper.name, title, header, rows, kinds, notes)
 
 
-def build_setup_table(setup_path: Path, setup: dict) -> Table:
-    """Table VII or VIII from a setup file: one row per setting (its "metrics" one file, or a list
-    of files, one per seed: mean ± sd), the paper's columns (NME_io on the 300W challenging subset;
-    the setup's "norm" may ask for another normalisation), then the paper's rows. When none of the
-    runs has the paper's subset, the "full" subset (or the first) stands in, and a note says so.
-    NME cells are marked where the paired difference to the first setting is significant."""
+def _setup_name(setup_path: Path, setup: dict) -> str:
     name = str(setup["table"])
     if name not in ("VII", "VIII"):
         raise DataError(f"{setup_path}: 'table' must be VII or VIII, got {name!r}")
-    paper = PAPER_TABLES[name]
-    norm = setup.get("norm")
+    return name
+
+
+def _setup_runs(setup_path: Path, setup: dict) -> dict[str, list[Run]]:
+    """Setting -> its runs (one metrics file, or a list of files, one per seed), in the setup's order;
+    relative paths are relative to the setup file."""
     rows_in = setup.get("rows")
     if not isinstance(rows_in, list) or not rows_in:
         raise DataError(f"{setup_path}: 'rows' must be a non-empty list of {{setting, metrics}}")
@@ -426,25 +424,37 @@ def build_setup_table(setup_path: Path, setup: dict) -> Table:
         if not files:
             raise DataError(f"{setup_path}: setting {entry['setting']!r} names no metrics file")
         for file in files:
-            path = Path(file)
-            path = path if path.is_absolute() else setup_path.parent / path
-            obj = _read_json(path)
-            if not is_metrics(obj):
-                raise DataError(f"{path}: expected a metrics JSON (named by {setup_path})")
-            loaded.setdefault(str(entry["setting"]), []).append(Run(path, obj["provenance"], obj["subsets"]))
-    columns = paper_columns(paper, norm)
+            loaded.setdefault(str(entry["setting"]), []).append(_setup_run(setup_path, file))
+    return loaded
+
+
+def _setup_run(setup_path: Path, file) -> Run:
+    path = Path(file)
+    path = path if path.is_absolute() else setup_path.parent / path
+    obj = _read_json(path)
+    if not is_metrics(obj):
+        raise DataError(f"{path}: expected a metrics JSON (named by {setup_path})")
+    return Run(path, obj["provenance"], obj["subsets"])
+
+
+def _setup_stand_ins(columns: Sequence[Column], loaded: dict[str, list[Run]]) -> dict[str, str]:
+    """The paper's subset -> ours, for the columns whose subset none of the runs has: "full", else the first."""
     subsets = list(dict.fromkeys(s for runs in loaded.values() for run in runs for s in run.subsets))
     stand_in = {}
     for col in columns:
         if col.subset not in subsets:
             stand_in[col.subset] = "full" if "full" in subsets else subsets[0]
-    header = ["setting"] + [c.header for c in columns]
-    labels = {}
-    cells: dict[str, dict] = {}
-    notes = []
+    return stand_in
+
+
+def _setup_cells(loaded: dict[str, list[Run]], columns: Sequence[Column],
+                 stand_in: dict[str, str]) -> tuple[dict[str, list[Run]], dict[str, dict]]:
+    """(row label -> runs, row label -> {column index: Cell}) of a setup's settings."""
+    runs_by_row, cells = {}, {}
     for setting, runs in loaded.items():
         where = " [synthetic faces]" if runs[0].source == "synthetic" else ""
-        label = labels[setting] = f"ours: {setting}{where}"
+        label = f"ours: {setting}{where}"
+        runs_by_row[label] = runs
         cells[label] = {}
         for index, col in enumerate(columns):
             subset = stand_in.get(col.subset, col.subset)
@@ -453,32 +463,38 @@ def build_setup_table(setup_path: Path, setup: dict) -> Table:
             values = [v for v in values if v is not None]
             if values:
                 cells[label][index] = seed_cell(values)
-    runs_by_row = {labels[setting]: runs for setting, runs in loaded.items()}
-    reference = next(iter(runs_by_row))
-    if len(runs_by_row) > 1:
-        notes += mark_against(cells, runs_by_row, reference, columns,
-                              lambda run, col: stand_in.get(col.subset, col.subset))
-    rows, kinds = [], []
-    for setting, runs in loaded.items():
-        label = labels[setting]
-        rows.append([label] + [cells[label].get(i) for i in range(len(columns))])
-        kinds.append("ours")
-        if len(runs) > 1:
-            notes.append(f"{label}: {len(runs)} runs, seeds {[r.seed for r in runs]}")
-        notes += [_provenance_note(r) for r in runs]
-        notes += dead_channel_notes(runs, label)
-    notes.append(SIGNIFICANCE_NOTE + f"; compared with the first setting, {reference}")
-    notes += [f"none of our runs has the paper's '{wanted}' subset: our '{used}' subset stands in"
-              for wanted, used in stand_in.items()]
+    return runs_by_row, cells
+
+
+def _setup_notes(paper: PaperTable, norm: str | None, stand_in: dict[str, str]) -> list[str]:
+    notes = [f"none of our runs has the paper's '{wanted}' subset: our '{used}' subset stands in"
+             for wanted, used in stand_in.items()]
     if norm is not None and any(c.metric.norm != norm for c in paper.columns):
         notes.append(f"our rows use NME_{norm} (the setup file's 'norm'); the paper's use "
                      + ", ".join(sorted({c.metric.name for c in paper.columns})))
-    paper_rows_, paper_kinds, paper_notes = _paper_part(paper, len(columns))
-    rows += paper_rows_
-    kinds += paper_kinds
-    notes += paper_notes + [DASH_NOTE, METRIC_NOTE]
+    return notes
+
+
+def build_setup_table(setup_path: Path, setup: dict) -> Table:
+    """Table VII or VIII from a setup file: one row per setting (its "metrics" one file, or a list
+    of files, one per seed: mean ± sd), the paper's columns (NME_io on the 300W challenging subset;
+    the setup's "norm" may ask for another normalisation), then the paper's rows. When none of the
+    runs has the paper's subset, the "full" subset (or the first) stands in, and a note says so.
+    NME cells are marked where the paired difference to the first setting is significant."""
+    name = _setup_name(setup_path, setup)
+    paper = PAPER_TABLES[name]
+    norm = setup.get("norm")
+    loaded = _setup_runs(setup_path, setup)
+    columns = paper_columns(paper, norm)
+    stand_in = _setup_stand_ins(columns, loaded)
+    runs_by_row, cells = _setup_cells(loaded, columns, stand_in)
+    reference = next(iter(runs_by_row))
     title = setup.get("title") or SETUP_TABLES.get(name, "")
-    return Table(name, title, header, rows, kinds, notes)
+    header = ["setting"] + [c.header for c in columns]
+    return _finish_table(paper, title, header, columns, cells, runs_by_row, reference,
+                         lambda run, col: stand_in.get(col.subset, col.subset),
+                         SIGNIFICANCE_NOTE + f"; compared with the first setting, {reference}",
+                         _setup_notes(paper, norm, stand_in))
 
 
 # ------------------------------------------------------------------ figures

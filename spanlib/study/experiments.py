@@ -1,6 +1,6 @@
 """Comparisons of trained runs with their uncertainty: several seeds per setting, evaluated on the
 same held-out faces, summarised as mean ± sd over seeds with paired bootstrap intervals against a
-reference setting (``spanlib.evaluation.stats``).
+reference setting (``spanlib.evaluation.compare``).
 
 ``compare_runs`` is what produced the real-face tables of docs/model.md and
 results/real/*.md (``spanlib compare``); ``short_runs`` trains and evaluates the settings of
@@ -17,7 +17,8 @@ import numpy as np
 from spanlib.config.params import set_values
 from spanlib.data.sources import read_source
 from spanlib.evaluation.evaluate import evaluate
-from spanlib.evaluation.stats import outlier_landmarks, over_seeds, paired_bootstrap
+from spanlib.evaluation.compare import MARKS, difference_text, paired_difference
+from spanlib.evaluation.stats import PairedDifference, outlier_landmarks, over_seeds
 from spanlib.training.seeds import check_seeds, headline, seed_table, train_many
 from spanlib.utils.errors import ParamError
 from spanlib.utils.files import write_json, write_text
@@ -64,16 +65,19 @@ def compare_runs(runs: Mapping[str, Sequence[str | Path]], reference: str, sourc
                          for e in per_seed],
                "text": nme.format()}
         if label != reference:
-            n = min(len(per_seed), len(errors[reference]))
-            a = np.stack([e["per_face"] for e in per_seed[:n]])
-            b = np.stack([e["per_face"] for e in errors[reference][:n]])
-            diff = paired_bootstrap(a, b)
+            diff = paired_difference([e["per_face"] for e in per_seed], [e["per_face"] for e in errors[reference]])
             row.update({"vs_reference": diff.mean, "vs_reference_low": diff.low, "vs_reference_high": diff.high,
-                        "vs_reference_significant": diff.significant, "vs_reference_text": diff.format()})
+                        "vs_reference_significant": diff.significant, "vs_reference_text": difference_text(diff)})
         rows[label] = row
     held = errors[reference][0]["held_out"]
     return {"reference": reference, "source": source, "root": str(root), "split": split,
             "held_out": held, "settings": dict(settings or {}), "rows": rows}
+
+
+def _vs_reference(row: dict, ref_row: dict) -> PairedDifference:
+    """The paired difference of a ``compare_runs`` row to the reference, back from its JSON."""
+    return PairedDifference(row["vs_reference"], row["vs_reference_low"], row["vs_reference_high"],
+                            min(row["seeds"], ref_row["seeds"]), row["faces"])
 
 
 def comparison_markdown(result: dict, title: str) -> str:
@@ -84,13 +88,13 @@ def comparison_markdown(result: dict, title: str) -> str:
              f"NME_io (%) on {held.get('n', '?')} held-out faces of {result['source']} {result['split']} "
              f"(train.val_fraction {held.get('fraction')}, val_seed {held.get('seed')}); mean ± sd over seeds; "
              f"difference to `{ref}` in NME_io points with its 95 % paired bootstrap interval over faces and "
-             f"seeds (* = the interval excludes 0).", "",
+             f"seeds ({MARKS} = significantly lower / higher: the interval excludes 0).", "",
              "| setting | seeds | NME_io | per seed | FR_io@8 % | vs " + ref + " |",
              "|---|---|---|---|---|---|"]
     for label, row in result["rows"].items():
         per_seed = ", ".join(f"{100 * v:.2f}" for v in row["nme_io_per_seed"])
         fr = f"{100 * row['fr_io_0.08']:.1f} ± {100 * row['fr_io_0.08_sd']:.1f}"
-        vs = row.get("vs_reference_text", "reference")
+        vs = "reference" if label == ref else difference_text(_vs_reference(row, result["rows"][ref]))
         lines.append(f"| {label} | {row['seeds']} | {row['text']} | {per_seed} | {fr} | {vs} |")
     flagged = [(label, i, f) for label, row in result["rows"].items() for i, f in enumerate(row["flags"]) if f]
     if flagged:

@@ -8,8 +8,9 @@ Every row of the study's tables is trained with each seed of ``pipeline.seeds`` 
   is kept, an interrupted one is resumed (``spanlib.training.train`` resumes exactly), so the stage picks up
   where it stopped.
 - ``seed_groups`` / ``summarise`` turn metrics JSON dicts (``spanlib.evaluation.evaluate``, one per seed) into
-  mean ± sd over seeds per subset and metric, and ``compare`` gives the paired per-face difference
-  of two settings with its 95 % bootstrap interval over faces and seeds (``spanlib.evaluation.stats``).
+  mean ± sd over seeds per subset and metric, and ``comparisons`` gives the paired per-face difference
+  of pairs of settings with its 95 % bootstrap interval over faces and seeds and its mark
+  (``spanlib.evaluation.compare``).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from spanlib.config.schema import apply_overrides
-from spanlib.evaluation.metrics import auc, failure_rate
-from spanlib.evaluation.stats import PairedDifference, SeedSummary, over_seeds, paired_bootstrap
+from spanlib.evaluation.compare import MARKS, SIGNIFICANT_WHEN, difference_text, paired_difference, significance_mark
+from spanlib.evaluation.metrics import subset_threshold_metric
+from spanlib.evaluation.stats import SeedSummary, over_seeds
 from spanlib.inference.checkpoint import read_checkpoint
 from spanlib.reporting.report import markdown_table
 from spanlib.training.train import differing_params, train
-from spanlib.utils.errors import ParamError, SpanlibError
+from spanlib.utils.errors import DataError, ParamError, SpanlibError
 
 
 def check_seeds(seeds) -> list[int]:
@@ -140,24 +142,19 @@ def seed_of(result: dict) -> int | None:
     return None if seed is None else int(seed)
 
 
-def per_face(results: Sequence[dict], subset: str, norm: str) -> np.ndarray:
-    """(seeds, faces) per-face NME of one setting's metrics dicts (the same faces in each)."""
-    rows = [np.asarray(r["subsets"][subset]["per_face_nme"][norm], dtype=np.float64) for r in results]
-    if len({len(r) for r in rows}) != 1:
-        raise ValueError(f"per_face: seeds were evaluated on different numbers of faces in {subset}")
-    return np.stack(rows)
+def per_face(results: Sequence[dict], subset: str, norm: str) -> list[np.ndarray]:
+    """Per-face NME of one setting's metrics dicts in ``subset`` under ``norm``, one array per seed."""
+    return [np.asarray(r["subsets"][subset]["per_face_nme"][norm], dtype=np.float64) for r in results]
 
 
 def summarise(results: Sequence[dict], subset: str, norm: str, threshold: float) -> dict[str, SeedSummary]:
     """Mean ± sd over seeds of NME, FR and AUC (fractions) of one subset."""
-    key = f"{float(threshold):g}"
 
     def pick(result, kind):
-        s = result["subsets"][subset]
-        value = (s.get(f"{kind}_by_norm", {}).get(norm) or {}).get(key)
+        value = subset_threshold_metric(result["subsets"][subset], kind, norm, threshold)
         if value is None:
-            errors = s["per_face_nme"][norm]
-            value = (auc if kind == "auc" else failure_rate)(errors, float(key))
+            raise DataError(f"{subset}: neither {kind.upper()}_{norm} at {threshold:g} nor per-face NME_{norm} "
+                            "in a metrics JSON")
         return value
 
     return {"nme": over_seeds([r["subsets"][subset]["nme"][norm] for r in results]),
@@ -165,23 +162,16 @@ def summarise(results: Sequence[dict], subset: str, norm: str, threshold: float)
             "auc": over_seeds([pick(r, "auc") for r in results])}
 
 
-def compare(a: Sequence[dict], b: Sequence[dict], subset: str, norm: str) -> PairedDifference:
-    """a - b in per-face NME, paired by face and by seed (seed i of a with seed i of b, the
-    first ``min`` seeds of each), with the 95 % bootstrap interval over faces and seeds."""
-    n = min(len(a), len(b))
-    if n == 0:
-        raise ValueError("compare: a setting has no seeds")
-    return paired_bootstrap(per_face(a[:n], subset, norm), per_face(b[:n], subset, norm))
-
-
 def comparisons(groups: Mapping[str, Sequence[dict]], pairs: Sequence[tuple[str, str]], subsets: Sequence[str],
                 norm: str) -> list[dict]:
-    """``[{"a", "b", "subset", "difference": PairedDifference}]`` for each pair present in ``groups``."""
+    """``[{"a", "b", "subset", "difference": PairedDifference}]`` for each pair present in ``groups``:
+    a − b in per-face NME, paired by face and seed (``spanlib.evaluation.compare.paired_difference``)."""
     out = []
     for a, b in pairs:
         if a in groups and b in groups:
             for subset in subsets:
-                out.append({"a": a, "b": b, "subset": subset, "difference": compare(groups[a], groups[b], subset, norm)})
+                diff = paired_difference(per_face(groups[a], subset, norm), per_face(groups[b], subset, norm))
+                out.append({"a": a, "b": b, "subset": subset, "difference": diff})
     return out
 
 
@@ -213,18 +203,16 @@ def seed_table(groups: Mapping[str, Sequence[dict]], norm: str, threshold: float
         for subset in subsets:
             s = summarise(results, subset, norm, threshold)
             entry["subsets"][subset] = {k: {"mean": v.mean, "sd": v.sd, "per_seed": list(v.values)} for k, v in s.items()}
-            diff = vs_ref.get((name, subset))
-            mark = "" if diff is None or not diff.significant else (" ▼" if diff.mean < 0 else " ▲")
-            cells.append(s["nme"].format() + mark)
+            cells.append(s["nme"].format() + significance_mark(vs_ref.get((name, subset))))
         tail = summarise(results, last, norm, threshold)
         rows.append([name, str(len(results))] + cells + [tail["fr"].format(), tail["auc"].format()])
         data[name] = entry
     lines = [markdown_table(header, rows), "",
-             f"mean ± sd over seeds (sample sd); ▼ / ▲: NME significantly lower / higher than `{reference}` "
-             "(the 95 % paired bootstrap interval of the per-face difference, over faces and seeds, excludes 0)."
+             f"mean ± sd over seeds (sample sd); {MARKS}: NME significantly lower / higher than `{reference}` "
+             f"({SIGNIFICANT_WHEN})."
              if pairs else "mean ± sd over seeds (sample sd)."]
     if diffs:
-        comp_rows = [[f"{d['a']} − {d['b']}", d["subset"], d["difference"].format(),
+        comp_rows = [[f"{d['a']} − {d['b']}", d["subset"], difference_text(d["difference"]),
                       "yes" if d["difference"].significant else "no (within noise)"] for d in diffs]
         lines += ["", markdown_table(["comparison", "subset", f"Δ NME_{norm} (points) [95 % CI]", "significant"],
                                      comp_rows)]
