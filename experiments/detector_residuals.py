@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spanlib.config.schema import apply_recipe
-from spanlib.config.params import load_params
+from spanlib.config.params import resolve
 from spanlib.data.sources import read_source
 from spanlib.data.split import held_out_split
 from spanlib.inference.detect import FaceDetector, box_residuals
@@ -34,7 +33,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/real/detector_residuals"))
     args = parser.parse_args()
 
-    params = apply_recipe(load_params("params.yaml"), "real")
+    params = resolve("params.yaml", "real")
     fraction, seed = float(params["train"]["val_fraction"]), int(params["train"]["val_seed"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

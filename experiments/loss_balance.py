@@ -18,8 +18,7 @@ from pathlib import Path
 
 from spanlib.utils.files import write_json, write_text
 from spanlib.study.loss_balance import term_gradients
-from spanlib.config.schema import apply_overrides, apply_recipe
-from spanlib.config.params import load_params
+from spanlib.config.params import resolve
 from spanlib.utils.provenance import code_version, machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,15 +58,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "real" / "loss_balance_training")
     args = parser.parse_args()
-    params = load_params(args.params)
-    if args.recipe != "none":
-        params = apply_recipe(params, args.recipe)
-    base = apply_overrides(params, ["seed=0"])
+    base = resolve(args.params, None if args.recipe == "none" else args.recipe, ["seed=0"])
     models = [("initialisation", None)] + args.checkpoint
     rows = []
     for label, checkpoint in models:
         for reading, override in FIELD_READINGS.items():
-            terms = term_gradients(apply_overrides(base, [override]), "scpan", batches=args.batches,
+            terms = term_gradients(resolve(base, overrides=[override]), "scpan", batches=args.batches,
                                    checkpoint=checkpoint)
             rows.append({"model": label, "checkpoint": str(checkpoint) if checkpoint else None,
                          "field_reading": reading, "terms": terms, "shares": shares(terms)})

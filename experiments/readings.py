@@ -32,8 +32,7 @@ from pathlib import Path
 from spanlib.study.experiments import read_test_faces
 from spanlib.evaluation.evaluate import evaluate
 from spanlib.utils.files import write_json, write_text
-from spanlib.config.schema import apply_overrides
-from spanlib.config.params import load_params
+from spanlib.config.params import resolve
 from spanlib.training.seeds import seed_table, train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,10 +70,8 @@ def real_faces(params: dict, iterations: int, out: Path) -> None:
     for label, override, variant in settings:
         tag = "reference" if override is None else override.split("=")[0].split(".")[-1]
         for seed in seeds:
-            run = run_params(params, study, seed)
-            if override is not None:
-                run = apply_overrides(run, [override])
-            run["train"]["live_dir"] = str(out / variant / tag / f"s{seed}_live")
+            run = run_params(params, study, seed, out / variant / tag / f"s{seed}_live",
+                             [] if override is None else [override])
             checkpoint = out / variant / tag / f"s{seed}" / "checkpoint.pt"
             jobs.append((f"{variant} {tag} seed {seed}", run, variant, checkpoint))
             runs.setdefault(variant, {}).setdefault(label, []).append(checkpoint)
@@ -99,15 +96,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="default: runs/readings (runs/readings_real for real_faces)")
     parser.add_argument("--iterations", type=int, default=300, help="real_faces only: iterations per run")
     args = parser.parse_args()
-    params = load_params(ROOT / "params.yaml")
+    params = resolve(ROOT / "params.yaml")
     if args.reading_set == "real_faces":
         if args.iterations < 1:
             parser.error(f"--iterations: expected an integer >= 1, got {args.iterations}")
         real_faces(params, args.iterations, args.out or ROOT / "runs" / "readings_real")
         return
     args.out = args.out or ROOT / "runs" / "readings"
-    for key in ("root", "test_root", "unlabeled_root"):
-        params["data"][key] = str(ROOT / params["data"][key])
+    params = resolve(params, overrides={f"data.{key}": str(ROOT / params["data"][key])
+                                        for key in ("root", "test_root", "unlabeled_root")}, origin="readings.py")
     faces = read_test_faces(params["data"])
     seeds = params["pipeline"]["seeds"]
     groups: dict[str, dict[str, list]] = {}
@@ -116,7 +113,7 @@ def main() -> None:
             reference = [json.loads((ROOT / f"results/evaluate/{variant}/s{s}.json").read_text()) for s in seeds]
             groups[variant] = {REFERENCE[variant]: reference}
         tag = override.split("=")[0].split(".")[-1]
-        ckpts = train_seeds(apply_overrides(params, [override]), variant, seeds, args.out / tag / "s{seed}/checkpoint.pt",
+        ckpts = train_seeds(resolve(params, overrides=[override]), variant, seeds, args.out / tag / "s{seed}/checkpoint.pt",
                             args.out / tag / "s{seed}_live", workers=params["pipeline"]["workers"], progress=False)
         groups[variant][label] = [evaluate(c, params["data"]["test_source"], params["data"]["test_root"],
                                            split="+".join(params["data"]["test_splits"]), samples=faces,

@@ -18,24 +18,24 @@ mean ± sd over seeds, per-seed values, and paired bootstrap intervals over face
 (`spanlib.study.experiments.compare_runs`).
 """
 import argparse
-import copy
 from pathlib import Path
 
 from spanlib.study.experiments import compare_runs, comparison_markdown
 from spanlib.utils.files import write_json, write_text
-from spanlib.config.schema import apply_overrides, apply_recipe
-from spanlib.config.params import load_params
+from spanlib.config.params import resolve
 from spanlib.training.seeds import check_seeds, train_many
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_params(params: dict, study: dict, seed: int) -> dict:
-    """The params of one run: the study's recipes, its iteration budget, one thread per run."""
-    run = apply_recipe(copy.deepcopy(params), study["recipe"])
+def run_params(params: dict, study: dict, seed: int, live_dir: Path, extra: tuple[str, ...] | list[str] = ()) -> dict:
+    """The params of one run: the study's recipes, its iteration budget, one thread per run, then
+    ``extra`` overrides (``key=value``) and its dvclive folder."""
     iterations = int(study["iterations"])
-    return apply_overrides(run, [f"seed={seed}", f"train.iterations={iterations}", f"train.val_every={iterations}",
-                                 f"train.checkpoint_every={min(100, iterations)}", "train.threads=1"])
+    run = resolve(params, study["recipe"], [f"seed={seed}", f"train.iterations={iterations}",
+                                            f"train.val_every={iterations}",
+                                            f"train.checkpoint_every={min(100, iterations)}", "train.threads=1", *extra])
+    return resolve(run, overrides={"train.live_dir": str(live_dir)}, origin="live_dir")
 
 
 def main() -> None:
@@ -45,14 +45,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/real_study"))
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
-    params = load_params(args.params, args.overrides)
+    params = resolve(args.params, overrides=args.overrides)
     study = params["real_study"]
     seeds = check_seeds(study["seeds"])
     jobs = []
     for variant in study["variants"]:
         for seed in seeds:
-            run = run_params(params, study, seed)
-            run["train"]["live_dir"] = str(args.models / variant / f"s{seed}_live")
+            run = run_params(params, study, seed, args.models / variant / f"s{seed}_live")
             jobs.append((f"{variant} seed {seed}", run, variant, args.models / variant / f"s{seed}" / "checkpoint.pt"))
     checkpoints = train_many(jobs, workers=int(study["workers"]))
     runs: dict[str, list[Path]] = {}

@@ -45,12 +45,12 @@ SETTINGS = {
 
 
 def run_setting(params: dict, variant: str, setting: dict, steps: int, warmup: int) -> dict:
-    from spanlib.config.schema import apply_overrides
+    from spanlib.config.params import resolve
     from spanlib.training.train import build_setup, lr_at, make_engine, make_optimizer, train_step
 
     overrides = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in setting.items()
                  if k.startswith("train.") or k == "seed"]
-    run = apply_overrides(params, overrides)
+    run = resolve(params, overrides=overrides)
     torch.set_num_threads(int(setting.get("threads", 1)))
     setup = build_setup(run, variant, torch.device("cpu"), progress=False)
     if setting.get("channels_last"):

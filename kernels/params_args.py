@@ -13,10 +13,6 @@ def add_params_arguments(parser: argparse.ArgumentParser, recipe: str | None = N
 
 
 def params_from(args: argparse.Namespace) -> dict:
-    from spanlib.config.schema import apply_overrides, apply_recipe
-    from spanlib.config.params import load_params
+    from spanlib.config.params import resolve
 
-    params = load_params(args.params)
-    if args.recipe:
-        params = apply_recipe(params, args.recipe)
-    return apply_overrides(params, args.overrides)
+    return resolve(args.params, args.recipe, args.overrides)

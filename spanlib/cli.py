@@ -2,7 +2,7 @@
 ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only when used, so
 ``spanlib --help`` stays fast and one broken command cannot take the others down.
 
-A command with a ``--params`` file gets it checked as a whole (``load_params(complete=True)``)
+A command with a ``--params`` file gets it checked as a whole (``resolve(complete=True)``)
 before it runs, so a missing group or key is a message naming it, not a KeyError mid-run.
 
 Errors are one line ``spanlib COMMAND: error: ...`` naming the file or parameter, never a traceback,
@@ -103,9 +103,9 @@ def check_params_file(args: argparse.Namespace) -> None:
     before anything runs. The command loads it again itself; reading a small YAML twice is cheap."""
     path = getattr(args, "params", None)
     if path:
-        from spanlib.config.params import load_params
+        from spanlib.config.params import resolve
 
-        load_params(path, complete=True)
+        resolve(path, complete=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,30 @@ from spanlib.config.variants import VARIANTS
 from spanlib.model import build_model
 from spanlib.data.warp import apply_warp
 
+# the paper's loss weights (eq. 16; params.yaml's loss group): the schema gives them no default
+PAPER_WEIGHTS = dict(lambda1=1.0, lambda2=16.0, gamma=40.0, eta=4.0)
+
+
+def test_loss_config_takes_its_defaults_from_the_schema():
+    """The schema (LossConfigParams) is the one home of the loss defaults: LossConfig's default is the
+    schema's where it has one, and a field the schema requires has no default here either."""
+    from dataclasses import MISSING
+
+    from spanlib.config import schema
+
+    own = {f.name: f for f in dataclasses.fields(LossConfig)}
+    for name, f in schema.fields_of("loss").items():
+        assert name in own
+        assert own[name].default == (MISSING if f.default is MISSING else schema.default(f"loss.{name}")), name
+    assert own["field_radius"].default is MISSING and own["input_size"].default is MISSING
+    with pytest.raises(TypeError):
+        LossConfig(field_radius=5, input_size=64)  # no weights of its own
+    params = {"lambda1": 1.0, "lambda2": 16.0, "gamma": 40.0, "eta": 4.0}
+    built = LossConfig.from_params(params, {"sigma": 1.0, "boundary_sigma": 1.0, "field_radius": 5,
+                                            "distribution": "gaussian", "ged_shape": 0.0, "student_df": 3.0,
+                                            "boundary_xi": 0.0}, 64, 16)
+    assert built == LossConfig(**PAPER_WEIGHTS, field_radius=5, input_size=64)
+
 
 def js_brute(logits: np.ndarray, target: np.ndarray) -> float:
     """Eq. 15 for one channel, float64, straight from the definition."""
@@ -209,7 +233,7 @@ def make_batch(variant: str, pairs: int, labeled: int, seed: int = 0):
     theta, flipped = random_pair_warp(pairs, size, seed)
     pairs_info = {"theta": theta, "flipped": flipped, "point_perm": np.arange(k)[::-1].copy(),
                   "boundary_perm": np.arange(c)}
-    config = LossConfig(field_radius=5, input_size=size, field_loss="l1")
+    config = LossConfig(**PAPER_WEIGHTS, field_radius=5, input_size=size, field_loss="l1")
     return model, out, targets, pairs_info, config
 
 
@@ -380,7 +404,7 @@ def test_unlabeled_sum_is_eq20_as_printed_and_mean_keeps_the_old_value(stages):
     s = [1.0, 1.0 if stages == "all" else 0.0]  # eq. 20: no eta; its last stage per scl_stages
     want_mean = sum(w[t] * S[t].mean() for t in range(2))
     want_sum = sum(w[t] * S[t, :n].sum() / n for t in range(2)) + sum(s[t] * S[t, n:].sum() for t in range(2)) / n
-    config = LossConfig(field_radius=2, input_size=32, scl_stages=stages)
+    config = LossConfig(**PAPER_WEIGHTS, field_radius=2, input_size=32, scl_stages=stages)
     assert config.unlabeled_weighting == "mean"
     mean_terms = objective_terms(outputs, n, targets, info, spec, config)
     sum_terms = objective_terms(outputs, n, targets, info, spec,

@@ -9,7 +9,7 @@ import yaml
 from spanlib.config import schema as config
 from spanlib.config.schema import Config, apply_overrides, check_params
 from spanlib.utils.errors import ParamError
-from spanlib.config.params import load_params
+from spanlib.config.params import load_params, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,13 +81,13 @@ def test_a_wrong_type_or_range_names_the_key_and_what_was_expected(tmp_path, key
 
 def test_set_overrides_are_checked_like_the_file(tmp_path):
     path = write(tmp_path, repo_params())
-    assert load_params(path, ["train.iterations=7"])["train"]["iterations"] == 7
+    assert resolve(path, overrides=["train.iterations=7"])["train"]["iterations"] == 7
     with pytest.raises(ParamError, match=r"--set train.iteratons: unknown parameter .*did you mean 'train.iterations'"):
-        load_params(path, ["train.iteratons=7"])
+        resolve(path, overrides=["train.iteratons=7"])
     with pytest.raises(ParamError, match=r"--set trian.iterations: unknown group 'trian' \(did you mean 'train'\?\)"):
-        load_params(path, ["trian.iterations=7"])
+        resolve(path, overrides=["trian.iterations=7"])
     with pytest.raises(ParamError, match=r"train.batch_size: expected an integer >= 1, got 0"):
-        load_params(path, ["train.batch_size=0"])
+        resolve(path, overrides=["train.batch_size=0"])
     # optional keys the file leaves out may be set (the code reads them with a default)
     small = {"train": {"iterations": 3}}
     assert apply_overrides(small, ["train.compile=true"])["train"] == {"iterations": 3, "compile": True}
@@ -101,7 +101,7 @@ def test_set_overrides_are_checked_like_the_file(tmp_path):
 ])
 def test_extra_training_folders_are_checked(tmp_path, extra, expected):
     path = write(tmp_path, repo_params())
-    ok = load_params(path, ['data.extra_train=[{source: csv, root: faces, split: training}]'])
+    ok = resolve(path, overrides=['data.extra_train=[{source: csv, root: faces, split: training}]'])
     assert ok["data"]["extra_train"] == [{"source": "csv", "root": "faces", "split": "training"}]
     params = repo_params()
     params["data"]["extra_train"] = extra

@@ -21,7 +21,7 @@ from spanlib.utils.errors import DataError, ParamError
 from spanlib.study.experiments import spread
 from spanlib.reporting.figures import read_loss_curves
 from spanlib.study.notebook import stage_params
-from spanlib.config.params import set_values
+from spanlib.config.params import resolve
 from spanlib.reporting.report import notebook_timings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ TINY = {
 
 def tiny_params() -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params = set_values(params, TINY, origin="tests/test_pipeline.py TINY")
+    params = resolve(params, overrides=TINY, origin="tests/test_pipeline.py TINY")
     params["sensitivity"]["settings"] = params["sensitivity"]["settings"][:2]
     params["distributions"]["settings"] = [{"distribution": "gaussian"}, {"distribution": "ged", "ged_shape": 0.2}]
     return params
@@ -164,12 +164,18 @@ def test_stage_params_reads_the_file_then_its_recipe_then_the_values_set_by_hand
     assert stage_params(path)["train"]["iterations"] == 600
 
 
-def test_set_values_copies_and_rejects_unknown_keys():
-    params = {"a": {"b": 1, "c": [1, 2]}}
-    changed = set_values(params, {"a.b": 2})
-    assert changed == {"a": {"b": 2, "c": [1, 2]}} and params["a"]["b"] == 1
-    with pytest.raises(ParamError, match="a.x"):
-        set_values(params, {"a.x": 1})
+def test_stage_params_checks_the_values_set_by_hand(tmp_path):
+    """A notebook parameter is checked by the schema like a --set: a value out of range or of the
+    wrong type is a ParamError naming the notebook parameter, and the file is left unchanged."""
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"pipeline": {"recipe": None}, "train": {"iterations": 600},
+                                    "kernel_profiling": {"run": "auto", "results_dir": "k"}}))
+    with pytest.raises(ParamError, match=r"\(notebook parameter\) train.iterations: .*expected an integer >= 1, got 0"):
+        stage_params(path, {"train.iterations": 0})
+    with pytest.raises(ParamError, match=r"\(notebook parameter\) kernel_profiling.run: .*one of auto, always, never"):
+        stage_params(path, {"kernel_profiling.run": "sometimes"})
+    assert stage_params(path, {"kernel_profiling.run": "never"})["kernel_profiling"]["run"] == "never"
+    assert yaml.safe_load(path.read_text())["kernel_profiling"]["run"] == "auto"
 
 
 def test_read_loss_curves_reads_dvclive_tsv(tmp_path):

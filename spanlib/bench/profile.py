@@ -21,7 +21,8 @@ import time
 import numpy as np
 import torch
 
-from spanlib.config.schema import apply_recipe, as_group
+from spanlib.config.params import resolve
+from spanlib.config.schema import as_group
 from spanlib.config.schemes import get_scheme
 from spanlib.config.variants import VARIANTS
 from spanlib.inference.step import decode_radius, predict_crops
@@ -38,7 +39,7 @@ def paper_params(params: dict) -> dict:
     if "paper" not in (params.get("recipes") or {}):
         raise ParamError("recipes.paper: these params define no paper recipe to count the paper's configuration "
                          "with (the repository's params.yaml has one); or leave the paper rows out (--no-paper)")
-    return apply_recipe(params, "paper")
+    return resolve(params, "paper")
 
 
 def _build(params: dict, variant: str):

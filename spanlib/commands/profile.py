@@ -17,11 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spanlib.utils.files import write_json
-    from spanlib.config.params import load_params
+    from spanlib.config.params import resolve
     from spanlib.bench.profile import profile, profile_table
     from spanlib.config.variants import VARIANTS
 
-    params = load_params(args.params)
+    params = resolve(args.params, complete=True)
     variants = VARIANTS if args.variant == "all" else tuple(v.strip() for v in args.variant.split(","))
     result = profile(params, variants, device=args.device, seconds=args.seconds, large_batch=args.batch,
                      paper=not args.no_paper)

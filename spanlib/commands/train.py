@@ -44,10 +44,9 @@ def resume_command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spanlib.config.schema import apply_overrides, apply_recipe
     from spanlib.training.distributed import env_context
     from spanlib.utils.errors import ParamError
-    from spanlib.config.params import load_params
+    from spanlib.config.params import resolve
     from spanlib.training.train import TrainingInterrupted, train
 
     if args.renamed_profile:
@@ -56,17 +55,15 @@ def run(args: argparse.Namespace) -> int:
     from spanlib.utils.files import check_outputs, check_writable
 
     check_writable(args.out)  # an --out that is a directory fails now, not after the last iteration
-    params = load_params(args.params)
-    if args.recipe:
-        params = apply_recipe(params, args.recipe)
+    params = resolve(args.params, args.recipe, complete=True)  # the file and its recipes
+    effective = resolve(params, overrides=args.overrides, complete=True)  # then --set
     # the checkpoint is written over --out from the first checkpoint_every on: never over the params
     # file, nor over the checkpoint a new run starts from (with --resume, --out is the run itself)
-    effective = apply_overrides(params, args.overrides)  # train() applies them again; this is cheap
     init_from = None if args.resume else (effective.get("train") or {}).get("init_from")
     check_outputs({"--out": args.out}, {"--params": args.params, "train.init_from": init_from})
-    variant = args.variant or params["model"]["variant"]
+    variant = args.variant or params["model"]["variant"]  # --variant, else the file's (with its recipes)
     try:
-        out = train(params, variant, args.out, resume=args.resume, overrides=args.overrides, device=args.device)
+        out = train(effective, variant, args.out, resume=args.resume, device=args.device)
     except TrainingInterrupted as stop:  # one line, not a traceback: the checkpoint is what matters
         if stop.is_main:
             print(f"spanlib train: {stop.message(resume_command(args))}", file=sys.stderr)

@@ -1,30 +1,65 @@
-"""params.yaml: reading it (checked against the schema of ``spanlib.config.schema``, with line numbers
-and duplicate keys reported), and dotted look-ups.
+"""params.yaml: ``resolve``, the one way params are made (the file, then named recipes, then
+overrides, the result checked against the schema of ``spanlib.config.schema``), reading the file
+(line numbers and duplicate keys reported), and dotted look-ups.
 
 Every hyperparameter lives in params.yaml and reaches code as an argument; modules never read the
-file themselves. ``load_params`` returns the file's dict unchanged (no defaults filled in, so
-checkpoints and resumes compare the same dicts as before); ``spanlib.config.schema.Config.from_params``
-gives the typed view with the defaults, and ``spanlib.config.schema`` also applies ``--set`` overrides
-and the named recipes of ``recipes:``.
+file themselves. ``resolve`` returns the file's dict with only the recipes and overrides applied
+(no defaults filled in, so checkpoints and resumes compare the same dicts as before);
+``spanlib.config.schema.Config.from_params`` gives the typed view with the defaults.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
 
-from spanlib.config.schema import apply_overrides, check_params, compose_checked
+from spanlib.config.schema import apply_overrides, apply_recipe, check_params, compose_checked, recipe_names
 from spanlib.utils.errors import ParamError
 
 
-def load_params(path: str | Path = "params.yaml", overrides: Iterable[str] = (), *,
-                complete: bool = False) -> dict:
-    """The params file as a dict, checked as a whole: an unknown group or key (with the nearest
-    valid name), a wrong type or range, a duplicated key, a bad recipe override is a ParamError
-    naming the file and line. ``complete``: also require every group and key that has no default
-    (the ``spanlib`` commands ask for this; partial files, e.g. in tests, load without it)."""
+def resolve(source: str | Path | Mapping = "params.yaml", recipes: str | Iterable[str] | None = (),
+            overrides: Iterable[str] | Mapping[str, Any] = (), *, complete: bool = False,
+            origin: str = "--set") -> dict:
+    """The params to run with, made in one way everywhere (commands, training, notebooks, scripts):
+
+    1. ``source``: a params file, read and checked as a whole (``load_params``: unknown groups and
+       keys with the nearest valid name, types, ranges, duplicate keys, the recipes' overrides, each
+       a ParamError naming the file and line), or a params mapping (checked the same way, copied);
+    2. ``recipes``: the named recipes of its ``recipes:``, in order (``"real,shared300w"`` or a list;
+       None or empty: none);
+    3. ``overrides``: ``key=value`` strings (``--set``, the value read as YAML) or a mapping
+       ``{dotted key: value}`` (a notebook's parameters), in order; ``origin`` names where they come
+       from in messages (``--set``, ``notebook parameter``, ...).
+
+    Each recipe and override key must be in the schema and its value fit it (a ParamError naming the
+    recipe or ``origin`` and the key); the params after each recipe and after the overrides are
+    checked again as a whole (rules between keys, ``complete``), naming that step. ``complete``: every
+    group and key without a default must be present (the ``spanlib`` commands ask for this; partial
+    files, e.g. in tests, resolve without it). Returns a new dict: no defaults are filled in."""
+    if isinstance(source, Mapping):
+        where = "params"
+        check_params(source, where, complete=complete)
+        params = copy.deepcopy(dict(source))
+    else:
+        where = str(source)
+        params = load_params(source, complete=complete)
+    for name in recipe_names(recipes):
+        params = apply_recipe(params, name)
+        check_params(params, f"recipes.{name}: (applied to {where})", complete=complete)
+    if overrides:
+        params = apply_overrides(params, overrides, origin=origin)
+        check_params(params, f"{origin} (applied to {where})", complete=complete)
+    return params
+
+
+def load_params(path: str | Path = "params.yaml", *, complete: bool = False) -> dict:
+    """The first step of ``resolve``: the params file as a dict, checked as a whole: an unknown
+    group or key (with the nearest valid name), a wrong type or range, a duplicated key, a bad
+    recipe override is a ParamError naming the file and line. ``complete``: also require every group
+    and key that has no default."""
     path = Path(path)
     if not path.is_file():
         raise ParamError(f"{path}: params file not found")
@@ -32,7 +67,7 @@ def load_params(path: str | Path = "params.yaml", overrides: Iterable[str] = (),
     if params is None:
         params = {}
     check_params(params, str(path), complete=complete, lines=lines)
-    return apply_overrides(params, overrides)
+    return params
 
 
 class _Loader(yaml.SafeLoader):
@@ -91,22 +126,3 @@ def get(params: dict, key: str, default: Any = ...) -> Any:
             return default
         node = node[part]
     return node
-
-
-def set_values(params: dict, values: Mapping[str, Any], origin: str = "params") -> dict:
-    """A deep copy of ``params`` with each dotted key of ``values`` replaced (keys must exist)."""
-    import copy
-
-    params = copy.deepcopy(params)
-    for key, value in values.items():
-        node = params
-        parts = key.split(".")
-        for depth, part in enumerate(parts):
-            if not isinstance(node, dict) or part not in node:
-                raise ParamError(f"{origin}: unknown parameter {'.'.join(parts[: depth + 1])!r} "
-                                 f"(set by a notebook parameter as {key})")
-            if depth == len(parts) - 1:
-                node[part] = value
-            else:
-                node = node[part]
-    return params

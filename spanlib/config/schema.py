@@ -1,5 +1,6 @@
 """The schema of params.yaml: one frozen dataclass per group, with types, ranges and defaults,
-and the two ways params change: ``--set`` overrides and named recipes (``recipes:``).
+and the two ways params change: ``--set`` overrides and named recipes (``recipes:``), the steps of
+``spanlib.config.params.resolve`` (file, then recipes, then overrides; the result checked).
 
 ``check_params`` validates a loaded params mapping as a whole (unknown groups and keys, with the
 nearest valid name; types; ranges; the ``recipes:`` overrides); ``check_override`` does the same
@@ -276,7 +277,7 @@ SEED_DEFAULT = 0
 
 @dataclass(**_FROZEN)
 class Config:
-    """The typed params: ``Config.from_params(load_params(...))``."""
+    """The typed params: ``Config.from_params(resolve(...))``."""
 
     seed: int
     data: DataConfig
@@ -429,53 +430,62 @@ def safe_load_bounded(text: str, origin: str) -> Any:
 
 # ---- changing params: --set overrides and named recipes ------------------------------------------
 
-def apply_overrides(params: dict, overrides: Iterable[str], origin: str = "--set") -> dict:
-    """Return a copy of ``params`` with each ``a.b=value`` applied (value parsed as YAML).
+def apply_overrides(params: dict, overrides: Iterable[str] | Mapping[str, Any], origin: str = "--set") -> dict:
+    """A step of ``spanlib.config.params.resolve``: a copy of ``params`` with ``overrides`` applied,
+    either ``a.b=value`` strings (the value parsed as YAML, as ``--set`` gives them) or a mapping
+    ``{dotted key: value}`` (a recipe, a notebook's parameters), in order.
 
-    The key must be in the schema and the value fit it, so a typo stops with a message naming the
-    nearest valid key instead of being ignored. An optional key the file leaves out (e.g.
-    ``train.compile``) may be set.
+    The key must be in the schema and the value fit it, so a typo stops with a message naming
+    ``origin``, the key and the nearest valid key instead of being ignored. An optional key the file
+    leaves out (e.g. ``train.compile``) may be set.
     """
     params = copy.deepcopy(params)
-    for item in overrides:
-        if "=" not in item:
-            raise ParamError(f"{origin} {item!r}: expected key=value, e.g. train.iterations=200")
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        try:
-            value = safe_load_bounded(raw, f"{origin} {key}")
-        except yaml.YAMLError as exc:
-            raise ParamError(f"{origin} {key}: the value {raw!r} is not valid YAML ({exc})") from exc
+    items = overrides.items() if isinstance(overrides, Mapping) else (_parse_override(i, origin) for i in overrides)
+    for key, value in items:
+        key = str(key).strip()
         check_override(key, value, f"{origin} {key}")
         group, _, name = key.partition(".")
         if not name:
-            params[group] = value
+            params[group] = copy.deepcopy(value)
             continue
         node = params.setdefault(group, {})
         if not isinstance(node, dict):
             raise ParamError(f"{origin} {key}: {group!r} is not a group in these params")
-        node[name] = value
+        node[name] = copy.deepcopy(value)
     return params
 
 
-def recipe_names(name: str | Iterable[str]) -> list[str]:
-    """``"real,shared300w"`` or a list -> the recipe names, in the order they apply."""
+def _parse_override(item: str, origin: str) -> tuple[str, Any]:
+    """``"a.b=value"`` -> ``("a.b", value)``, the value parsed as YAML."""
+    if "=" not in item:
+        raise ParamError(f"{origin} {item!r}: expected key=value, e.g. train.iterations=200")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    try:
+        return key, safe_load_bounded(raw, f"{origin} {key}")
+    except yaml.YAMLError as exc:
+        raise ParamError(f"{origin} {key}: the value {raw!r} is not valid YAML ({exc})") from exc
+
+
+def recipe_names(name: str | Iterable[str] | None) -> list[str]:
+    """``"real,shared300w"`` or a list -> the recipe names, in the order they apply (None, "": none)."""
+    if not name:
+        return []
     return [n.strip() for n in name.split(",")] if isinstance(name, str) else [str(n) for n in name]
 
 
 def apply_recipe(params: dict, name: str | Iterable[str]) -> dict:
-    """params with the overrides of the named recipes ``recipes: {name: {dotted.key: value}}``
-    applied, in order (``"real,shared300w"``: a recipe and a data location are separate entries, so
-    a recipe never overrides the user's data). Each value is checked as a ``--set`` would be; the
-    paper's configuration is the recipe ``paper`` (the one place it is written)."""
+    """A step of ``spanlib.config.params.resolve``: params with the overrides of the named recipes
+    ``recipes: {name: {dotted.key: value}}`` applied, in order (``"real,shared300w"``: a recipe and a
+    data location are separate entries, so a recipe never overrides the user's data). Each value is
+    checked as a ``--set`` would be; the paper's configuration is the recipe ``paper`` (the one place
+    it is written)."""
     recipes = params.get("recipes") or {}
     for one in recipe_names(name):
         if one not in recipes:
             raise ParamError(f"--recipe {one}: unknown recipe; params.yaml defines {sorted(recipes) or 'none'}"
                              f"{_suggest(one, list(recipes))}")
-        items = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
-                 for key, value in recipes[one].items()]
-        params = apply_overrides(params, items, origin=f"recipes.{one}:")
+        params = apply_overrides(params, recipes[one], origin=f"recipes.{one}:")
     return params
 
 

@@ -82,16 +82,18 @@ _HEATMAP_TERMS = {"js": heatmap_js, "ce": heatmap_ce, "js_pixel": heatmap_js_pix
 _schema_default = config.default
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LossConfig:
     """What the objective needs: the ``loss:`` group, the field radius and the input size. Built
-    from params by ``from_params``; the defaults here are the paper's weights and the schema's
-    readings (``spanlib.config.schema``), for building one directly (tests, notebooks)."""
+    from params by ``from_params``. Its defaults are the schema's (``spanlib.config.schema``,
+    ``LossConfigParams``: the one home of every default): the readings have one there; the weights,
+    the field radius and the input size have none (params.yaml states them), so they are required
+    here too when one is built directly (tests)."""
 
-    lambda1: float = 1.0         # last stage (eq. 16)
-    lambda2: float = 16.0        # BALI field term (eq. 16)
-    gamma: float = 40.0          # L_coord (eqs. 18-19)
-    eta: float = 4.0             # intermediate stages (eq. 16)
+    lambda1: float               # last stage (eq. 16)
+    lambda2: float               # BALI field term (eq. 16)
+    gamma: float                 # L_coord (eqs. 18-19)
+    eta: float                   # intermediate stages (eq. 16)
     # readings (README, Deviations): the field term; eq. 15 (js: softmax distributions, js_pixel:
     # pixel by pixel on sigmoid maps, ce: cross-entropy); eq. 18 (mean distance or the printed
     # sum of squares); L_scl on every stage or t = 1..T-1 (eq. 19); eq. 20's unlabeled pairs
@@ -101,8 +103,8 @@ class LossConfig:
     coord_loss: str = _schema_default("loss.coord_loss")
     scl_stages: str = _schema_default("loss.scl_stages")
     unlabeled_weighting: str = _schema_default("loss.unlabeled_weighting")
-    field_radius: int = 5        # R: (2R+1)^2 training window, also the training decode window (paper: 5)
-    input_size: int = 128
+    field_radius: int            # R (targets.field_radius): (2R+1)^2 training window, also the training decode window
+    input_size: int              # crop.input_size
 
     @classmethod
     def from_params(cls, loss, targets, input_size: int, field_resolution: int) -> "LossConfig":

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from spanlib.config.params import set_values
+from spanlib.config.params import resolve
 from spanlib.data.sources import read_source
 from spanlib.evaluation.evaluate import evaluate
 from spanlib.evaluation.compare import MARKS, difference_text, paired_difference
@@ -145,8 +145,9 @@ def short_runs(params: dict, variant: str, runs: Mapping[str, Mapping[str, Any]]
     for index, (name, values) in enumerate(runs.items()):
         for seed in seeds:
             stem = f"run_{index}_s{seed}"
-            run_params = set_values(params, {**values, "seed": seed, "train.val_every": 0,
-                                             "train.live_dir": str(out_dir / f"{stem}_live")}, origin=f"run {name}")
+            run_params = resolve(params, overrides={**values, "seed": seed, "train.val_every": 0,
+                                                    "train.live_dir": str(out_dir / f"{stem}_live")},
+                                 origin=f"run {name}")
             jobs.append((f"{name} seed {seed}", run_params, variant, out_dir / f"{stem}.pt"))
             where.append((name, stem))
     checkpoints = train_many(jobs, workers, progress)

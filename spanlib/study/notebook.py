@@ -20,8 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from spanlib.config.params import load_params, set_values
-from spanlib.config.schema import apply_recipe
+from spanlib.config.params import load_params, resolve
 from spanlib.reporting.figures import save_figure
 from spanlib.utils.errors import ParamError
 
@@ -83,8 +82,9 @@ def stage_params(params_file: str | Path, values: Mapping[str, Any] | None = Non
     unless set by hand (in JupyterLab or with ``papermill -p``), None keeping the file's value.
 
     DVC passes a notebook only the params file and its output paths, so a stage reads every
-    hyperparameter from the one file. Every dotted key must exist in the file, so a misspelt
-    notebook parameter stops with a ParamError instead of being silently ignored.
+    hyperparameter from the one file. The result is ``spanlib.config.params.resolve``'s: every
+    dotted key must be in the schema and its value fit it, so a misspelt notebook parameter or a
+    value out of range stops with a ParamError naming it instead of being silently used or ignored.
     """
     path = Path(params_file)  # relative: to the project root, whatever the working folder
     if not path.is_absolute():
@@ -93,12 +93,9 @@ def stage_params(params_file: str | Path, values: Mapping[str, Any] | None = Non
         started = _STARTED_IN.get("cwd")
         path = from_root if from_root.is_file() or started is None or not (started / path).is_file() \
             else (started / path).resolve()
-    params = load_params(path)
-    recipe = (params.get("pipeline") or {}).get("recipe")
-    if recipe:
-        params = apply_recipe(params, recipe)
+    recipe = (load_params(path).get("pipeline") or {}).get("recipe")  # which recipes: the file says
     changed = {key: value for key, value in (values or {}).items() if value is not None}
-    return set_values(params, changed, origin=str(params_file))
+    return resolve(path, recipe, changed, origin=f"{params_file} (notebook parameter)")
 
 
 

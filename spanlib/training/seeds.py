@@ -15,14 +15,13 @@ Every row of the study's tables is trained with each seed of ``pipeline.seeds`` 
 
 from __future__ import annotations
 
-import copy
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from spanlib.config.schema import apply_overrides
+from spanlib.config.params import resolve
 from spanlib.evaluation.compare import MARKS, SIGNIFICANT_WHEN, difference_text, paired_difference, significance_mark
 from spanlib.evaluation.metrics import subset_threshold_metric
 from spanlib.evaluation.stats import SeedSummary, over_seeds
@@ -59,7 +58,7 @@ def run_state(params: dict, variant: str, checkpoint: Path) -> str:
         ckpt = read_checkpoint(checkpoint, "cpu", resume=True)
     except SpanlibError:
         return "new"
-    wanted = apply_overrides(params, [f"model.variant={variant}"])
+    wanted = resolve(params, overrides=[f"model.variant={variant}"])
     if ckpt.get("variant") != variant or differing_params(ckpt.get("params") or {}, wanted):
         return "new"
     return "done" if int(ckpt["iteration"]) >= int(params["train"]["iterations"]) else "partial"
@@ -86,10 +85,8 @@ def train_seeds(params: dict, variant: str, seeds: Sequence[int], checkpoint: st
     Returns the checkpoints in seed order."""
     jobs = []
     for seed in check_seeds(seeds):
-        run = copy.deepcopy(params)
-        run["seed"] = seed
-        if live_dir is not None:
-            run["train"]["live_dir"] = str(seed_path(live_dir, seed))
+        values = {"seed": seed} if live_dir is None else {"seed": seed, "train.live_dir": str(seed_path(live_dir, seed))}
+        run = resolve(params, overrides=values, origin=f"train_seeds seed {seed}")
         jobs.append((f"{variant} seed {seed}", run, variant, seed_path(checkpoint, seed)))
     return train_many(jobs, workers, progress)
 

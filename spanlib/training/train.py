@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from spanlib.config import schema as config
-from spanlib.config.params import load_params
-from spanlib.config.schema import OPTIMIZERS, Config, apply_overrides  # noqa: F401  (OPTIMIZERS: make_optimizer's names)
+from spanlib.config.params import resolve
+from spanlib.config.schema import OPTIMIZERS, Config  # noqa: F401  (OPTIMIZERS: make_optimizer's names)
 from spanlib.config.schemes import get_scheme
 from spanlib.config.variants import variant_spec
 from spanlib.data.crop import train_box_preference
@@ -162,7 +162,7 @@ def _target_kinds(spec) -> tuple[str, ...]:
 def build_setup(params: dict, variant: str, device: torch.device, progress: bool = True,
                 ctx: distributed.DistContext | None = None) -> TrainSetup:
     ctx = ctx or distributed.DistContext()
-    params = apply_overrides(params, [f"model.variant={variant}"])
+    params = resolve(params, overrides=[f"model.variant={variant}"])
     spec = variant_spec(variant)
     cfg = Config.from_params(params)  # the whole params checked before any data is read
     tc, dc = cfg.train, cfg.data
@@ -445,9 +445,7 @@ def train(params: dict | str | Path, variant: str, out: str | Path, resume: bool
     (``spanlib.training.distributed``); rank 0 writes the checkpoint and the logs.
     """
     out = Path(out)
-    if not isinstance(params, dict):
-        params = load_params(params)
-    params = apply_overrides(params, overrides)
+    params = resolve(params, overrides=overrides)
     variant_spec(variant)
     threads = Config.from_params(params).train.threads
     dev = resolve_device(device)
