@@ -153,6 +153,13 @@ def test_cli_trains_and_writes_checkpoint(faces, tmp_path):
     assert ckpt["iteration"] == 2 and ckpt["variant"] == "shn"
     assert (tmp_path / "m" / "shn_live").is_dir()
     assert main(["train", "--params", str(params_path), "--variant", "nope", "--out", str(out)]) == 2
+    # without --variant, the variant is params' after --set (it used to ignore the --set)
+    other = tmp_path / "m" / "bali.pt"
+    assert main(["train", "--params", str(params_path), "--set", "model.variant=shn_bali", "--out", str(other)]) == 0
+    assert torch.load(other, weights_only=True)["variant"] == "shn_bali"
+    # the run's output may not overwrite its teacher
+    assert main(["train", "--params", str(params_path), "--variant", "shn", "--out", str(out),
+                 "--set", f"train.teacher={out}"]) != 0
 
 
 def test_val_fraction_holds_out_a_seeded_disjoint_subset(faces):

@@ -60,8 +60,10 @@ def run(args: argparse.Namespace) -> int:
     # the checkpoint is written over --out from the first checkpoint_every on: never over the params
     # file, nor over the checkpoint a new run starts from (with --resume, --out is the run itself)
     init_from = None if args.resume else (effective.get("train") or {}).get("init_from")
-    check_outputs({"--out": args.out}, {"--params": args.params, "train.init_from": init_from})
-    variant = args.variant or params["model"]["variant"]  # --variant, else the file's (with its recipes)
+    teacher = (effective.get("train") or {}).get("teacher")
+    check_outputs({"--out": args.out}, {"--params": args.params, "train.init_from": init_from,
+                                        "train.teacher": teacher})
+    variant = args.variant or effective["model"]["variant"]  # --variant, else params (recipes, then --set)
     try:
         out = train(effective, variant, args.out, resume=args.resume, device=args.device)
     except TrainingInterrupted as stop:  # one line, not a traceback: the checkpoint is what matters
