@@ -2,11 +2,12 @@
 window, map back to image pixels, and score every subset the dataset has.
 
 Protocol, stated once:
-- crop: ``crop_face`` with ``crop.input_size`` and ``crop.scale`` from the checkpoint's params,
-  centred on the dataset's face box when it ships one (WFLW, COFW, AFLW: ``evaluate.crop_box:
-  detector``) and else on the ground-truth landmarks' box (300W, Menpo, 300VW, synthetic: the
-  usual protocol of HRNet and its peers); training crops from the same kind of box (``crop.box:
-  dataset``, ``spanlib.data.dataset.PairedFaceDataset``), so both crops share centre and scale;
+- crop: the model's crop (``crop_face`` at ``crop.input_size`` and ``crop.scale`` of the
+  checkpoint's params, ``spanlib.data.crop.model_crop_size``), centred on the dataset's face box
+  when it ships one (WFLW, COFW, AFLW: ``evaluate.crop_box: detector``) and else on the
+  ground-truth landmarks' box (300W, Menpo, 300VW, synthetic: the usual protocol of HRNet and its
+  peers); training crops from the same kind of box (``crop.box: dataset``,
+  ``spanlib.data.dataset.PairedFaceDataset``), so both crops share centre and scale;
 - decode: windowed BALI soft-argmax (eq. 5) with r = ``evaluate.decode_radius`` (3: 7x7);
 - points back to the original image by the inverse of the crop's affine transform;
 - NME under io / ip / box / diag (eq. 21, ``spanlib.evaluation.metrics``; NME_box divides by the face's
@@ -33,7 +34,7 @@ import torch
 
 from spanlib.config import schema as config
 from spanlib.config.schema import default
-from spanlib.data.crop import apply_affine, box_from_landmarks, invert_affine
+from spanlib.data.crop import CropTransform, box_from_landmarks, model_crop_size
 from spanlib.data.dataset import EvalFaceDataset
 from spanlib.data.sources import read_source
 from spanlib.data.split import held_out_split
@@ -155,9 +156,9 @@ def _predict_pass(model, samples: Sequence, settings, progress: bool, boxes: np.
     from tqdm import tqdm
 
 
-    crop = model.params["crop"]
-    dataset = EvalFaceDataset(samples, int(crop["input_size"]), float(crop["scale"]),
-                              prefer=settings.crop_box, num_points=model.scheme.num_points, boxes=boxes)
+    size, scale = model_crop_size(model.params)
+    dataset = EvalFaceDataset(samples, size, scale, prefer=settings.crop_box, num_points=model.scheme.num_points,
+                              boxes=boxes)
     loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=False,
                         num_workers=settings.num_workers)
     out = {"pred": [], "gt": [], "box": [], "confidence": [], "crop_matrix": []}
@@ -166,7 +167,7 @@ def _predict_pass(model, samples: Sequence, settings, progress: bool, boxes: np.
                                         flip=settings.flip_test)
         points = points.double().cpu().numpy()
         for matrix, pts in zip(batch["crop_matrix"].numpy(), points):
-            out["pred"].append(apply_affine(invert_affine(matrix), pts))
+            out["pred"].append(CropTransform(matrix, size).to_image(pts))
         out["gt"].append(batch["landmarks"].numpy())
         out["box"].append(batch["box"].numpy())
         out["confidence"].append(conf.cpu().numpy())
