@@ -270,66 +270,13 @@ def device_slug(info: dict) -> str:
 
 def run_benchmark(op: str, device: str, repeats: int = 7, with_compile: bool = True,
                   progress: Callable[[str], None] = lambda s: None) -> dict:
-    if op not in ("jsd", "decode"):
-        raise ParamError(f"op: expected 'jsd' or 'decode', got {op!r}")
-    if device not in ("cpu", "cuda"):
-        raise ParamError(f"--device: expected 'cpu' or 'cuda', got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ParamError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+    _check_request(op, device)
     info = device_info(device)
     load_before = os.getloadavg()
     bandwidth = copy_bandwidth(device)
     rows = []
-    sizes = JS_SIZES if op == "jsd" else DECODE_SIZES
-    for b, k, h, w in sizes:
-        cases = (js_cases if op == "jsd" else decode_cases)(b, k, h, w, device, with_compile)
-        floor = floor_bytes(op, b, k, h, w)
-        base_ms = None
-        size_rows = []
-        for case in cases:
-            progress(f"{op} {b}x{k}x{h}x{w} {case.method}")
-            row = {"batch": b, "channels": k, "height": h, "width": w, "method": case.method,
-                   "floor_bytes": floor, "note": case.note, "median_ms": None}
-            size_rows.append(row)
-            if case.step is None:
-                continue
-            scale = (b * k) / case.channels_measured
-            try:
-                t_first = time.perf_counter()
-                case.step()  # first call: compiles where torch.compile is used
-                row["first_call_s"] = round(time.perf_counter() - t_first, 3)
-                if device == "cuda":
-                    import triton.testing
-
-                    times_ms = [triton.testing.do_bench(case.step, warmup=25, rep=100, return_mode="median")]
-                    row["repeats"] = "do_bench(warmup=25 ms, rep=100 ms)"
-                    row["peak_mem_mb"] = cuda_peak_bytes(case.step) * scale / 2**20
-                else:
-                    # keep the whole run to minutes on a loaded CPU (a compiled method's first call is
-                    # the compilation, not a measure of its steps)
-                    slow = row["first_call_s"] > 2.0 and "compile" not in case.method
-                    times_ms = [1e3 * t for t in time_cpu(case.step, warmup=0 if slow else 1,
-                                                          repeats=3 if slow else repeats, budget_s=4.0)]
-                    row["repeats"] = len(times_ms)
-                    row["min_ms"] = min(times_ms) * scale
-                    if "compile" in case.method:
-                        row["note"] = (row["note"] + " " if row["note"] else "") + "memory not measured: compiled code allocates outside the dispatcher"
-                    else:
-                        row["peak_mem_mb"] = cpu_peak_bytes(case.step) * scale / 2**20
-            except Exception as exc:  # a baseline that cannot run here is recorded, not fatal
-                row["note"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-                continue
-            row["median_ms"] = statistics.median(times_ms) * scale
-            row["gbps"] = floor / (row["median_ms"] * 1e-3) / 1e9
-            if case.method.startswith("textbook") and base_ms is None:
-                base_ms = row["median_ms"]
-        compiled = [r["median_ms"] for r in size_rows if r["method"].startswith("torch.compile") and r["median_ms"]]
-        for row in size_rows:
-            if row["median_ms"] and base_ms:
-                row["speedup_vs_first_textbook"] = base_ms / row["median_ms"]
-            if row["median_ms"] and compiled:  # against the fastest torch.compile baseline
-                row["speedup_vs_best_compile"] = min(compiled) / row["median_ms"]
-        rows.extend(size_rows)
+    for b, k, h, w in JS_SIZES if op == "jsd" else DECODE_SIZES:
+        rows.extend(_size_rows(op, (b, k, h, w), device, repeats, with_compile, progress))
     return {
         "op": op,
         "what": WHAT[op].format(radius=DECODE_RADIUS),
@@ -347,6 +294,75 @@ def run_benchmark(op: str, device: str, repeats: int = 7, with_compile: bool = T
         "command": " ".join(["spanlib"] + sys.argv[1:]) if sys.argv and "spanlib" in sys.argv[0] else None,
         "rows": rows,
     }
+
+
+def _check_request(op: str, device: str) -> None:
+    if op not in ("jsd", "decode"):
+        raise ParamError(f"op: expected 'jsd' or 'decode', got {op!r}")
+    if device not in ("cpu", "cuda"):
+        raise ParamError(f"--device: expected 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ParamError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+
+
+def _size_rows(op: str, size: tuple[int, int, int, int], device: str, repeats: int, with_compile: bool,
+               progress: Callable[[str], None]) -> list[dict]:
+    """One row per method at one size (b, k, h, w), with its speedups against the first textbook
+    method and the fastest torch.compile baseline."""
+    b, k, h, w = size
+    cases = (js_cases if op == "jsd" else decode_cases)(b, k, h, w, device, with_compile)
+    floor = floor_bytes(op, b, k, h, w)
+    base_ms = None
+    size_rows = []
+    for case in cases:
+        progress(f"{op} {b}x{k}x{h}x{w} {case.method}")
+        row = {"batch": b, "channels": k, "height": h, "width": w, "method": case.method,
+               "floor_bytes": floor, "note": case.note, "median_ms": None}
+        size_rows.append(row)
+        if case.step is None or not _measure(case, row, device, repeats, (b * k) / case.channels_measured):
+            continue
+        row["gbps"] = floor / (row["median_ms"] * 1e-3) / 1e9
+        if case.method.startswith("textbook") and base_ms is None:
+            base_ms = row["median_ms"]
+    compiled = [r["median_ms"] for r in size_rows if r["method"].startswith("torch.compile") and r["median_ms"]]
+    for row in size_rows:
+        if row["median_ms"] and base_ms:
+            row["speedup_vs_first_textbook"] = base_ms / row["median_ms"]
+        if row["median_ms"] and compiled:  # against the fastest torch.compile baseline
+            row["speedup_vs_best_compile"] = min(compiled) / row["median_ms"]
+    return size_rows
+
+
+def _measure(case: Case, row: dict, device: str, repeats: int, scale: float) -> bool:
+    """Time ``case`` and measure its peak memory into ``row`` (times and memory scaled by ``scale``
+    to the whole batch); False, with the failure in the row's note, when it cannot run here."""
+    try:
+        t_first = time.perf_counter()
+        case.step()  # first call: compiles where torch.compile is used
+        row["first_call_s"] = round(time.perf_counter() - t_first, 3)
+        if device == "cuda":
+            import triton.testing
+
+            times_ms = [triton.testing.do_bench(case.step, warmup=25, rep=100, return_mode="median")]
+            row["repeats"] = "do_bench(warmup=25 ms, rep=100 ms)"
+            row["peak_mem_mb"] = cuda_peak_bytes(case.step) * scale / 2**20
+        else:
+            # keep the whole run to minutes on a loaded CPU (a compiled method's first call is
+            # the compilation, not a measure of its steps)
+            slow = row["first_call_s"] > 2.0 and "compile" not in case.method
+            times_ms = [1e3 * t for t in time_cpu(case.step, warmup=0 if slow else 1,
+                                                  repeats=3 if slow else repeats, budget_s=4.0)]
+            row["repeats"] = len(times_ms)
+            row["min_ms"] = min(times_ms) * scale
+            if "compile" in case.method:
+                row["note"] = (row["note"] + " " if row["note"] else "") + "memory not measured: compiled code allocates outside the dispatcher"
+            else:
+                row["peak_mem_mb"] = cpu_peak_bytes(case.step) * scale / 2**20
+    except Exception as exc:  # a baseline that cannot run here is recorded, not fatal
+        row["note"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        return False
+    row["median_ms"] = statistics.median(times_ms) * scale
+    return True
 
 
 def describe(result: dict) -> str:

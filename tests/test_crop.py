@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from spanlib.data.crop import (CropTransform, apply_affine, box_from_landmarks, crop_face,
-                               square_crop_matrix, warp_image)
+from spanlib.data.crop import (CropTransform, apply_affine, box_from_landmarks, crop_face, crop_for_model,
+                               model_crop_size, square_crop_matrix, warp_image)
 from spanlib.utils.errors import DataError, ParamError
 
 
@@ -107,3 +107,33 @@ def test_bad_input_errors():
         square_crop_matrix(np.array([0, 0, 5, 5]), 64, 0.0)
     np.testing.assert_array_equal(box_from_landmarks(np.array([[1, 5], [np.nan, 0], [3, 2]])),
                                   [1, 2, 3, 5])
+
+
+def test_crop_for_model_against_hand_built_affine():
+    """crop_for_model: the model's crop.input_size / crop.scale, a matrix built by hand here, the
+    pixels of a linear ramp where that matrix puts them, and an exact crop -> image round trip."""
+    params = {"crop": {"input_size": 48, "scale": 1.5, "box": "dataset"}}
+    assert model_crop_size(params) == (48, 1.5)
+    box = np.array([30.0, 20.0, 70.0, 50.0])  # 40 x 30, centre (50, 35): side 60 image px
+    ys, xs = np.mgrid[:100, :110].astype(np.float32)
+    ramp = 2.0 * xs + ys + 10.0  # value at pixel centre (x + 0.5, y + 0.5): bilinear is exact on it
+    crop, t = crop_for_model(ramp, box, params)
+    k = 48 / 60  # crop px per image px, no pre-shrink (k > 1/2)
+    expected = np.array([[k, 0.0, 24 - k * 50], [0.0, k, 24 - k * 35]])
+    np.testing.assert_allclose(t.matrix, expected, rtol=0, atol=1e-12)
+    assert t.size == 48 and crop.shape == (48, 48)
+    # crop pixel centre q -> image point p = (q - 24) / k + centre; ramp there = 2 (px - 0.5) + (py - 0.5) + 10
+    qy, qx = np.mgrid[:48, :48] + 0.5
+    px, py = (qx - 24) / k + 50, (qy - 24) / k + 35
+    np.testing.assert_allclose(crop, 2 * (px - 0.5) + (py - 0.5) + 10, atol=0.05)  # OpenCV's 1/32 px grid
+    points = np.array([[0.0, 0.0], [47.5, 12.25], [24.0, 24.0]])
+    np.testing.assert_allclose(t.to_image(points), np.stack([(points[:, 0] - 24) / k + 50,
+                                                             (points[:, 1] - 24) / k + 35], axis=1), atol=1e-12)
+    np.testing.assert_allclose(t.to_crop(t.to_image(points)), points, atol=1e-12)
+    # the same crop, to the bit, as crop_face at the model's size and scale (uint8 image, with shrink)
+    image = np.random.default_rng(3).integers(0, 255, (200, 220, 3), dtype=np.uint8)
+    for face_box in (box, np.array([5.0, 5.0, 190.0, 180.0])):
+        crop, t = crop_for_model(image, face_box, params)
+        ref, ref_t = crop_face(image, face_box, 48, 1.5)
+        np.testing.assert_array_equal(crop, ref)
+        np.testing.assert_array_equal(t.matrix, ref_t.matrix)

@@ -4,7 +4,6 @@ Otherwise an edit of such a module leaves ``dvc repro`` saying "up to date" whil
 results would change (issue 24: notebook 02 trained through spanlib.training.seeds, not in its deps)."""
 from __future__ import annotations
 
-import ast
 import json
 import re
 from pathlib import Path
@@ -13,53 +12,22 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT
-
-PACKAGE = REPO_ROOT / "spanlib"
-
-
-def _module_file(name: str) -> Path | None:
-    """The file of dotted module ``name`` (a package's __init__.py), or None if not in spanlib."""
-    if name != "spanlib" and not name.startswith("spanlib."):
-        return None
-    parts = name.split(".")[1:]
-    base = PACKAGE.joinpath(*parts)
-    if base.with_suffix(".py").is_file():
-        return base.with_suffix(".py")
-    if (base / "__init__.py").is_file():
-        return base / "__init__.py"
-    return None
-
-
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(REPO_ROOT).with_suffix("")
-    parts = list(rel.parts)
-    if parts[-1] == "__init__":
-        parts = parts[:-1]
-    return ".".join(parts)
+from import_graph import PACKAGE, import_statements, module_file
 
 
 def imported_modules(source: str, current: str | None = None, is_package: bool = False) -> set[str]:
     """Dotted spanlib modules that ``source`` imports anywhere (module level or inside functions).
     ``current``: the importing module's dotted name, to resolve relative imports."""
     found = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                package = current.split(".") if is_package else current.split(".")[:-1]
-                package = package[:len(package) - (node.level - 1)]
-                base = ".".join(package + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
-            found.add(base)
-            found |= {f"{base}.{alias.name}" for alias in node.names}  # `from pkg import module`
+    for base, names in import_statements(source, current, is_package):
+        found.add(base)
+        found |= {f"{base}.{name}" for name in names or ()}  # `from pkg import module`
     modules = set()
     for name in found:
         # importing spanlib.a.b runs spanlib/__init__, spanlib/a/__init__ and spanlib/a/b
         parts = name.split(".")
         for i in range(1, len(parts) + 1):
-            if _module_file(".".join(parts[:i])) is not None:
+            if module_file(".".join(parts[:i])) is not None:
                 modules.add(".".join(parts[:i]))
     return modules
 
@@ -73,9 +41,9 @@ def closure(roots: set[str]) -> set[Path]:
         if name in seen:
             continue
         seen.add(name)
-        path = _module_file(name)
+        path = module_file(name)
         todo.extend(imported_modules(path.read_text(), name, path.name == "__init__.py") - seen)
-    return {_module_file(n) for n in seen}
+    return {module_file(n) for n in seen}
 
 
 def notebook_source(path: Path) -> str:

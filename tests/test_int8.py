@@ -13,7 +13,7 @@ import torch
 
 from spanlib import load_model
 from spanlib.inference.backends import make_runner
-from spanlib.data.crop import box_from_landmarks, crop_face
+from spanlib.data.crop import box_from_landmarks, crop_for_model
 from spanlib.data.dataset import to_tensor_image
 from spanlib.data.synth.face import render_face, sample_face
 from spanlib.utils.errors import ParamError
@@ -30,12 +30,11 @@ def bundled():
 
 
 def _synthetic_crops(model, split: str, n: int) -> torch.Tensor:
-    size, scale = int(model.params["crop"]["input_size"]), float(model.params["crop"]["scale"])
     crops = []
     for index in range(n):
         spec = sample_face(0, split, index, size=192)
         image = render_face(spec)
-        crops.append(to_tensor_image(crop_face(image, box_from_landmarks(spec.landmarks), size, scale)[0]))
+        crops.append(to_tensor_image(crop_for_model(image, box_from_landmarks(spec.landmarks), model.params)[0]))
     return torch.stack(crops)
 
 
@@ -88,10 +87,9 @@ def test_int8_on_real_held_out_crops_moves_nme_by_under_a_tenth_of_a_point(bundl
     root = shared_data / "300w"
     calibration = calibration_crops(bundled, root, 32)
     faces = held_out_faces(bundled, root)[:40]
-    size, scale = int(bundled.params["crop"]["input_size"]), float(bundled.params["crop"]["scale"])
     crops, transforms = [], []
     for face in faces:
-        crop, transform = crop_face(face.image, box_from_landmarks(face.landmarks), size, scale)
+        crop, transform = crop_for_model(face.image, box_from_landmarks(face.landmarks), bundled.params)
         crops.append(to_tensor_image(crop))
         transforms.append(transform)
     crops = torch.stack(crops)

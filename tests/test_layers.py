@@ -13,13 +13,10 @@ spanlib/utils/files.py; ``test_imports_point_down_only`` then reports
 """
 from __future__ import annotations
 
-import ast
 import re
-from pathlib import Path
 
 from conftest import REPO_ROOT
-
-PACKAGE = REPO_ROOT / "spanlib"
+from import_graph import all_modules, import_statements
 
 # bottom first; names are sub-packages of spanlib or its top-level modules ("spanlib": __init__.py)
 LAYERS: list[tuple[str, ...]] = [
@@ -39,35 +36,17 @@ LAYERS: list[tuple[str, ...]] = [
 ]
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts = parts[:-1]
-    return ".".join(parts)
-
-
-def all_modules() -> dict[str, Path]:
-    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
-
-
 def imports_of(source: str, current: str, is_package: bool, known: set[str]) -> set[str]:
     """spanlib modules ``source`` imports anywhere in it: ``from a.b import c`` counts as a.b.c
     when that is a module, else as a.b."""
     found = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "spanlib"}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                package = current.split(".") if is_package else current.split(".")[:-1]
-                package = package[:len(package) - (node.level - 1)]
-                base = ".".join(package + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
-            if base.split(".")[0] != "spanlib":
-                continue
-            for alias in node.names:
-                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
+    for base, names in import_statements(source, current, is_package):
+        if base.split(".")[0] != "spanlib":
+            continue
+        if names is None:  # `import spanlib.a.b`
+            found.add(base)
+        for name in names or ():
+            found.add(f"{base}.{name}" if f"{base}.{name}" in known else base)
     return found - {current}
 
 

@@ -11,7 +11,7 @@ single-threaded):
   same faces: a faster back-end must leave the accuracy unchanged. Back-ends run interleaved (each
   face through every back-end in turn, ``--repeats`` rounds) so that the load of a shared machine
   falls on all of them alike; the statistic is the median over faces and rounds;
-- the crop itself (``crop_face`` + ``to_tensor_image``), which every back-end needs;
+- the crop itself (``crop_for_model`` + ``to_tensor_image``), which every back-end needs;
 - **detector included**: the whole image through the detector (dlib's HOG frontal face detector,
   the one ``spanlib predict`` picks when dlib is installed, then OpenCV's Haar cascade, its
   fallback), calibration, crop, network and decoding; the face is the detection overlapping the
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from spanlib.data.crop import apply_affine, box_from_landmarks, crop_face, invert_affine
+from spanlib.data.crop import box_from_landmarks, crop_for_model
 from spanlib.data.dataset import to_tensor_image
 from spanlib.data.sources import read_source
 from spanlib.data.split import held_out_split
@@ -93,22 +93,21 @@ def calibration_crops(model, root: str | Path, n: int = CALIBRATION_FACES) -> to
         samples = read_source("300w", root, "train")
     train, _ = held_out_split(samples, fraction, seed)
     pick = np.random.default_rng([seed, 31337]).choice(len(train), size=min(n, len(train)), replace=False)
-    size, scale = int(model.params["crop"]["input_size"]), float(model.params["crop"]["scale"])
-    return torch.stack([to_tensor_image(crop_face(train[i].image, box_from_landmarks(train[i].landmarks), size, scale)[0])
+    return torch.stack([to_tensor_image(crop_for_model(train[i].image, box_from_landmarks(train[i].landmarks),
+                                                       model.params)[0])
                         for i in sorted(pick)])
 
 
 def crop_given(model, faces, images, backends, repeats: int, calibration: torch.Tensor | None = None) -> dict:
     """Each back-end on each face's evaluation crop: ms/face, NME_io, agreement with eager."""
-    size, scale = int(model.params["crop"]["input_size"]), float(model.params["crop"]["scale"])
-    crops, matrices, crop_s = [], [], []
+    crops, transforms, crop_s = [], [], []
     for face, image in zip(faces, images):
         start = time.perf_counter()
-        crop, transform = crop_face(image, box_from_landmarks(face.landmarks), size, scale)
+        crop, transform = crop_for_model(image, box_from_landmarks(face.landmarks), model.params)
         tensor = to_tensor_image(crop)[None]
         crop_s.append(time.perf_counter() - start)
         crops.append(tensor)
-        matrices.append(transform.matrix)
+        transforms.append(transform)
     runners, build_s = {}, {}
     for name in backends:
         start = time.perf_counter()
@@ -128,8 +127,7 @@ def crop_given(model, faces, images, backends, repeats: int, calibration: torch.
     gt = [f.landmarks.astype(np.float32) for f in faces]
     out = {"preprocess_ms": _ms(crop_s), "backends": {}}
     for name, runner in runners.items():
-        pred = [apply_affine(invert_affine(m), p.astype(np.float64)).astype(np.float32)
-                for m, p in zip(matrices, points[name])]
+        pred = [t.to_image(p.astype(np.float64)).astype(np.float32) for t, p in zip(transforms, points[name])]
         diff = max(float(np.abs(p - q).max()) for p, q in zip(points[name], points["eager"]))
         out["backends"][name] = {"ms_per_face": _ms(times[name]), "ms_p90": float(1000 * np.quantile(times[name], 0.9)),
                                  "build_s": build_s[name], "nme_io": _nme(pred, gt, model.scheme),

@@ -85,6 +85,19 @@ _LAB_SWAPS = [
     ("left_upper_eyelid", "right_upper_eyelid"),
     ("left_lower_eyelid", "right_lower_eyelid"),
 ]
+# the sparse schemes (29, 19) draw whole eyes
+_EYE_SWAPS = [("left_eyebrow", "right_eyebrow"), ("left_eye", "right_eye")]
+
+
+def _scheme(name: str, boundaries: tuple[Boundary, ...], pairs: list[tuple[int, int]], swaps: list[tuple[str, str]],
+            io_indices: tuple[int, int], ip_groups: tuple[tuple[int, ...], tuple[int, ...]]) -> Scheme:
+    """The scheme of ``int(name)`` points: mirror permutations from the point ``pairs`` and the
+    boundary ``swaps`` that a horizontal flip exchanges."""
+    num_points = int(name)
+    return Scheme(name=name, num_points=num_points, boundaries=boundaries,
+                  flip_perm=_perm_from_pairs(num_points, pairs),
+                  boundary_flip_perm=_boundary_perm(boundaries, swaps),
+                  io_indices=io_indices, ip_groups=ip_groups)
 
 
 def _scheme_68() -> Scheme:
@@ -108,15 +121,7 @@ def _scheme_68() -> Scheme:
     pairs += [(31, 35), (32, 34)]
     pairs += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]
     pairs += [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67)]
-    return Scheme(
-        name="68",
-        num_points=68,
-        boundaries=boundaries,
-        flip_perm=_perm_from_pairs(68, pairs),
-        boundary_flip_perm=_boundary_perm(boundaries, _LAB_SWAPS),
-        io_indices=(36, 45),
-        ip_groups=(_range(36, 41), _range(42, 47)),
-    )
+    return _scheme("68", boundaries, pairs, _LAB_SWAPS, (36, 45), (_range(36, 41), _range(42, 47)))
 
 
 def _scheme_98() -> Scheme:
@@ -143,15 +148,7 @@ def _scheme_98() -> Scheme:
     pairs += [(65, 75), (66, 74), (67, 73)]  # lower eyelids
     pairs += [(76, 82), (77, 81), (78, 80), (83, 87), (84, 86)]
     pairs += [(88, 92), (89, 91), (93, 95), (96, 97)]
-    return Scheme(
-        name="98",
-        num_points=98,
-        boundaries=boundaries,
-        flip_perm=_perm_from_pairs(98, pairs),
-        boundary_flip_perm=_boundary_perm(boundaries, _LAB_SWAPS),
-        io_indices=(60, 72),
-        ip_groups=((96,), (97,)),
-    )
+    return _scheme("98", boundaries, pairs, _LAB_SWAPS, (60, 72), ((96,), (97,)))
 
 
 def _scheme_29() -> Scheme:
@@ -172,16 +169,7 @@ def _scheme_29() -> Scheme:
     )
     pairs = [(0, 1), (2, 3), (4, 6), (5, 7), (8, 9), (10, 11), (12, 14), (13, 15), (16, 17),
              (18, 19), (22, 23)]
-    swaps = [("left_eyebrow", "right_eyebrow"), ("left_eye", "right_eye")]
-    return Scheme(
-        name="29",
-        num_points=29,
-        boundaries=boundaries,
-        flip_perm=_perm_from_pairs(29, pairs),
-        boundary_flip_perm=_boundary_perm(boundaries, swaps),
-        io_indices=(8, 9),
-        ip_groups=((16,), (17,)),
-    )
+    return _scheme("29", boundaries, pairs, _EYE_SWAPS, (8, 9), ((16,), (17,)))
 
 
 def _scheme_19() -> Scheme:
@@ -198,16 +186,7 @@ def _scheme_19() -> Scheme:
         Boundary("mouth", (15, 16, 17)),
     )
     pairs = [(0, 5), (1, 4), (2, 3), (6, 11), (7, 10), (8, 9), (12, 14), (15, 17)]
-    swaps = [("left_eyebrow", "right_eyebrow"), ("left_eye", "right_eye")]
-    return Scheme(
-        name="19",
-        num_points=19,
-        boundaries=boundaries,
-        flip_perm=_perm_from_pairs(19, pairs),
-        boundary_flip_perm=_boundary_perm(boundaries, swaps),
-        io_indices=(6, 11),
-        ip_groups=((7,), (10,)),
-    )
+    return _scheme("19", boundaries, pairs, _EYE_SWAPS, (6, 11), ((7,), (10,)))
 
 
 SCHEMES: dict[str, Scheme] = {s.name: s for s in (_scheme_68(), _scheme_98(), _scheme_29(), _scheme_19())}

@@ -154,3 +154,17 @@ def crop_face(image: np.ndarray, box: np.ndarray, size: int, scale: float,
         matrix_small = matrix
     crop = warp_image(source, matrix_small, size, interpolation)
     return crop, CropTransform(matrix, int(size))
+
+
+def model_crop_size(params) -> tuple[int, float]:
+    """(side, scale) of a model's crops: ``crop.input_size`` and ``crop.scale`` of its params."""
+    crop = params["crop"]
+    return int(crop["input_size"]), float(crop["scale"])
+
+
+def crop_for_model(image: np.ndarray, box: np.ndarray, params) -> tuple[np.ndarray, CropTransform]:
+    """The crop a model with these params takes of the face in ``box``: ``crop_face`` at the model's
+    input size and crop scale (``model_crop_size``). Returns the (S, S, 3) crop and its CropTransform,
+    whose ``to_image`` maps the model's crop points back to image points."""
+    size, scale = model_crop_size(params)
+    return crop_face(image, box, size, scale)

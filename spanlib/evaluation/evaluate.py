@@ -2,11 +2,12 @@
 window, map back to image pixels, and score every subset the dataset has.
 
 Protocol, stated once:
-- crop: ``crop_face`` with ``crop.input_size`` and ``crop.scale`` from the checkpoint's params,
-  centred on the dataset's face box when it ships one (WFLW, COFW, AFLW: ``evaluate.crop_box:
-  detector``) and else on the ground-truth landmarks' box (300W, Menpo, 300VW, synthetic: the
-  usual protocol of HRNet and its peers); training crops from the same kind of box (``crop.box:
-  dataset``, ``spanlib.data.dataset.PairedFaceDataset``), so both crops share centre and scale;
+- crop: the model's crop (``crop_face`` at ``crop.input_size`` and ``crop.scale`` of the
+  checkpoint's params, ``spanlib.data.crop.model_crop_size``), centred on the dataset's face box
+  when it ships one (WFLW, COFW, AFLW: ``evaluate.crop_box: detector``) and else on the
+  ground-truth landmarks' box (300W, Menpo, 300VW, synthetic: the usual protocol of HRNet and its
+  peers); training crops from the same kind of box (``crop.box: dataset``,
+  ``spanlib.data.dataset.PairedFaceDataset``), so both crops share centre and scale;
 - decode: windowed BALI soft-argmax (eq. 5) with r = ``evaluate.decode_radius`` (3: 7x7);
 - points back to the original image by the inverse of the crop's affine transform;
 - NME under io / ip / box / diag (eq. 21, ``spanlib.evaluation.metrics``; NME_box divides by the face's
@@ -25,6 +26,7 @@ a training split (the faces training validated on: ``train.val_fraction`` / ``tr
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -33,7 +35,7 @@ import torch
 
 from spanlib.config import schema as config
 from spanlib.config.schema import default
-from spanlib.data.crop import apply_affine, box_from_landmarks, invert_affine
+from spanlib.data.crop import CropTransform, box_from_landmarks, model_crop_size
 from spanlib.data.dataset import EvalFaceDataset
 from spanlib.data.sources import read_source
 from spanlib.data.split import held_out_split
@@ -155,9 +157,9 @@ def _predict_pass(model, samples: Sequence, settings, progress: bool, boxes: np.
     from tqdm import tqdm
 
 
-    crop = model.params["crop"]
-    dataset = EvalFaceDataset(samples, int(crop["input_size"]), float(crop["scale"]),
-                              prefer=settings.crop_box, num_points=model.scheme.num_points, boxes=boxes)
+    size, scale = model_crop_size(model.params)
+    dataset = EvalFaceDataset(samples, size, scale, prefer=settings.crop_box, num_points=model.scheme.num_points,
+                              boxes=boxes)
     loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=False,
                         num_workers=settings.num_workers)
     out = {"pred": [], "gt": [], "box": [], "confidence": [], "crop_matrix": []}
@@ -166,7 +168,7 @@ def _predict_pass(model, samples: Sequence, settings, progress: bool, boxes: np.
                                         flip=settings.flip_test)
         points = points.double().cpu().numpy()
         for matrix, pts in zip(batch["crop_matrix"].numpy(), points):
-            out["pred"].append(apply_affine(invert_affine(matrix), pts))
+            out["pred"].append(CropTransform(matrix, size).to_image(pts))
         out["gt"].append(batch["landmarks"].numpy())
         out["box"].append(batch["box"].numpy())
         out["confidence"].append(conf.cpu().numpy())
@@ -208,33 +210,14 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
     the split (``held_out_settings``); ``peer`` also scores that peer (``spanlib.evaluation.peers``) on the same
     faces, under result["peers"][peer].
     """
-    import warnings
-
-
     model = load_model(checkpoint, device=resolve_device(device))
     settings = evaluate_params(model.params, settings)
     if samples is None:
         samples = read_source(source, root, split)
     held_info = None
     if held_out is not None and held_out is not False:
-        fraction, seed = held_out_settings(model.params, held_out)
-        total = len(samples)
-        _, samples = held_out_split(samples, fraction, seed)
-        data = model.params.get("data") or {}
-        held_info = {"fraction": fraction, "seed": seed, "n": len(samples), "of": total,
-                     "training_data": {k: data.get(k) for k in ("source", "root", "train_split")}}
-        if (data.get("source"), data.get("train_split")) != (source, split):
-            warnings.warn(f"--held-out: the checkpoint trained on source {data.get('source')!r} split "
-                          f"{data.get('train_split')!r}, not {source!r} {split!r}: these held-out faces are "
-                          f"not the ones its training validated on", stacklevel=2)
-    labeled = [s for s in samples if s.landmarks is not None]
-    if not labeled:
-        raise DataError(f"{root}: source {source!r} split {split!r} has no labeled faces to evaluate")
-    k = model.scheme.num_points
-    wrong = {len(s.landmarks) for s in labeled} - {k}
-    if wrong:
-        raise DataError(f"{root}: faces have {sorted(wrong)} points but checkpoint {checkpoint} "
-                        f"predicts {k} (scheme {model.scheme.name})")
+        samples, held_info = _held_out_faces(model.params, samples, held_out, source, split)
+    labeled = _labeled_faces(samples, model, checkpoint, source, root, split)
     mismatch = crop_rule_mismatch(model.params, settings)
     if mismatch and any(s.box is not None for s in labeled) and settings.boxes == "ground_truth":
         warnings.warn(mismatch, stacklevel=2)
@@ -245,39 +228,17 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
                             None if detection is None else detection.pop("boxes"))
     box_sizes = provided_box_sizes(labeled)
     thresholds = sorted({*DEFAULT_THRESHOLDS, float(settings.fr_threshold), float(settings.auc_threshold)})
-    subsets = {}
     groups = subset_groups(labeled)
-    for name, idx in groups.items():
-        subsets[name] = subset_metrics(preds["pred"][idx], preds["gt"][idx], model.scheme,
-                                       thresholds=thresholds, norm=settings.nme_norm,
-                                       box_sizes=None if box_sizes is None else box_sizes[idx])
+    subsets = {name: subset_metrics(preds["pred"][idx], preds["gt"][idx], model.scheme, thresholds=thresholds,
+                                    norm=settings.nme_norm, box_sizes=None if box_sizes is None else box_sizes[idx])
+               for name, idx in groups.items()}
     peers, peer_preds = {}, {}
     if peer is not None:
         peers[peer] = evaluate_peer(peer, labeled, groups, model.scheme, thresholds, settings.nme_norm,
                                     progress, return_predictions=True, boxes=peer_boxes)
         peer_preds[peer] = peers[peer].pop("predictions")
-    result = {
-        "provenance": {
-            "checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
-            "variant": model.variant, "scheme": model.scheme.name, "params": model.params,
-            "source": source, "root": str(root), "split": split, "held_out": held_info,
-            "code_version": code_version(),
-            "machine": machine_info(),
-            "checkpoint_code_version": model.checkpoint_info.get("code_version"),
-            "iteration": model.checkpoint_info.get("iteration"),
-            "device": str(next(model.parameters()).device),
-            "nme_norms": {
-                "io": f"outer eye corners {model.scheme.io_indices}",
-                "ip": f"eye centres / pupils: means of {model.scheme.ip_groups}",
-                "box": box_norm_text(box_sizes),
-                "diag": "diagonal of the ground-truth landmarks' tight box",
-                "fr_auc_norm": settings.nme_norm,
-            },
-            "protocol": {**config.to_mapping(settings), "auc": "Simpson's rule (scipy.integrate.simpson) on the CED, step 1e-4",
-                         "fr": "fraction of faces with NME > threshold"},
-        },
-        "subsets": subsets,
-    }
+    result = {"provenance": _provenance(model, checkpoint, source, root, split, held_info, settings, box_sizes),
+              "subsets": subsets}
     if detection is not None:
         result["detection"] = detection
     if peers:
@@ -290,6 +251,59 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
         for name, entry in peers.items():
             entry["predictions"] = peer_preds[name]
     return result
+
+
+def _held_out_faces(params: dict, samples: Sequence, held_out, source: str, split: str | None) -> tuple[list, dict]:
+    """(the faces ``held_out_split`` holds out of ``samples``, the "held_out" entry of the provenance);
+    warns when the checkpoint trained on another source or split than this one."""
+    fraction, seed = held_out_settings(params, held_out)
+    total = len(samples)
+    _, samples = held_out_split(samples, fraction, seed)
+    data = params.get("data") or {}
+    held_info = {"fraction": fraction, "seed": seed, "n": len(samples), "of": total,
+                 "training_data": {k: data.get(k) for k in ("source", "root", "train_split")}}
+    if (data.get("source"), data.get("train_split")) != (source, split):
+        warnings.warn(f"--held-out: the checkpoint trained on source {data.get('source')!r} split "
+                      f"{data.get('train_split')!r}, not {source!r} {split!r}: these held-out faces are "
+                      f"not the ones its training validated on", stacklevel=3)
+    return samples, held_info
+
+
+def _labeled_faces(samples: Sequence, model, checkpoint, source: str, root, split: str | None) -> list:
+    """The faces with landmarks; DataError when there are none or their count is not the model's."""
+    labeled = [s for s in samples if s.landmarks is not None]
+    if not labeled:
+        raise DataError(f"{root}: source {source!r} split {split!r} has no labeled faces to evaluate")
+    k = model.scheme.num_points
+    wrong = {len(s.landmarks) for s in labeled} - {k}
+    if wrong:
+        raise DataError(f"{root}: faces have {sorted(wrong)} points but checkpoint {checkpoint} "
+                        f"predicts {k} (scheme {model.scheme.name})")
+    return labeled
+
+
+def _provenance(model, checkpoint, source: str, root, split: str | None, held_info: dict | None, settings,
+                box_sizes: np.ndarray | None) -> dict:
+    """The "provenance" entry of the metrics JSON: what was evaluated, on what, by which protocol."""
+    return {
+        "checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
+        "variant": model.variant, "scheme": model.scheme.name, "params": model.params,
+        "source": source, "root": str(root), "split": split, "held_out": held_info,
+        "code_version": code_version(),
+        "machine": machine_info(),
+        "checkpoint_code_version": model.checkpoint_info.get("code_version"),
+        "iteration": model.checkpoint_info.get("iteration"),
+        "device": str(next(model.parameters()).device),
+        "nme_norms": {
+            "io": f"outer eye corners {model.scheme.io_indices}",
+            "ip": f"eye centres / pupils: means of {model.scheme.ip_groups}",
+            "box": box_norm_text(box_sizes),
+            "diag": "diagonal of the ground-truth landmarks' tight box",
+            "fr_auc_norm": settings.nme_norm,
+        },
+        "protocol": {**config.to_mapping(settings), "auc": "Simpson's rule (scipy.integrate.simpson) on the CED, step 1e-4",
+                     "fr": "fraction of faces with NME > threshold"},
+    }
 
 
 def _detect_faces(labeled: list, settings, progress: bool) -> tuple[list, dict, np.ndarray | None]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spanlib.data.crop import box_from_landmarks, crop_face
+from spanlib.data.crop import box_from_landmarks, crop_for_model, model_crop_size
 from spanlib.data.dataset import to_tensor_image
 from spanlib.data.sources import read_source
 from spanlib.inference.step import TOLERANCE_PX, LandmarkHead, decode_radius, predict_crops
@@ -123,9 +123,9 @@ def check_onnx(session, model: torch.nn.Module, crops: torch.Tensor, radius: int
             "max_abs_confidence": float(np.abs(ort_conf - confidence.cpu().numpy()).max())}
 
 
-def real_crops(root: str | Path, size: int, scale: float, limit: int = 16) -> torch.Tensor | None:
-    """Up to ``limit`` face crops from a 300W-style folder (crops around the landmarks' box), or
-    None when ``root`` holds no labeled face."""
+def real_crops(root: str | Path, params, limit: int = 16) -> torch.Tensor | None:
+    """Up to ``limit`` face crops from a 300W-style folder (crops around the landmarks' box, as a
+    model with these ``params`` takes them), or None when ``root`` holds no labeled face."""
     root = Path(root)
     if not root.is_dir():
         return None
@@ -135,7 +135,7 @@ def real_crops(root: str | Path, size: int, scale: float, limit: int = 16) -> to
             samples = [s for s in read_source("300w", root, "train") if s.landmarks is not None][:limit]
     except SpanlibError:
         return None
-    crops = [to_tensor_image(crop_face(s.image, box_from_landmarks(s.landmarks), size, scale)[0]) for s in samples]
+    crops = [to_tensor_image(crop_for_model(s.image, box_from_landmarks(s.landmarks), params)[0]) for s in samples]
     return torch.stack(crops) if crops else None
 
 
@@ -150,7 +150,7 @@ def export_onnx(model: torch.nn.Module, out: str | Path, radius: int | None = No
 
     radius = decode_radius(model.params) if radius is None else int(radius)
     model = model.cpu().eval()
-    size = int(model.params["crop"]["input_size"])
+    size, scale = model_crop_size(model.params)
     head = LandmarkHead(model, radius)
     data = onnx_bytes(head, torch.zeros(1, 3, size, size))
     onnx = require("onnx")
@@ -159,7 +159,7 @@ def export_onnx(model: torch.nn.Module, out: str | Path, radius: int | None = No
     generator = torch.Generator().manual_seed(seed)
     checks = {"random": check_onnx(session, model, torch.rand(8, 3, size, size, generator=generator), radius)}
     if real_root is not None:
-        crops = real_crops(real_root, size, float(model.params["crop"]["scale"]))
+        crops = real_crops(real_root, model.params)
         if crops is not None:
             checks["real"] = {**check_onnx(session, model, crops, radius), "root": str(real_root)}
     worst = max(c["max_abs_points_px"] for c in checks.values())
@@ -174,7 +174,7 @@ def export_onnx(model: torch.nn.Module, out: str | Path, radius: int | None = No
         "file": out.name, "source": str(model.checkpoint_path), "variant": model.variant,
         "scheme": model.scheme.name, "input": {"name": "images", "shape": ["batch", 3, size, size],
                                                "dtype": "float32", "range": "[0, 1] RGB crop (spanlib.data.crop)",
-                                               "crop_scale": float(model.params["crop"]["scale"])},
+                                               "crop_scale": scale},
         "outputs": {"points": "(batch, K, 2) crop pixels, corner origin",
                     "confidence": "(batch, K) softmax mass in the decoding window"},
         "decode_radius": radius, "opset": OPSET, "torch": torch.__version__, "onnx": onnx.__version__,

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 # The checkpoint format, read_checkpoint and load_model live in spanlib.inference.checkpoint; re-exported here
 # for code written against spanlib.inference.predict.
 from spanlib.config.schema import default
-from spanlib.data.crop import box_from_landmarks, crop_face
+from spanlib.data.crop import box_from_landmarks, crop_for_model
 from spanlib.data.dataset import to_tensor_image
 from spanlib.data.draw import draw_landmarks
 from spanlib.inference.backends import auto_runner, make_runner
@@ -109,11 +109,10 @@ def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray |
 
 
 def _predict_boxes(model, image, boxes, source, radius, raw_boxes=None, runner=None) -> list[FaceResult]:
-    size, scale = int(model.params["crop"]["input_size"]), float(model.params["crop"]["scale"])
     radius = decode_radius(model.params) if radius is None else radius
     crops, transforms = [], []
     for box in boxes:
-        crop, transform = crop_face(image, box, size, scale)
+        crop, transform = crop_for_model(image, box, model.params)
         crops.append(to_tensor_image(crop))
         transforms.append(transform)
     if runner is not None and runner.radius == radius:

@@ -13,7 +13,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from spanlib.data.crop import box_from_landmarks, crop_face
+from spanlib.data.crop import box_from_landmarks, crop_for_model
 from spanlib.data.dataset import to_tensor_image
 from spanlib.data.draw import draw_landmarks  # noqa: F401  (figures.draw_landmarks)
 from spanlib.data.sources import read_source
@@ -343,8 +343,7 @@ def model_view(model, image: np.ndarray, landmarks: np.ndarray) -> dict:
     import torch
 
 
-    size, scale = int(model.params["crop"]["input_size"]), float(model.params["crop"]["scale"])
-    crop, transform = crop_face(image, box_from_landmarks(landmarks), size, scale)
+    crop, transform = crop_for_model(image, box_from_landmarks(landmarks), model.params)
     with torch.no_grad():
         outputs = model(to_tensor_image(crop)[None].to(next(model.parameters()).device))
     logits = outputs["heatmaps"][-1][0].float()
@@ -353,7 +352,7 @@ def model_view(model, image: np.ndarray, landmarks: np.ndarray) -> dict:
     offsets = outputs.get("offsets")
     offsets = torch.zeros(2, k, h, w) if offsets is None else offsets[0].float()
     return {"crop": crop, "gt": transform.to_crop(landmarks), "heatmaps": heat.cpu(), "offsets": offsets.cpu(),
-            "input_size": size, "scheme": model.scheme}
+            "input_size": transform.size, "scheme": model.scheme}
 
 
 def decode_view(view: dict, radius: int) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from spanlib.data.crop import crop_face
+from spanlib.data.crop import crop_for_model
 from spanlib.data.dataset import face_box, to_tensor_image
 from spanlib.data.sources import read_source
 from spanlib.evaluation.compare import (MARKS, SIGNIFICANT_WHEN, comparison_note, paired_difference, same_faces,
@@ -542,11 +542,10 @@ def example_figures(checkpoint: str | Path, source: str, root: str | Path, split
     samples = [s for s in read_source(source, root, split) if s.landmarks is not None][:n_examples]
     if not samples:
         raise DataError(f"{root}: no labeled faces for example figures")
-    size, scale = int(model.params["crop"]["input_size"]), float(model.params["crop"]["scale"])
     crops, transforms, images = [], [], []
     for s in samples:
         image = s.image
-        crop, transform = crop_face(image, face_box(s, "detector"), size, scale)
+        crop, transform = crop_for_model(image, face_box(s, "detector"), model.params)
         crops.append(crop)
         transforms.append(transform)
         images.append(image)

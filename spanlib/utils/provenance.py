@@ -9,6 +9,7 @@ description (``git describe --always``), when the package sits in a checkout, go
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import platform
@@ -76,7 +77,14 @@ def cpu_model() -> str:
 
 def machine_info() -> dict:
     """CPU model, the SIMD level torch and NumPy dispatch to, versions: numbers computed on other
-    CPUs may differ in the last bits (docs/evaluation.md, "Reproducibility across machines")."""
+    CPUs may differ in the last bits (docs/evaluation.md, "Reproducibility across machines").
+    Gathered once per process (it runs ``git describe``; training writes a sidecar per checkpoint);
+    each call returns a fresh copy."""
+    return copy.deepcopy(_machine_info())
+
+
+@lru_cache(maxsize=1)
+def _machine_info() -> dict:
     import numpy as np
     import torch
 

@@ -176,11 +176,22 @@ def face_name(split: str, index: int) -> str:
 
 
 def _geometry(head, ident, expr, proj, pts, outline, rng, pose) -> dict:
-    """Projected polygons of every drawn part; feature edges are splines through the landmarks."""
-    P = head.points
-    d = head.depth
+    """Projected polygons of every drawn part; feature edges are splines through the landmarks.
+    The parts draw from ``rng`` in this order (eyes, then body, then front hair)."""
     g = {"outline": outline}
-    # brows: upper edge through the landmarks, lower edge a thickness below (thinner at the tail)
+    g.update(_brows(head.points, ident, proj, pts))
+    g.update(_eyes(head.points, ident, expr, proj, pts, rng))
+    g["nose"] = _nose(head.points, proj, pts)
+    g.update(_mouth(proj, pts))
+    g.update(_body(head, proj, rng))
+    g["ears"] = _ears(head, proj, pose)
+    g["hair_front"] = _hair_front(head, proj, rng)
+    return g
+
+
+def _brows(P, ident, proj, pts) -> dict:
+    """Brows: upper edge through the landmarks, lower edge a thickness below (thinner at the tail)."""
+    g = {}
     for name, idx, outer_first in (("brow_r", np.arange(17, 22), True), ("brow_l", np.arange(22, 27), False)):
         thick = ident.brow_thickness * np.linspace(0.45, 1.0, 5)
         if not outer_first:
@@ -191,7 +202,12 @@ def _geometry(head, ident, expr, proj, pts, outline, rng, pose) -> dict:
         top = catmull_rom(pts[idx], 5)
         bottom = catmull_rom(proj(lower), 5)[::-1]
         g[name] = np.concatenate([top, bottom])
-    # eyes: lids as splines through the corner and lid points, creases above, iris
+    return g
+
+
+def _eyes(P, ident, expr, proj, pts, rng) -> dict:
+    """Eyes: lids as splines through the corner and lid points, creases above, iris."""
+    g = {}
     for side, idx in (("r", np.arange(36, 42)), ("l", np.arange(42, 48))):
         key = "right" if side == "r" else "left"
         up = catmull_rom(pts[UPPER_LID[key]], 6)
@@ -206,7 +222,11 @@ def _geometry(head, ident, expr, proj, pts, outline, rng, pose) -> dict:
         centre = P[idx].mean(0) + np.array([rng.normal(0, 0.025), rng.normal(0, 0.012), 0.06])
         r = 0.085 * ident.eye_size
         g[f"iris_{side}"] = (proj(centre[None])[0], r * proj.scale, closure)
-    # nose
+    return g
+
+
+def _nose(P, proj, pts) -> dict:
+    """Nose: base line, nostrils, ridge, sides, tip and the skin patch under them."""
     nose = {}
     nose["base"] = catmull_rom(pts[31:36], 5)
     wing = []
@@ -224,8 +244,12 @@ def _geometry(head, ident, expr, proj, pts, outline, rng, pose) -> dict:
                      for sx in (-1.0, 1.0)]
     nose["tip"] = proj((P[30] + np.array([0, 0.025, 0.0]))[None])[0]
     nose["skin"] = cv2.convexHull(np.concatenate([pts[27:36], *wing]).astype(np.float32)).reshape(-1, 2)
-    g["nose"] = nose
-    # mouth: outer and inner lip splines
+    return nose
+
+
+def _mouth(proj, pts) -> dict:
+    """Mouth: outer and inner lip splines, the gap between the lips, and teeth under the upper lip."""
+    g = {}
     outer_up = catmull_rom(pts[48:55], 5)
     outer_low = catmull_rom(pts[[54, 55, 56, 57, 58, 59, 48]], 5)
     inner_up = catmull_rom(pts[60:65], 5)
@@ -241,26 +265,42 @@ def _geometry(head, ident, expr, proj, pts, outline, rng, pose) -> dict:
     down = proj(np.array([[0, 1.0, 0]])) - proj(np.array([[0, 0.0, 0]]))
     down = down[0] / portable.length(down[0])
     g["teeth"] = np.concatenate([inner_up, inner_up[::-1] + down * teeth_h]) if gap > 2 else None
-    # head: back hair, neck and clothes, ears, front hair (all 3D, projected)
+    return g
+
+
+def _body(head, proj, rng) -> dict:
+    """Back hair (long in 35 % of faces), neck and clothes (all 3D, projected)."""
+    d = head.depth
     w0 = float(head.half_width(0.0))
     top = head.shell[head.shell[:, 1] < 0.25]
     back = np.stack([top[:, 0] * 1.15, top[:, 1] * 1.06 - 0.08, top[:, 2] * 1.15 - 0.12], axis=1)
     long_hair = rng.random() < 0.35
     if long_hair:
         back = np.concatenate([back, [[-(w0 + 0.25), 1.5, -0.9 * d], [w0 + 0.25, 1.5, -0.9 * d]]])
-    g["hair_back"] = cv2.convexHull(proj(back).astype(np.float32)).reshape(-1, 2)
+    g = {"hair_back": cv2.convexHull(proj(back).astype(np.float32)).reshape(-1, 2)}
     jaw_w = float(head.half_width(1.1))
     g["neck"] = proj(np.array([[-0.8 * jaw_w, 0.9, -0.5 * d], [0.8 * jaw_w, 0.9, -0.5 * d], [0.62, 3.5, -0.5 * d],
                                [-0.62, 3.5, -0.5 * d]]))
     g["clothes"] = proj(np.array([[-0.62, 2.05, -0.5 * d], [-0.2, 2.3 + rng.uniform(0, 0.3), -0.3], [0.2, 2.3, -0.3],
                                   [0.62, 2.05, -0.5 * d], [2.6, 2.6, -0.8], [2.8, 5, -0.8], [-2.8, 5, -0.8],
                                   [-2.6, 2.6, -0.8]]))
+    return g
+
+
+def _ears(head, proj, pose) -> list:
+    """(centre, axes, angle) of the two ear ellipses, wider on the side the head turns away from."""
+    w0 = float(head.half_width(0.0))
     ears = []
     for sx in (-1.0, 1.0):
-        c = proj(np.array([[sx * (w0 - 0.03), 0.27, -0.85 * d]]))[0]
+        c = proj(np.array([[sx * (w0 - 0.03), 0.27, -0.85 * head.depth]]))[0]
         facing = max(0.0, portable.sin(-sx * pose["yaw"] * portable.DEG))
         ears.append((c, (proj.scale * (0.07 + 0.13 * facing), proj.scale * 0.27), pose["roll"]))
-    g["ears"] = ears
+    return ears
+
+
+def _hair_front(head, proj, rng):
+    """Front hair in 90 % of faces: (hairline band polygon, crown hull); else None."""
+    d = head.depth
     h0, h1 = rng.uniform(-1.15, -0.8), rng.uniform(0.0, 0.35)
     phi = np.linspace(-np.pi / 2 - 0.4, np.pi / 2 + 0.4, 17)
     sin_phi, cos_phi = portable.sincos(phi)
@@ -270,11 +310,10 @@ def _geometry(head, ident, expr, proj, pts, outline, rng, pose) -> dict:
     line = np.stack([wh * sin_phi, yh, -dh * (1 - cos_phi)], axis=1)
     band = np.stack([line[:, 0] * 1.03, yh - 0.7, line[:, 2] * 1.03 + 0.02], axis=1)
     crown = head.shell[head.shell[:, 1] < h0 - 0.1] * (1.04, 1.0, 1.04) + (0, -0.04, 0.02)
-    g["hair_front"] = None
     if rng.random() < 0.9:
-        g["hair_front"] = (proj(np.concatenate([line, band[::-1]])),
-                           cv2.convexHull(proj(crown).astype(np.float32)).reshape(-1, 2))
-    return g
+        return (proj(np.concatenate([line, band[::-1]])),
+                cv2.convexHull(proj(crown).astype(np.float32)).reshape(-1, 2))
+    return None
 
 
 def _sample_occluders(rng, pts, scale, colours) -> list:
