@@ -1,5 +1,6 @@
-"""Benchmark of the fused ops against the textbook formulas (``spanlib bench``,
-``python kernels/bench.py``).
+"""The ops benchmark: the fused ops against the textbook formulas (``spanlib bench``,
+``python kernels/bench.py``, notebook 05_kernel_profiling). Part of the package, so that ``spanlib
+bench`` works from an installed wheel.
 
 Methods per op: the textbook formula (``spanlib.ops.textbook``) with autograd and under
 ``torch.compile``, then spanlib's CPU path (the C kernel, or its PyTorch fallback: the row's note
