@@ -1,6 +1,6 @@
 """Run the ops benchmark as a script: ``python kernels/bench.py jsd --device cpu``.
 
-The same as ``spanlib bench ...``; the harness is ``kernels/benchmark.py`` beside this file.
+The same as ``spanlib bench ...``; the harness is ``spanlib.bench.harness``.
 Results go to ``kernels/results/<device>/`` by default."""
 
 import sys

@@ -1,7 +1,6 @@
 """``spanlib bench jsd|decode --device cpu|cuda [--json FILE]``: time the fused ops against the
 textbook formulas (autograd and torch.compile) at training sizes; writes JSON, a markdown table
-and a plot under ``<out>/<device>/``. The harness is ``kernels/benchmark.py`` (loaded through
-``spanlib.bench.harness``); method in kernels/README.md."""
+and a plot under ``<out>/<device>/``. The harness is ``spanlib.bench.harness``; method in kernels/README.md."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The paper's two formulas written directly with torch ops and autograd, as a user would.
 
 One definition serves three roles:
-- the baselines of the benchmark (``kernels/benchmark.py``): plain, and under ``torch.compile``;
+- the baselines of the benchmark (``spanlib.bench.harness``): plain, and under ``torch.compile``;
 - run on float64 inputs, the reference that the tests and ``kernels/gpu_check.py`` compare the
   fused ops against (``js_reference64``, ``bali_reference64``: values and autograd gradients);
 - the definition of the edge cases the fused ops must match: a target channel summing to zero
