@@ -36,7 +36,7 @@ from spanlib.evaluation.metrics import failure_rate, nme_per_face
 from spanlib.evaluation.peers import make_peer, predict_peer
 from spanlib.utils.provenance import code_version, machine_info
 from spanlib.evaluation.stats import over_seeds, paired_bootstrap
-from spanlib.evaluation.compare import MARKS, difference_text
+from spanlib.evaluation.compare import MARKS, difference_text, paired_difference
 
 
 def _runs(specs: list[str]) -> dict[str, list[str]]:
@@ -64,8 +64,14 @@ def main() -> None:
     parser.add_argument("--root", default="../shared/data/300w")
     parser.add_argument("--refine", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("results/real/end_to_end"))
+    parser.add_argument("--versus", action="append", default=[], metavar="A:B",
+                        help="also compare run A with run B under each protocol they share (paired by face and seed)")
     args = parser.parse_args()
     runs = _runs(args.run)
+    versus = [tuple(v.split(":", 1)) for v in args.versus]
+    for pair in versus:
+        if len(pair) != 2 or not set(pair) <= set(runs):
+            raise SystemExit(f"--versus {':'.join(pair)}: expected A:B, two names given with --run ({', '.join(runs)})")
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -133,19 +139,44 @@ def main() -> None:
                          "nme_io_mean": summary.mean, "nme_io_sd": summary.sd, "fr_io_8": fr / 100, "vs_dlib": diff})
         return "\n".join(lines), rows
 
+    def between_runs() -> tuple[str, list]:
+        """Run A against run B on all held-out faces, per protocol both have: seed i with seed i."""
+        lines = ["### Between runs, all held-out faces", "",
+                 f"A − B in NME_io points under the same protocol on the same faces (the detector protocols: the "
+                 f"{len(found)} faces found), seed i of A paired with seed i of B, 95 % paired bootstrap interval over "
+                 f"faces and seeds ({MARKS}: significantly lower / higher, the interval excludes 0).", "",
+                 "| A | B | protocol | seeds | A − B |", "|---|---|---|---|---|"]
+        rows = []
+        for a, b in versus:
+            for (name, protocol), e in errors.items():
+                if name != a or (b, protocol) not in errors:
+                    continue
+                diff = paired_difference(list(e), list(errors[(b, protocol)]))
+                lines.append(f"| {a} | {b} | {protocol} | {diff.n_seeds} | {difference_text(diff)} |")
+                rows.append({"a": a, "b": b, "protocol": protocol, "seeds": diff.n_seeds, "mean": diff.mean,
+                             "low": diff.low, "high": diff.high, "significant": diff.significant})
+        return "\n".join(lines), rows
+
     held_text, held_rows = table(None, f"All {len(held)} held-out faces of the current split")
+    if versus:
+        versus_text, versus_rows = between_runs()
+        held_text += "\n\n" + versus_text
+    else:
+        versus_rows = []
     unseen = unseen_by_old_recipe(samples, held)
     unseen_text, unseen_rows = table(unseen, "The held-out faces the earlier AFW + HELEN recipe never saw either")
     missed = [held[i].path for i in np.flatnonzero(~detection["found"])]
     machine = machine_info()
     header = (f"# End to end against dlib, on the same faces and HOG boxes\n\n"
-              f"`python experiments/end_to_end.py {' '.join('--run ' + n + '=' + ','.join(p) for n, p in runs.items())}`; "
+              f"`python experiments/end_to_end.py {' '.join('--run ' + repr(n + '=' + ','.join(p)) for n, p in runs.items())}"
+              f"{''.join(' --versus ' + repr(a + ':' + b) for a, b in versus)}`; "
               f"code {code_version()}, {machine.get('cpu')}; held-out split fraction {fraction}, seed {seed} of "
               f"300-W train under {args.root}; detector: {FaceDetector(backend='dlib').describe()}, "
               f"missed {len(missed)} face(s).\n")
     write_text(args.out.with_suffix(".md"), header + "\n" + held_text + "\n\n" + unseen_text + "\n")
     write_json(args.out.with_suffix(".json"), {
-        "held_out": held_rows, "unseen_by_old_recipe": unseen_rows, "checkpoints": checkpoints,
+        "held_out": held_rows, "unseen_by_old_recipe": unseen_rows, "between_runs": versus_rows,
+        "checkpoints": checkpoints,
         "faces": len(held), "found": int(len(found)), "missed_paths": missed,
         "per_face_nme_io": {f"{n} | {p}": e.tolist() for (n, p), e in errors.items()},
         "held_out_paths": [s.path for s in held], "found_index": found.tolist(),
