@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import time
 import warnings
 from pathlib import Path
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     result = {"faces": len(faces), "rounds": args.rounds, "dlib_predictor_ms_per_face": dlib_ms,
               "dlib": f"dlib {peer.version}", "rows": rows, "code_version": code_version(),
-              "machine": machine, "load_average": list(__import__("os").getloadavg())}
+              "machine": machine, "load_average": list(os.getloadavg())}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out.with_suffix(".json"), result)
     lines = ["# How small must the network be to run at dlib's speed?", "",
