@@ -18,6 +18,8 @@ import argparse
 import importlib
 import sys
 
+import yaml
+
 from spanlib._version import __version__
 from spanlib.utils.errors import SpanlibError
 
@@ -82,8 +84,6 @@ def main(argv: list[str] | None = None) -> int:
 def error_status(exc: BaseException) -> tuple[int | None, str]:
     """(exit status, one-line message) for the error classes a user can cause; (None, "") for a
     bug, which keeps its traceback."""
-    import yaml
-
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED, "interrupted (Ctrl-C); files are written atomically, so none is half-written"
     if isinstance(exc, SpanlibError):
@@ -103,7 +103,7 @@ def check_params_file(args: argparse.Namespace) -> None:
     before anything runs. The command loads it again itself; reading a small YAML twice is cheap."""
     path = getattr(args, "params", None)
     if path:
-        from spanlib.config.params import resolve
+        from spanlib.config.params import resolve  # lazy: loads NumPy; --help stays fast
 
         resolve(path, complete=True)
 

@@ -36,7 +36,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from spanlib.utils.errors import ParamError
-from spanlib.ops import textbook
+from spanlib.ops import bali_cpu, jsd_cpu, native, textbook
 
 JS_SIZES = [(16, 81, 64, 64), (16, 81, 128, 128)]  # batch 16, 68 landmarks + 13 boundaries
 DECODE_SIZES = [(64, 68, 64, 64), (64, 68, 128, 128)]  # batch 64, 68 points
@@ -134,7 +134,7 @@ def copy_bandwidth(device: str) -> float:
     x = torch.empty(64 << 20, dtype=torch.float32, device=device).fill_(1.0)
     moved = 2 * x.numel() * 4
     if device == "cuda":
-        import triton.testing
+        import triton.testing  # lazy: triton, CUDA only
 
         ms = triton.testing.do_bench(lambda: x.clone(), return_mode="median")
         return moved / (ms * 1e-3) / 1e9
@@ -172,19 +172,16 @@ def js_cases(b, k, h, w, device, with_compile: bool) -> list[Case]:
         compiled = _compiled(textbook.js_divergence, notes)
         cases.append(Case("torch.compile(textbook)", make(compiled) if compiled else None, b * k, "; ".join(notes)))
     if device == "cpu":
-        from spanlib.ops.jsd_cpu import cpu_path, js_divergence_cpu
-
-        cases.append(Case("spanlib cpu", make(js_divergence_cpu), b * k, _path_note("jsd", cpu_path(logits.dtype))))
+        cases.append(Case("spanlib cpu", make(jsd_cpu.js_divergence_cpu), b * k,
+                          _path_note("jsd", jsd_cpu.cpu_path(logits.dtype))))
     else:
-        from spanlib.ops.jsd_triton import js_divergence_triton
+        from spanlib.ops.jsd_triton import js_divergence_triton  # lazy: imports triton, CUDA only
 
         cases.append(Case("spanlib triton", make(js_divergence_triton), b * k))
     return cases
 
 
 def _path_note(name: str, path: str) -> str:
-    from spanlib.ops import native
-
     return "C kernel" if path == "native" else f"PyTorch fallback ({native.status(name)})"
 
 
@@ -219,16 +216,14 @@ def decode_cases(b, k, h, w, device, with_compile: bool) -> list[Case]:
             cases.append(Case(f"torch.compile(textbook {label})", make(compiled) if compiled else None, b * k,
                               "; ".join(notes)))
     if device == "cpu":
-        from spanlib.ops.bali_cpu import bali_decode_cpu, cpu_path
-
-        path = cpu_path(maps[0].dtype)
+        path = bali_cpu.cpu_path(maps[0].dtype)
         note = _path_note("bali", path)
         if path == "native":
             note += ("; the three gradients are zero pages written only in the windows, which the memory "
                      "tracker does not see (resident: the windows' pages)")
-        cases.append(Case("spanlib cpu", make(bali_decode_cpu), b * k, note))
+        cases.append(Case("spanlib cpu", make(bali_cpu.bali_decode_cpu), b * k, note))
     else:
-        from spanlib.ops.bali_triton import bali_decode_triton
+        from spanlib.ops.bali_triton import bali_decode_triton  # lazy: imports triton, CUDA only
 
         cases.append(Case("spanlib triton", make(bali_decode_triton), b * k))
     return cases
@@ -242,7 +237,7 @@ def device_info(device: str) -> dict:
     info = {"device": device, "torch": torch.__version__, "python": platform.python_version(),
             "numpy": np.__version__, "platform": platform.platform()}
     try:
-        import triton
+        import triton  # lazy: triton, CUDA only
 
         info["triton"] = triton.__version__
     except ImportError:
@@ -342,7 +337,7 @@ def _measure(case: Case, row: dict, device: str, repeats: int, scale: float) -> 
         case.step()  # first call: compiles where torch.compile is used
         row["first_call_s"] = round(time.perf_counter() - t_first, 3)
         if device == "cuda":
-            import triton.testing
+            import triton.testing  # lazy: triton, CUDA only
 
             times_ms = [triton.testing.do_bench(case.step, warmup=25, rep=100, return_mode="median")]
             row["repeats"] = "do_bench(warmup=25 ms, rep=100 ms)"
@@ -406,10 +401,10 @@ def markdown_table(result: dict) -> str:
 
 
 def plot(result: dict, path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib, only when drawing
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib, only when drawing
 
     rows = [r for r in result["rows"] if r.get("median_ms")]
     sizes = sorted({(r["height"], r["width"]) for r in rows})

@@ -33,6 +33,7 @@ import time
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from spanlib.data.crop import box_from_landmarks, crop_for_model
@@ -230,11 +231,10 @@ def plot_nme_against_ms(result: dict, path: str | Path) -> None:
     """NME_io against ms/face, one point per model and back-end (crop given: the held-out faces'
     evaluation crops) and per end-to-end path (detector included: the faces it finds), with dlib's
     predictor on the same faces, all from the one run in ``result``."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib, only when drawing
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    import matplotlib.pyplot as plt  # lazy: matplotlib, only when drawing
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
     colours = plt.get_cmap("tab10").colors
@@ -272,8 +272,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refine", type=int, nargs="+", default=[0, 1],
                         help="detector included: re-crop passes to time (default: 0 1)")
     args = parser.parse_args(argv)
-
-    import cv2
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)

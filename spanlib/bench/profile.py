@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from spanlib.config.params import resolve
 from spanlib.config.schema import as_group
@@ -99,9 +100,6 @@ def profile_variant(params: dict, variant: str, device: torch.device, seconds: f
 def profile(params: dict, variants=VARIANTS, device: str = "cpu", seconds: float | None = None,
             large_batch: int | None = None, paper: bool = True, progress: bool = True) -> dict:
     """{"device", "torch", "threads", "settings", "default": [...], "paper": [...]}."""
-    from tqdm import tqdm
-
-
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ParamError(f"--variant: unknown {unknown}; expected one of {VARIANTS} or all")

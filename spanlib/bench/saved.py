@@ -38,7 +38,7 @@ def plot_saved(runs: Mapping[str, dict], op: str):
     thousands on one axis) against elements, one line per device and method: colour per method,
     line style and marker per device; the dashed grey lines are each device's copy bandwidth.
     The legend sits below the axes, off the data. Returns the figure."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib, only when drawing
 
     methods = list(dict.fromkeys(r["method"] for result in runs.values() for r in result["rows"]
                                  if r.get("median_ms")))

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from spanlib.bench.harness import device_slug, markdown_table, plot, run_benchmark
+from spanlib.utils.errors import ParamError
 from spanlib.utils.files import atomic_path, write_json, write_text
 
 
@@ -23,9 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spanlib.utils.errors import ParamError
-    from spanlib.bench.harness import device_slug, markdown_table, plot, run_benchmark
-
     if args.repeats < 1:
         raise ParamError(f"--repeats: expected >= 1, got {args.repeats}")
     bar = tqdm(desc=f"bench {args.op}", unit="case")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 
+from spanlib.study.experiments import compare_runs, comparison_markdown
 from spanlib.utils.errors import ParamError
+from spanlib.utils.files import write_json, write_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,9 +39,6 @@ def parse_runs(items: list[str]) -> dict[str, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spanlib.study.experiments import compare_runs, comparison_markdown
-    from spanlib.utils.files import write_json, write_text
-
     runs = parse_runs(args.runs)
     if args.reference not in runs:
         raise ParamError(f"--reference {args.reference}: not among the --run labels {list(runs)}")

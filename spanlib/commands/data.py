@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 
+from spanlib.data.sources import SOURCES, inspect_source
+from spanlib.utils.files import write_json
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     inspect = sub.add_parser("inspect", help="summarise a dataset root; exit 1 when image files are broken",
                              description=__doc__)
-    from spanlib.data.sources import SOURCES
-
     inspect.add_argument("--source", required=True, choices=SOURCES, help="dataset format")
     inspect.add_argument("--root", required=True, help="dataset root folder")
     inspect.add_argument("--split", default=None, help="one split (default: every split of the format)")
@@ -48,9 +49,6 @@ def _line(entry: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spanlib.data.sources import inspect_source
-    from spanlib.utils.files import write_json
-
     report = inspect_source(args.source, args.root, args.split)
     print(format_report(report))
     if args.json:

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import argparse
 
+from spanlib.evaluation import evaluate as evaluate_module  # looked up per call: tests replace it
+from spanlib.evaluation.evaluate import summary_text
+from spanlib.utils.errors import ParamError
+from spanlib.utils.files import check_outputs, check_writable
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
@@ -41,9 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spanlib.utils.errors import ParamError
-    from spanlib.evaluation.evaluate import evaluate, summary_text
-
     settings = {k: v for k, v in (("batch_size", args.batch_size), ("nme_norm", args.norm),
                                   ("decode_radius", args.decode_radius), ("crop_box", args.crop_box),
                                   ("boxes", args.boxes), ("detector", args.detector), ("refine", args.refine))
@@ -52,13 +54,11 @@ def run(args: argparse.Namespace) -> int:
         raise ParamError("--val-fraction / --val-seed: only with --held-out")
     held_out = (args.val_fraction, args.val_seed) if args.held_out else None
     if args.json:  # refused before the evaluation runs, not after
-        from spanlib.utils.files import check_outputs, check_writable
-
         check_outputs({"--json": args.json}, {"--checkpoint": args.checkpoint})
         check_writable(args.json)
-    result = evaluate(args.checkpoint, args.source, args.root, args.split, device=args.device,
-                      settings=settings, json_path=args.json, progress=not args.quiet,
-                      held_out=held_out, peer=args.peer)
+    result = evaluate_module.evaluate(args.checkpoint, args.source, args.root, args.split, device=args.device,
+                                      settings=settings, json_path=args.json, progress=not args.quiet,
+                                      held_out=held_out, peer=args.peer)
     print(summary_text(result))
     if args.json:
         print(f"wrote {args.json}")

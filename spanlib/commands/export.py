@@ -17,6 +17,15 @@ extra. Default model: the bundled one."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from spanlib.inference import checkpoint as checkpoint_module  # looked up per call: tests replace it
+from spanlib.inference import onnx_export  # looked up per call: tests replace it
+from spanlib.inference.checkpoint import load_model, register_bundled
+from spanlib.inference.onnx_export import require
+from spanlib.inference.weights import REGISTRY, _entry, bundled_path
+from spanlib.utils.errors import ParamError
+from spanlib.utils.files import check_outputs, check_writable
 
 FORMATS = ("safetensors", "onnx")
 
@@ -48,8 +57,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _resolve(args: argparse.Namespace) -> tuple[str, str | None]:
     """(format, checkpoint or None) from the positional words and the options."""
-    from spanlib.utils.errors import ParamError
-
     items = list(args.items)
     fmt = args.format
     if items and items[0] in FORMATS:
@@ -68,20 +75,14 @@ def _resolve(args: argparse.Namespace) -> tuple[str, str | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     fmt, checkpoint = _resolve(args)
     if fmt == "onnx":
         return _run_onnx(args, checkpoint)
-    from spanlib.inference.checkpoint import export_safetensors
-
     if args.register is not None:  # an unknown (or empty) name is refused before --out is written
-        from spanlib.inference.weights import _entry
-
         _entry(args.register)
 
-    desc = export_safetensors(checkpoint, args.out, metrics=args.metrics, write_json_copy=not args.no_json,
-                              inference_overrides=args.overrides)
+    desc = checkpoint_module.export_safetensors(checkpoint, args.out, metrics=args.metrics,
+                                                write_json_copy=not args.no_json, inference_overrides=args.overrides)
     out = Path(args.out)
     print(f"wrote {out} ({out.stat().st_size} bytes, sha256 {desc['sha256']}): {desc['variant']}, scheme "
           f"{desc['scheme']}, iteration {desc['iteration']}, seed {desc['seed']}, code {desc['code_version']}, "
@@ -89,9 +90,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_json:
         print(f"wrote {out.with_suffix('.json')}")
     if args.register is not None:
-        from spanlib.inference.checkpoint import register_bundled
-        from spanlib.inference.weights import REGISTRY, bundled_path
-
         digest = register_bundled(out, args.register)
         print(f"bundled as {args.register!r}: {bundled_path(args.register)} (sha256 {digest} recorded in "
               f"{REGISTRY})")
@@ -99,17 +97,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_onnx(args: argparse.Namespace, checkpoint: str | None) -> int:
-    from pathlib import Path
-
-    from spanlib.inference.checkpoint import load_model
-    from spanlib.utils.files import check_outputs, check_writable
-    from spanlib.inference.onnx_export import export_onnx, require
-
     out = Path(args.out)
     # the description goes beside --out as .json: `--out net.json` would replace the graph with it
     if checkpoint is None:
-        from spanlib.inference.weights import bundled_path
-
         source = {"the bundled model": bundled_path()}
     else:
         source = {"the model": checkpoint}
@@ -118,7 +108,7 @@ def _run_onnx(args: argparse.Namespace, checkpoint: str | None) -> int:
         check_writable(path)
     require("onnx"), require("onnxruntime")  # a clear message before the model is loaded
     model = load_model(checkpoint, device="cpu")
-    desc = export_onnx(model, args.out, real_root=args.real_root)
+    desc = onnx_export.export_onnx(model, args.out, real_root=args.real_root)
     out = Path(args.out)
     print(f"wrote {out} ({out.stat().st_size} bytes): {desc['variant']}, scheme {desc['scheme']}, input "
           f"{desc['input']['shape']}, opset {desc['opset']}")

@@ -8,9 +8,16 @@ written, 130 on Ctrl-C (``spanlib.cli``)."""
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from spanlib.config.schema import check_override
-from spanlib.inference.backends import BACKENDS
+from spanlib.inference.backends import AUTO_MIN_IMAGES, BACKENDS, auto_runner, make_runner
+from spanlib.inference.checkpoint import load_model
+from spanlib.inference import predict as predict_module  # looked up per call: tests replace it
+from spanlib.inference.predict import VIDEO_SUFFIXES, FaceDetector, overlay_stems
+from spanlib.inference.weights import bundled_path
+from spanlib.utils.files import check_outputs, check_writable, finite_json, write_json
 
 
 def _box(text: str) -> list[float]:
@@ -76,11 +83,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _many_faces(paths) -> bool:
     """A video, or at least AUTO_MIN_IMAGES images: worth building a faster back-end."""
-    from pathlib import Path
-
-    from spanlib.inference.backends import AUTO_MIN_IMAGES
-    from spanlib.inference.predict import VIDEO_SUFFIXES
-
     return len(paths) >= AUTO_MIN_IMAGES or any(Path(p).suffix.lower() in VIDEO_SUFFIXES for p in paths)
 
 
@@ -88,17 +90,10 @@ def check_predict_outputs(args: argparse.Namespace) -> None:
     """Refuse, before any work, outputs that would replace an input: ``--json`` naming an input or
     the model, an overlay (``--overlay DIR/NAME.png``) that is an input image, or ``--json`` that
     is one of the overlays; and an output that cannot be written (OSError, exit status 3)."""
-    from pathlib import Path
-
-    from spanlib.utils.files import check_outputs, check_writable
-    from spanlib.inference.predict import VIDEO_SUFFIXES, overlay_stems
-
     inputs = {f"input {i + 1}": p for i, p in enumerate(args.paths)}
     if args.checkpoint is not None:
         inputs["--checkpoint"] = args.checkpoint
     else:
-        from spanlib.inference.weights import bundled_path
-
         inputs["the bundled model"] = bundled_path()
     outputs = {"--json": args.json} if args.json else {}
     if args.overlay:
@@ -114,13 +109,6 @@ def check_predict_outputs(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from spanlib.inference.checkpoint import load_model
-    from spanlib.inference.backends import auto_runner, make_runner
-    from spanlib.utils.files import finite_json, write_json
-    from spanlib.inference.predict import FaceDetector, predict_paths
-
     if args.refine is not None:  # the range of evaluate.refine, which it stands for
         check_override("evaluate.refine", args.refine, "--refine")
     check_predict_outputs(args)  # before the model is loaded and every input predicted, not after
@@ -135,9 +123,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         runner = make_runner(model, args.backend)
     print(f"inference: {runner.backend} ({runner.note})", file=sys.stderr)
-    results = predict_paths(model, args.paths, box=args.box, overlay_dir=args.overlay,
-                            every=args.every, max_frames=args.max_frames,
-                            detector=detector, runner=runner, refine=args.refine)
+    results = predict_module.predict_paths(model, args.paths, box=args.box, overlay_dir=args.overlay,
+                                           every=args.every, max_frames=args.max_frames,
+                                           detector=detector, runner=runner, refine=args.refine)
     failed = []
     for r in results:
         where = r.path + ("" if r.frame is None else f" frame {r.frame}")

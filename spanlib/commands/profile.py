@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from spanlib.bench.profile import profile, profile_table
+from spanlib.config.params import resolve
+from spanlib.config.variants import VARIANTS
+from spanlib.utils.files import write_json
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default="all", help="shn | shn_bali | shn_scpa | scpan | semi_scpan | all")
@@ -16,11 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spanlib.utils.files import write_json
-    from spanlib.config.params import resolve
-    from spanlib.bench.profile import profile, profile_table
-    from spanlib.config.variants import VARIANTS
-
     params = resolve(args.params, complete=True)
     variants = VARIANTS if args.variant == "all" else tuple(v.strip() for v in args.variant.split(","))
     result = profile(params, variants, device=args.device, seconds=args.seconds, large_batch=args.batch,

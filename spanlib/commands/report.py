@@ -4,6 +4,10 @@ figures (CED per subset, per-landmark error; with --checkpoint, overlays and the
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from spanlib.reporting.report import example_figures, write_report
+from spanlib.utils.errors import ParamError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,11 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from spanlib.utils.errors import ParamError
-    from spanlib.reporting.report import example_figures, write_report
-
     out = write_report(args.metrics, args.out, figures=not args.no_figures, ced_threshold=args.ced_threshold)
     files = list(out["files"])
     if args.checkpoint:

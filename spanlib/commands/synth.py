@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from spanlib.data.synth import SPLIT_RATIO, split_counts, write_synthetic_dataset
+from spanlib.data.synth.grid import make_grid
+from spanlib.data.synth.writer import benchmark
+from spanlib.utils.errors import ParamError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=False, help="output folder (train/, common/, challenging/, unlabeled/)")
@@ -25,13 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spanlib.utils.errors import ParamError
-    from spanlib.data.synth import SPLIT_RATIO, split_counts, write_synthetic_dataset
-    from spanlib.data.synth.grid import make_grid
-
     if args.benchmark:
-        from spanlib.data.synth.writer import benchmark
-
         r = benchmark(args.benchmark, args.size, args.seed)
         print(f"synthetic faces: {r['faces']} train faces at {r['size']}x{r['size']} (seed {r['seed']}), one thread: "
               f"{r['faces_per_s_wall']:.0f} faces/s wall clock, {r['faces_per_s_cpu']:.0f} faces/s of CPU time")

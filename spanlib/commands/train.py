@@ -11,6 +11,13 @@ import argparse
 import shlex
 import sys
 
+from spanlib.config.params import resolve
+from spanlib.training import train as train_module  # looked up per call: tests replace it
+from spanlib.training.distributed import env_context
+from spanlib.training.train import TrainingInterrupted
+from spanlib.utils.errors import ParamError
+from spanlib.utils.files import check_outputs, check_writable
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -44,16 +51,9 @@ def resume_command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spanlib.training.distributed import env_context
-    from spanlib.utils.errors import ParamError
-    from spanlib.config.params import resolve
-    from spanlib.training.train import TrainingInterrupted, train
-
     if args.renamed_profile:
         raise ParamError(f"--profile {args.renamed_profile}: renamed to --recipe (params.yaml's 'profiles:' is now "
                          f"'recipes:'); run with --recipe {args.renamed_profile}")
-    from spanlib.utils.files import check_outputs, check_writable
-
     check_writable(args.out)  # an --out that is a directory fails now, not after the last iteration
     params = resolve(args.params, args.recipe, complete=True)  # the file and its recipes
     effective = resolve(params, overrides=args.overrides, complete=True)  # then --set
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                                         "train.teacher": teacher})
     variant = args.variant or effective["model"]["variant"]  # --variant, else params (recipes, then --set)
     try:
-        out = train(effective, variant, args.out, resume=args.resume, device=args.device)
+        out = train_module.train(effective, variant, args.out, resume=args.resume, device=args.device)
     except TrainingInterrupted as stop:  # one line, not a traceback: the checkpoint is what matters
         if stop.is_main:
             print(f"spanlib train: {stop.message(resume_command(args))}", file=sys.stderr)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from spanlib.utils.errors import DataError
 from spanlib.utils.files import declared_size, file_problem, read_image as read_checked
@@ -97,9 +100,6 @@ def read_image(path: str) -> np.ndarray:
 def image_file_size(path: str) -> tuple[int, int]:
     """(width, height) from the file header (Pillow reads only the header; an image over Pillow's
     own bomb limit still gets its size: ``spanlib.utils.files.declared_size``)."""
-    from PIL import Image, UnidentifiedImageError
-
-
     problem = file_problem(path)
     if problem:
         raise DataError(f"{path}: {problem} (expected an image)")
@@ -116,12 +116,8 @@ def image_file_size(path: str) -> tuple[int, int]:
 
 
 def _open_video(path: str):
-    import cv2
-
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
-        import os
-
         reason = "file not found" if not os.path.exists(path) else "not a video OpenCV can open"
         raise DataError(f"{path}: {reason}")
     return cap
@@ -129,8 +125,6 @@ def _open_video(path: str):
 
 def read_video_frame(path: str, frame: int) -> np.ndarray:
     """Frame ``frame`` (0-based) of a video as RGB uint8."""
-    import cv2
-
     cap = _open_video(path)
     try:
         if frame > 0:
@@ -144,8 +138,6 @@ def read_video_frame(path: str, frame: int) -> np.ndarray:
 
 
 def video_size(path: str) -> tuple[int, int]:
-    import cv2
-
     cap = _open_video(path)
     try:
         return int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))

@@ -26,12 +26,15 @@ a training split (the faces training validated on: ``train.val_fraction`` / ``tr
 from __future__ import annotations
 
 import hashlib
+import time
 import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from spanlib.config import schema as config
 from spanlib.config.schema import default
@@ -42,6 +45,7 @@ from spanlib.data.split import held_out_split
 from spanlib.evaluation.metrics import DEFAULT_THRESHOLDS, format_metrics, subset_metrics
 from spanlib.evaluation.peers import evaluate_peer, peer_summary_text
 from spanlib.evaluation.stats import flagged_landmarks
+from spanlib.inference import detect
 from spanlib.inference.checkpoint import load_model
 from spanlib.inference.detect import match_detection
 from spanlib.inference.step import predict_crops
@@ -114,11 +118,6 @@ def detector_boxes(samples: Sequence, detector, min_iou: float = 0.3, progress: 
     landmarks' box (IoU > ``min_iou``, ``spanlib.inference.detect.match_detection``), as the detector gives it
     ("raw", (N, 4), NaN where missed) and calibrated to a landmark box ("box", as ``spanlib predict``
     crops), "found" (N,) bool, and "seconds" (N,) in the detector."""
-    import time
-
-    from tqdm import tqdm
-
-
     raw = np.full((len(samples), 4), np.nan, np.float32)
     seconds = np.zeros(len(samples))
     for i, sample in enumerate(tqdm(samples, desc=f"detect ({detector.kind})", unit="face", disable=not progress)):
@@ -153,10 +152,6 @@ def predict_samples(model, samples: Sequence, settings, progress: bool = True,
 
 @torch.no_grad()
 def _predict_pass(model, samples: Sequence, settings, progress: bool, boxes: np.ndarray | None) -> dict:
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
-
-
     size, scale = model_crop_size(model.params)
     dataset = EvalFaceDataset(samples, size, scale, prefer=settings.crop_box, num_points=model.scheme.num_points,
                               boxes=boxes)
@@ -310,9 +305,7 @@ def _detect_faces(labeled: list, settings, progress: bool) -> tuple[list, dict, 
     """The end-to-end protocol's faces: (the faces the detector finds, the "detection" entry of the
     metrics JSON with their calibrated crop boxes under "boxes" (popped before writing), the raw
     boxes to give the dlib peer when the detector is dlib's HOG, else None: the peer finds its own)."""
-    from spanlib.inference.detect import FaceDetector  # looked up per call: tests put a fake detector there
-
-    detector = FaceDetector(backend=settings.detector)
+    detector = detect.FaceDetector(backend=settings.detector)  # looked up per call: tests put a fake detector there
     if not detector.available or detector.kind not in ("dlib", "haar"):
         raise DataError(f"evaluate.boxes=detector: {detector.describe()}")
     found = detector_boxes(labeled, detector, progress=progress)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from spanlib.data.crop import box_from_landmarks
 from spanlib.evaluation.metrics import format_metrics, subset_metrics
@@ -117,8 +118,6 @@ def predict_peer(peer, samples: Sequence, progress: bool = True, boxes: np.ndarr
     """The peer on labeled ``samples``: {"pred" (N, K, 2), "gt", "box" (N, 4) the boxes it was
     given, "box_source" [N], "predictor_s" (N,), "detector_s" (N,)}. ``boxes`` (N, 4): the HOG
     boxes to use (source "given"); None: the peer finds its own (``DlibPeer.face_box``)."""
-    from tqdm import tqdm
-
     out = {"pred": [], "gt": [], "box": [], "box_source": [], "predictor_s": [], "detector_s": []}
     for i, sample in enumerate(tqdm(samples, desc=f"peer {peer.name}", unit="face", disable=not progress)):
         if sample.landmarks is None:

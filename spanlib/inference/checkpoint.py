@@ -35,13 +35,16 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import pickletools
 import re
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import safetensors.torch
 
 from spanlib._version import __version__
 from spanlib.config.schema import apply_overrides, as_group, migrate
@@ -144,9 +147,6 @@ def pickle_globals(path: str | Path) -> list[str]:
     """The functions and classes a pickle (plain, or the ``data.pkl`` of a torch zip file) names,
     other than torch's own, read with ``pickletools`` (which parses opcodes and runs nothing);
     [] when it cannot be read."""
-    import pickletools
-    import zipfile
-
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
@@ -317,9 +317,6 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, metrics: list[st
     the model file carries as its own inference defaults (e.g. ``evaluate.refine=1``, the re-crop
     passes of ``spanlib predict``), recorded under ``exported_overrides``; training keys are refused
     (they describe how the weights were made)."""
-    from safetensors.torch import save
-
-
     checkpoint, out = Path(checkpoint), Path(out)
     outputs = {"--out": out, **({"the .json copy beside --out": out.with_suffix(".json")} if write_json_copy else {})}
     check_outputs(outputs, {"the checkpoint": checkpoint,
@@ -335,7 +332,7 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, metrics: list[st
     description["metrics"]["evaluations"] = [evaluation_summary(m, ckpt_sha) for m in metrics]
     text = json.dumps(description, sort_keys=True, default=_json_default)
     state = {k: v.detach().cpu().clone().contiguous() for k, v in ckpt["model_state"].items()}
-    data = canonical_safetensors(save(state, metadata={"format": MODEL_FORMAT, METADATA_KEY: text}))
+    data = canonical_safetensors(safetensors.torch.save(state, metadata={"format": MODEL_FORMAT, METADATA_KEY: text}))
     back, _ = read_model_file(out, data)
     for key, value in state.items():
         if not torch.equal(back[key], value):
@@ -376,9 +373,6 @@ def canonical_safetensors(data: bytes) -> bytes:
 def read_model_file(path: str | Path, data: bytes | None = None) -> tuple[dict, dict]:
     """(tensors, description) of a .safetensors model file (``data``: its bytes, already read).
     Only the JSON header and the raw arrays are parsed; DataError for anything else."""
-    from safetensors.torch import load
-
-
     path = Path(path)
     if data is None:
         problem = file_problem(path)
@@ -415,7 +409,7 @@ def read_model_file(path: str | Path, data: bytes | None = None) -> tuple[dict, 
                         f"spanlib {description.get('exported_with', '?')}; this spanlib reads "
                         f"format_version {MODEL_FORMAT_VERSION}")
     try:
-        tensors = load(data)
+        tensors = safetensors.torch.load(data)
     except Exception as exc:  # truncated data section, bad offsets
         raise DataError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
     return tensors, description

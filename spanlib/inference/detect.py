@@ -41,11 +41,13 @@ dlib boxes (13.65 % raw), 11.95 % from calibrated Haar boxes (18.23 % with the o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from spanlib.data.crop import box_from_landmarks
 from spanlib.utils.errors import DataError, ParamError
@@ -92,7 +94,7 @@ CALIBRATIONS = {"dlib": DLIB_HOG_CALIBRATION, "haar": HAAR_CALIBRATION, "yunet":
 def import_dlib():
     """The ``dlib`` module, or None when it is not installed (or fails to import)."""
     try:
-        import dlib
+        import dlib  # lazy: dlib is optional (None without it)
     except ImportError:
         return None
     return dlib
@@ -126,8 +128,6 @@ class FaceDetector:
             try:
                 self._impl = cv2.FaceDetectorYN.create(str(yunet_model), "", (320, 320), 0.6, 0.3, 50)
             except cv2.error as exc:
-                import re
-
                 text = " ".join(str(exc).split())
                 found = re.search(r"error: \([^)]*\) (.+?)(?: in function|$)", text)
                 reason = (found.group(1) if found else text)[:160]
@@ -237,9 +237,6 @@ def box_residuals(detector: "FaceDetector", samples, resize_range: tuple[float, 
     box (IoU > ``min_iou``) is calibrated to a square landmark box. Returns {"dx", "dy"}: (its centre
     - the landmark box centre) / the landmark box's max side, {"log_scale"}: log(its side / that
     side), each (N,) over the faces found, and "found" / "faces" counts."""
-    from tqdm import tqdm
-
-
     rng = np.random.default_rng([int(seed), 4242])
     dx, dy, log_scale = [], [], []
     for sample in tqdm(samples, desc=f"{detector.kind} boxes", unit="face", disable=not progress):

@@ -16,8 +16,11 @@ Needs the optional packages of the ``onnx`` extra: ``pip install -e '.[onnx]'``.
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
+import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -41,8 +44,6 @@ class MissingPackageError(SpanlibError):
 
 def require(name: str):
     """Import ``onnx`` or ``onnxruntime``, or stop with the extra that provides it."""
-    import importlib
-
     try:
         return importlib.import_module(name)
     except ImportError as exc:
@@ -86,12 +87,9 @@ def quantize_int8(model_bytes: bytes, calibration: torch.Tensor) -> bytes:
     with ranges calibrated (MinMax) on ``calibration`` (N, 3, S, S) crops, in QDQ format so that
     ONNX Runtime fuses each Q/DQ pair into an integer convolution. Only ``Conv`` is quantised: the
     decoding after the network (softmax, argmax, window sums) stays float32, as the points need."""
-    import os
-    import tempfile
-
     require("onnxruntime")
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
-                                          quantize_static)
+                                          quantize_static)  # lazy: onnxruntime is optional (the onnx extra)
 
     if calibration.ndim != 4 or calibration.shape[0] == 0:
         raise DataError(f"INT8 calibration: expected (N, 3, S, S) crops with N > 0, got {tuple(calibration.shape)}")

@@ -9,6 +9,7 @@ face detection, image and video input, and overlays.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -17,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 # The checkpoint format, read_checkpoint and load_model live in spanlib.inference.checkpoint; re-exported here
 # for code written against spanlib.inference.predict.
@@ -170,8 +172,6 @@ def predict_paths(model: torch.nn.Module, paths: Sequence[str | Path], box: Sequ
     FrameResult with ``error`` or ``message`` set and the batch goes on. ``runner``: None (eager
     ``predict_crops``), a ``spanlib.inference.backends.Runner``, or a back-end name (``"auto"``: the fastest
     measured one that builds here, see ``spanlib.inference.backends``)."""
-    from tqdm import tqdm
-
     if isinstance(runner, str):
         runner = auto_runner(model)[0] if runner == "auto" else make_runner(model, runner)
 
@@ -196,8 +196,6 @@ def overlay_stems(paths: Sequence[str | Path]) -> dict[Path, str]:
     """The overlay name (without ``.png``) of each input: its own stem, or, when two different
     inputs share a stem (``a/face.jpg``, ``b/face.jpg``), the stem plus ``_`` and the first 8 hex
     digits of the SHA-1 of the input's absolute path, so that no overlay replaces another."""
-    import hashlib
-
     paths = [Path(p) for p in paths]
     owners: dict[str, set[Path]] = {}
     for p in paths:

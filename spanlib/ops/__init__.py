@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import torch
 
+from spanlib.ops.bali_cpu import bali_decode_cpu
 from spanlib.ops.dispatch import backend_for
+from spanlib.ops.jsd_cpu import js_divergence_cpu
 from spanlib.ops.validate import check_maps
 from spanlib.utils.errors import ParamError
 
@@ -35,9 +37,9 @@ def js_divergence(
     check_maps("logits", logits)
     check_maps("target", target, like=logits)
     if backend_for(logits) == "triton":
-        from spanlib.ops.jsd_triton import js_divergence_triton as impl
+        from spanlib.ops.jsd_triton import js_divergence_triton as impl  # lazy: imports triton
     else:
-        from spanlib.ops.jsd_cpu import js_divergence_cpu as impl
+        impl = js_divergence_cpu
     js = impl(logits, target.detach())
     if weight is not None:
         if not isinstance(weight, torch.Tensor) or tuple(weight.shape) != tuple(logits.shape[:2]):
@@ -66,7 +68,7 @@ def bali_decode(
     if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
         raise ParamError(f"radius: expected an integer >= 0, got {radius!r}")
     if backend_for(heatmap) == "triton":
-        from spanlib.ops.bali_triton import bali_decode_triton as impl
+        from spanlib.ops.bali_triton import bali_decode_triton as impl  # lazy: imports triton
     else:
-        from spanlib.ops.bali_cpu import bali_decode_cpu as impl
+        impl = bali_decode_cpu
     return impl(heatmap, offset_x, offset_y, radius)

@@ -8,10 +8,13 @@ Matplotlib figures are returned (a notebook shows them); ``save_figure`` writes 
 from __future__ import annotations
 
 import csv
+import os
+import warnings
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from spanlib.data.crop import box_from_landmarks, crop_for_model
 from spanlib.data.dataset import to_tensor_image
@@ -32,8 +35,6 @@ def shown_path(path: str | Path) -> str:
     """``path`` as a figure may print it: relative to the repository (``spanlib/inference/weights/x``, or
     ``../shared/data/...`` beside it), else only its name. A committed figure must not carry the
     folder of the machine that drew it (issue 26: a title read ``/work/main/spanlib/...``)."""
-    import os
-
     repo = Path(__file__).resolve().parents[2]
     full = Path(path).resolve()
     relative = os.path.relpath(full, repo)
@@ -49,18 +50,18 @@ def model_view_title(model, face_note: str, checkpoint: str | Path | None = None
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # lazy: matplotlib, only when drawing
 
     if matplotlib.get_backend().lower() not in ("agg",) and not _interactive():
         matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib, only when drawing
 
     return plt
 
 
 def _interactive() -> bool:
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython  # lazy: IPython, only in notebooks
 
         return get_ipython() is not None
     except ImportError:
@@ -133,8 +134,6 @@ def plot_maps(crop: np.ndarray, outputs: dict, scheme, landmark: int | None = No
     stage), the sum of the boundary heatmaps (sigmoid of the last stage, when the variant has them)
     and the BALI fields B_u, B_v of one landmark (when it has them). ``outputs`` are one face's
     model outputs (batch of 1)."""
-    import torch
-
     plt = _pyplot()
     logits = outputs["heatmaps"][-1][0].float()
     k, h, w = logits.shape
@@ -169,7 +168,7 @@ def plot_distributions(sigma: float, d: float = 0.2, df: float = 1.0, size: int 
     """Notebook 04, section 1: a landmark at a pixel centre of a ``size`` x ``size`` map drawn by
     ``landmark_heatmaps`` as a Gaussian, a GED of shape ``d`` and a Student-t of ``df`` degrees of
     freedom (peak 1). Left: the cross-section through the peak (log); right: the maps (log10)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib, only when drawing
 
     point = np.array([[size / 2 + 0.5, size / 2 + 0.5]], dtype=np.float32)  # a pixel centre
     maps = {
@@ -195,7 +194,7 @@ def plot_bali_fields(radius: int, point: Sequence[float] = (10.3, 9.7), size: in
     """Notebook 04, section 2 (Figs. 3 and 6): the BALI fields B_u, B_v of eq. 2 of one landmark at
     ``point`` on a ``size`` x ``size`` map, inside its (2R+1)^2 window, and the offsets as arrows
     (half length) pointing every window pixel to the landmark (red star)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib, only when drawing
 
     point = np.asarray([point], dtype=np.float32)
     fields, mask = bali_fields(point, size, radius)
@@ -238,7 +237,7 @@ def read_loss_curves(dvclive_dir: str | Path) -> dict[str, tuple[np.ndarray, np.
 def plot_loss_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = ""):
     """One panel per series group (the part of the name before the first ``/``; the learning rate
     on its own panel), log-scale y where every value is positive."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib, only when drawing
 
     groups: dict[str, list[str]] = {}
     for name in curves:
@@ -261,7 +260,7 @@ def plot_loss_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title:
 
 def plot_sample_grid(samples: list, scheme=None, columns: int = 4, title: str = ""):
     """Faces with their landmarks (and boundaries when ``scheme`` is given) in a grid."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib, only when drawing
 
     rows = max(1, -(-len(samples) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.6 * rows), squeeze=False)
@@ -286,7 +285,7 @@ def plot_sample_grid(samples: list, scheme=None, columns: int = 4, title: str = 
 def show_maps(maps: Iterable[np.ndarray], titles: Iterable[str], cmap: str = "magma",
               background: np.ndarray | None = None, title: str = ""):
     """A row of 2-D maps (heatmaps, fields) side by side, optionally over a background image."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib, only when drawing
 
     maps, titles = list(maps), list(titles)
     fig, axes = plt.subplots(1, len(maps), figsize=(3.0 * len(maps), 3.0), squeeze=False)
@@ -315,9 +314,6 @@ def exploration_face(face_root: str | Path | None, params: dict, model=None):
     of the ``train`` split. Otherwise a synthetic ``common`` face drawn in memory (seed of params)."""
     root = Path(face_root) if face_root else None
     if root is not None and root.is_dir():
-        import warnings
-
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "lacks official parts": reported by 01_prepare_data
             faces = read_source("300w", root, "train")
@@ -340,9 +336,6 @@ def model_view(model, image: np.ndarray, landmarks: np.ndarray) -> dict:
     """One forward pass of ``model`` on the face (cropped from its landmarks' box as in evaluation
     without a detector box): the crop, ground truth in crop pixels, last-stage softmax heatmaps
     (K, h, w), BALI offsets (2, K, h, w) or zeros, and the model's input size."""
-    import torch
-
-
     crop, transform = crop_for_model(image, box_from_landmarks(landmarks), model.params)
     with torch.no_grad():
         outputs = model(to_tensor_image(crop)[None].to(next(model.parameters()).device))
@@ -368,8 +361,8 @@ def decode_view(view: dict, radius: int) -> tuple[np.ndarray, np.ndarray]:
 def draw_model_view(view: dict, landmark: int, radius: int, title: str = ""):
     """Crop with ground truth (green) and decoded points (red), landmark ``landmark``'s heatmap with
     the (2r+1)^2 decoding window, its BALI fields B_u and B_v, and every point's error."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
+    import matplotlib.pyplot as plt  # lazy: matplotlib, only when drawing
+    from matplotlib.patches import Rectangle  # lazy: matplotlib, only when drawing
 
     points, errors = decode_view(view, radius)
     heat, off = view["heatmaps"][landmark].numpy(), view["offsets"][:, landmark].numpy()

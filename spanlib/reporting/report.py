@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import torch
 
 from spanlib.data.crop import crop_for_model
 from spanlib.data.dataset import face_box, to_tensor_image
@@ -535,9 +536,6 @@ def example_figures(checkpoint: str | Path, source: str, root: str | Path, split
                     out_dir: Path, n_examples: int = 4, device: str = "auto") -> list[Path]:
     """Overlays of predictions on ``n_examples`` faces (the first of the split) and the maps of
     Figs. 3 / 6 for the first one (landmark heatmaps, boundary heatmaps, BALI fields)."""
-    import numpy as np
-
-
     model = load_model(checkpoint, resolve_device(device))
     samples = [s for s in read_source(source, root, split) if s.landmarks is not None][:n_examples]
     if not samples:
@@ -567,8 +565,6 @@ def example_figures(checkpoint: str | Path, source: str, root: str | Path, split
 
 
 def torch_stack(tensors):
-    import torch
-
     return torch.stack(list(tensors))
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from spanlib.config.params import resolve
 from spanlib.data.sources import read_source
@@ -44,8 +45,6 @@ def compare_runs(runs: Mapping[str, Sequence[str | Path]], reference: str, sourc
     for the pairing). Returns ``{"rows": {label: {...}}, "reference": ...}`` with per-seed values,
     mean ± sd over seeds of NME_io and FR_io@8 %, the paired difference to ``reference`` with its
     95 % bootstrap interval, and any landmark flagged as a dead channel."""
-    from tqdm.auto import tqdm
-
     if reference not in runs:
         raise ValueError(f"compare_runs: reference {reference!r} is not among {list(runs)}")
     errors = {}

@@ -20,8 +20,12 @@ from __future__ import annotations
 import base64
 import copy
 import io
+import json
 import sys
 from pathlib import Path
+
+from PIL import Image
+
 from spanlib.utils.files import atomic_path
 from spanlib.utils.provenance import write_machine_sidecar
 
@@ -95,9 +99,7 @@ def pre_save_hook(model: dict, path: str, contents_manager, **kwargs) -> None:
         if root is None:
             drop_widget_views(model["content"])  # any other notebook: reopens without "model not found"
             return
-        import json
-
-        import nbformat
+        import nbformat  # lazy: nbformat, only for notebook files
 
         full = drop_widget_views(copy.deepcopy(model["content"]))
         sidecar = root / SIDECAR / os_path.name
@@ -114,7 +116,7 @@ def pre_save_hook(model: dict, path: str, contents_manager, **kwargs) -> None:
 
 def strip_file(path: str | Path) -> bool:
     """Strip one notebook file in place (keeping its top-level metadata); True when it changed."""
-    import nbformat
+    import nbformat  # lazy: nbformat, only for notebook files
 
     path = Path(path)
     before = path.read_text(encoding="utf-8")
@@ -130,8 +132,6 @@ def strip_file(path: str | Path) -> bool:
 
 
 def _shrink_png(b64: str, max_width: int) -> str:
-    from PIL import Image
-
     raw = base64.b64decode(b64)
     image = Image.open(io.BytesIO(raw))
     if image.width > max_width:
@@ -171,8 +171,7 @@ def publish(src: str | Path, dst: str | Path, max_width: int = 720) -> Path:
     adaptive 128-colour palette, widget views dropped, stderr streams (progress bars, which carry
     rates) dropped, and the wall times moved to ``<dst stem>.machine.json`` beside it, so that the
     copy is the same bytes on every machine (docs/reproducibility.md)."""
-    import nbformat
-
+    import nbformat  # lazy: nbformat, only for notebook files
 
     nb = nbformat.read(str(src), as_version=4)
     drop_widget_views(nb)
@@ -206,8 +205,6 @@ def lab_overrides(prefix: str | Path | None = None) -> Path:
     """Merge ``LAB_OVERRIDES`` into ``<prefix>/share/jupyter/lab/settings/overrides.json`` (prefix:
     this Python's, the project's .venv under ``make lab``), JupyterLab's documented place for
     defaults that beat the extensions' own; other keys already there are kept. Returns the file."""
-    import json
-
     path = Path(sys.prefix if prefix is None else prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
     current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     for plugin, values in LAB_OVERRIDES.items():

@@ -16,9 +16,15 @@ Outputs of an interactive run go to ``outputs/interactive/`` (``INTERACTIVE``, g
 
 from __future__ import annotations
 
+import base64
+import importlib
+import io
 import os
 from pathlib import Path
 from typing import Any, Mapping
+
+import tqdm
+import tqdm.auto
 
 from spanlib.config.params import load_params, resolve
 from spanlib.reporting.figures import save_figure
@@ -113,7 +119,9 @@ def outputs_note(*paths: str | Path | None) -> str:
 
 # ---- JupyterLab: progress bars and live figures ---------------------------------------------------
 
-_MODULE_LEVEL_TQDM = ("spanlib.training.train", "spanlib.data.dataset", "spanlib.data.synth.writer")
+_MODULE_LEVEL_TQDM = ("spanlib.training.train", "spanlib.data.dataset", "spanlib.data.synth.writer",
+                      "spanlib.evaluation.evaluate", "spanlib.evaluation.peers", "spanlib.inference.detect",
+                      "spanlib.inference.predict", "spanlib.bench.profile")
 
 
 
@@ -122,12 +130,7 @@ def notebook_progress() -> bool:
     stderr text; under papermill (no front end) keep the text bars. Returns True when switched."""
     if not is_interactive():
         return False
-    import importlib
-
-    import tqdm
-    import tqdm.auto
-
-    tqdm.tqdm = tqdm.auto.tqdm  # code that imports it when called (evaluate, predict)
+    tqdm.tqdm = tqdm.auto.tqdm  # code that imports it later (a notebook's own cells)
     for name in _MODULE_LEVEL_TQDM:  # code that imported it at import time
         module = importlib.import_module(name)
         if getattr(module, "tqdm", None) is not None:
@@ -149,8 +152,6 @@ LIVE_HINT = ("Static copy of the figure: run this cell (or Run All) in JupyterLa
 
 def figure_png(fig, dpi: int = 80) -> bytes:
     """The figure as PNG bytes (for the static copy a saved notebook keeps)."""
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     return buffer.getvalue()
@@ -167,11 +168,9 @@ def live_figure(draw, controls: Mapping[str, Any], columns: int = 4):
     notebook (the server hook of ``make lab`` drops the live view, spanlib.study.lab) reopens with that
     figure instead of "Error displaying widget: model not found". Returns the box.
     """
-    import base64
-
-    import ipywidgets as widgets
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+    import ipywidgets as widgets  # lazy: ipywidgets, only in JupyterLab
+    import matplotlib.pyplot as plt  # lazy: matplotlib, only when drawing
+    from IPython.display import display  # lazy: IPython, only in notebooks
 
     out = widgets.Output()
     state: dict[str, Any] = {}
@@ -208,8 +207,8 @@ def show_live_or_static(draw, controls: Mapping[str, Any], path: str | Path | No
     """In JupyterLab: ``live_figure`` with the controls. Elsewhere (papermill, DVC, tests): the
     figure once at the controls' values. Either way the figure at those values is saved to ``path``
     when given (the study's figure under DVC, a scratch copy by hand)."""
-    import matplotlib.pyplot as plt
-    from IPython.display import Markdown, display
+    import matplotlib.pyplot as plt  # lazy: matplotlib, only when drawing
+    from IPython.display import Markdown, display  # lazy: IPython, only in notebooks
 
     values = {name: control.value for name, control in controls.items()}
     if path is not None:

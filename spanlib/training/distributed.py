@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from spanlib.utils.errors import ParamError
 
@@ -177,8 +178,6 @@ def wrap(model: torch.nn.Module, ctx: DistContext, device: torch.device) -> torc
     parameters are broadcast from rank 0), ``model`` itself otherwise."""
     if not ctx.enabled:
         return model
-    from torch.nn.parallel import DistributedDataParallel
-
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
 

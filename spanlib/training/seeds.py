@@ -15,11 +15,16 @@ Every row of the study's tables is trained with each seed of ``pipeline.seeds`` 
 
 from __future__ import annotations
 
+import contextlib
+import io
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from spanlib.config.params import resolve
 from spanlib.evaluation.compare import MARKS, SIGNIFICANT_WHEN, difference_text, paired_difference, significance_mark
@@ -67,11 +72,6 @@ def run_state(params: dict, variant: str, checkpoint: Path) -> str:
 def _train_one(params: dict, variant: str, checkpoint: str, resume: bool, capture: bool = False) -> str:
     """Train one run; with ``capture`` its printed lines (validation NMEs) are returned instead of
     printed, so that runs side by side are reported in job order, not in the order they print."""
-    import contextlib
-    import io
-
-    import torch
-
     torch.set_num_threads(1)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed) if capture else contextlib.nullcontext():
@@ -94,8 +94,6 @@ def train_seeds(params: dict, variant: str, seeds: Sequence[int], checkpoint: st
 def train_many(jobs: Sequence[tuple[str, dict, str, Path]], workers: int = 2, progress: bool = True) -> list[Path]:
     """Run ``(name, params, variant, checkpoint)`` jobs, ``workers`` at a time; complete runs with
     the same params are kept and interrupted ones resumed. Returns the checkpoints in job order."""
-    from tqdm.auto import tqdm
-
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ParamError(f"pipeline.workers: expected an integer >= 1, got {workers!r}")
     todo = []
@@ -115,8 +113,6 @@ def train_many(jobs: Sequence[tuple[str, dict, str, Path]], workers: int = 2, pr
                 _train_one(run, variant, path, resume)
                 bar.update()
         else:
-            import multiprocessing
-
             # spawn: a fresh interpreter per run (no fork of a process holding torch threads or a kernel)
             with ProcessPoolExecutor(max_workers=min(workers, len(todo)),
                                      mp_context=multiprocessing.get_context("spawn")) as pool:

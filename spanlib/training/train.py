@@ -16,7 +16,9 @@ the extension runs at the staircase's last rate instead of jumping back up.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,8 +66,6 @@ def auto_threads() -> int:
     """torch intra-op threads for ``train.threads: 0``: the cores not already busy (1-minute load
     average), at least 1. On a quiet 2-core machine that is 2; on cores shared with other jobs it
     is 1, because oversubscribed intra-op threads made a step 4-60x slower (README, model)."""
-    import os
-
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
         busy = os.getloadavg()[0]
@@ -466,9 +466,6 @@ def init_weights(model: torch.nn.Module, source: str | Path) -> dict:
     their initialisation (e.g. the boundary and SCPA heads when the source is an shn). Used for
     pretraining then fine-tuning (synthetic -> real faces; 300W-LP -> 300W, the paper's SCPAN*).
     Returns what was copied, with the source's SHA-256."""
-    import hashlib
-
-
     source = Path(source)
     if not source.is_file():
         raise ParamError(f"train.init_from: {source} not found (a checkpoint or .safetensors model file)")
@@ -558,7 +555,7 @@ def _restore(setup: TrainSetup, optimizer, ckpt: dict, out: Path, dev: torch.dev
 def _open_live(train_config, out: Path, resume: bool, start: int):
     """The dvclive log of the run (resumed: cut back to ``start``), or None without dvclive."""
     try:
-        from dvclive import Live
+        from dvclive import Live  # lazy: dvclive is optional (training logs nothing without it)
     except ImportError:  # an environment without the pins (a cluster's image): train, log nothing
         print("dvclive is not installed: training without the metrics log (pip install dvclive)")
         return None

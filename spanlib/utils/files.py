@@ -4,11 +4,20 @@ previous version in place."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import math
 import os
+import stat
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
 from spanlib.utils.errors import DataError, ParamError
 
 _UMASK = os.umask(0)
@@ -22,8 +31,6 @@ def check_writable(path: str | os.PathLike, probe: bool = True) -> None:
     creates its temporary file right after). ``probe``: also create and remove a temporary file in
     that folder, because permission bits do not tell (root writes to a folder of mode 0555, and a
     read-only file system or ``/sys`` refuses everyone)."""
-    import errno
-
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is an existing directory, not a file to write", str(path))
@@ -71,9 +78,6 @@ def file_problem(path: str | os.PathLike) -> str | None:
     """Why ``path`` is not a regular file that can be opened for reading, or None: missing, a
     directory, a symlink loop, or a FIFO, socket or device (opening a FIFO blocks until someone
     writes to it, so this is checked with ``os.stat`` before any ``open``)."""
-    import errno
-    import stat
-
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -116,8 +120,6 @@ def check_outputs(outputs: dict[str, str | os.PathLike], inputs: dict[str, str |
 def finite_json(obj: Any) -> Any:
     """``obj`` with every NaN or infinite float replaced by None: JSON has no NaN, and ``json.dumps``
     would write the bare word ``NaN``, which JSON readers refuse."""
-    import math
-
     if type(obj).__module__ == "numpy" and getattr(obj, "ndim", None) == 0:
         obj = obj.item()  # np.float32 is no float subclass
     if isinstance(obj, float):
@@ -144,15 +146,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
-    import torch
+    import torch  # lazy: utils.files is imported by torch-free code (`spanlib synth`, `spanlib data`)
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
 def _json_default(value: Any) -> Any:
-    import numpy as np
-
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -195,8 +195,6 @@ def declared_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(width, height) from the image header (Pillow reads only the header, nothing is decoded);
     None when Pillow does not know the format. Pillow's own bomb check is off here: the size is
     what is wanted, the budget is :func:`max_image_pixels`."""
-    from PIL import Image, UnidentifiedImageError
-
     limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
@@ -245,8 +243,6 @@ def image_problem(path: str | os.PathLike) -> str | None:
     if problem:
         return problem
     if dims is None:  # no header Pillow can size: the pixel budget cannot be checked
-        import cv2
-
         if not cv2.haveImageReader(str(path)):
             return "not a readable image (neither Pillow nor OpenCV knows its format)"
         return ("an image format whose size spanlib cannot read before decoding it (the pixel budget is "
@@ -271,8 +267,6 @@ def image_problem(path: str | os.PathLike) -> str | None:
         return None
     if marker in tail:
         return jpeg_scan_problem(path) if kind == "JPEG" else None
-    from PIL import Image
-
     try:  # the slow path, only for files without the marker near the end
         with Image.open(path) as image:
             image.load()
@@ -305,10 +299,6 @@ def jpeg_scan_problem(path: str | os.PathLike) -> str | None:
 def _decode_reduced(path: str | os.PathLike):
     """(OpenCV's 1/8-scale grey decode or None, what was written to fd 2 meanwhile). Text from
     elsewhere that lands there in that moment (another thread) is written back to stderr."""
-    import sys
-
-    import cv2
-
     with tempfile.TemporaryFile() as sink:
         try:
             sys.stderr.flush()
@@ -341,8 +331,6 @@ def check_image(path: str | os.PathLike) -> None:
 def read_image(path: str | os.PathLike):
     """RGB uint8 (H, W, 3) of an image file; a missing, truncated or undecodable file is a DataError
     naming it. The one reader for image files (spanlib.data.sample and predict should call it)."""
-    import cv2
-
     check_image(path)
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:

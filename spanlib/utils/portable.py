@@ -36,6 +36,8 @@ import os
 import shutil
 import sys
 
+import yaml  # the params file itself, not spanlib.config (a layer above this one): one key is read
+
 # variable -> value; every one must be set before torch, NumPy or glibc's loader start
 PORTABLE_ENV = {
     "ATEN_CPU_CAPABILITY": "default",
@@ -72,8 +74,6 @@ def wanted(params_file: str | None) -> bool:
     """``pipeline.portable`` of ``params_file`` (true when the file or the key is absent)."""
     if not params_file:
         return True
-    import yaml  # the file itself, not spanlib.config (a layer above this one): one key is read
-
     try:
         with open(params_file, encoding="utf-8") as handle:
             params = yaml.safe_load(handle) or {}

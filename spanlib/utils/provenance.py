@@ -17,9 +17,18 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from spanlib._version import __version__
 from spanlib.utils import portable
 from spanlib.utils.files import write_json
+
+try:  # NumPy's private module of SIMD levels: if NumPy moves it, machine_info leaves them out
+    from numpy._core._multiarray_umath import __cpu_baseline__, __cpu_dispatch__, __cpu_features__
+    _NUMPY_SIMD = (__cpu_baseline__, __cpu_dispatch__, __cpu_features__)
+except ImportError:
+    _NUMPY_SIMD = None
 
 PACKAGE = Path(__file__).resolve().parents[1]  # spanlib/
 PROJECT = PACKAGE.parent
@@ -85,29 +94,20 @@ def machine_info() -> dict:
 
 @lru_cache(maxsize=1)
 def _machine_info() -> dict:
-    import numpy as np
-    import torch
+    import torch  # lazy: utils is imported by torch-free code (spanlib.study.lab's Jupyter save hook)
 
     info = {"cpu": cpu_model(), "machine": platform.machine(), "python": platform.python_version(),
             "torch": torch.__version__, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "numpy": np.__version__, "git": git_describe(), "code_hash": code_hash()}
-    try:
-        from numpy._core._multiarray_umath import __cpu_baseline__, __cpu_dispatch__, __cpu_features__
-
-        info["numpy_simd_baseline"] = list(__cpu_baseline__)
-        info["numpy_simd_dispatch"] = [k for k in __cpu_dispatch__ if __cpu_features__.get(k)]
-    except ImportError:  # NumPy moved its private module: keep the rest
-        pass
-    try:
-        import cv2
-
-        info["opencv"] = cv2.__version__
-        # OpenCV's dispatch (the likely source of cross-CPU pixel differences) is in its build info
-        lines = [line.strip() for line in cv2.getBuildInformation().splitlines()]
-        info["opencv_dispatch"] = next((line.split(":", 1)[1].strip() for line in lines
-                                        if line.startswith("Dispatched code generation")), None)
-    except ImportError:
-        pass
+    if _NUMPY_SIMD is not None:
+        baseline, dispatch, features = _NUMPY_SIMD
+        info["numpy_simd_baseline"] = list(baseline)
+        info["numpy_simd_dispatch"] = [k for k in dispatch if features.get(k)]
+    info["opencv"] = cv2.__version__
+    # OpenCV's dispatch (the likely source of cross-CPU pixel differences) is in its build info
+    lines = [line.strip() for line in cv2.getBuildInformation().splitlines()]
+    info["opencv_dispatch"] = next((line.split(":", 1)[1].strip() for line in lines
+                                    if line.startswith("Dispatched code generation")), None)
     return info
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
@@ -20,9 +21,6 @@ def csv_rows(path: str | Path) -> Iterator[tuple[int, list[str]]]:
     """(line number, row) of a UTF-8 CSV file. A file that is not UTF-8 text, a field over the
     csv module's limit (128 KiB) or another CSV error is a DataError naming the file and line, not
     a traceback; a FIFO or other non-file is refused before it is opened (it would block)."""
-    import csv
-
-
     problem = file_problem(path)
     if problem:
         raise DataError(f"{path}: {problem} (expected a CSV file)")

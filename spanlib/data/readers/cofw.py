@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import scipy.io
 
 from spanlib.data.readers import ReadResult
 from spanlib.data.sample import Sample, check_landmarks
@@ -41,8 +42,6 @@ def load_mat(path: Path, names: tuple[str, ...]) -> dict:
     try:
         if _is_hdf5(path):
             return _load_h5(path, names)
-        import scipy.io
-
         raw = scipy.io.loadmat(str(path), variable_names=list(names))
     except DataError:
         raise
@@ -58,7 +57,7 @@ def load_mat(path: Path, names: tuple[str, ...]) -> dict:
 
 
 def _load_h5(path: Path, names: tuple[str, ...]) -> dict:
-    import h5py
+    import h5py  # lazy: h5py, only for MATLAB v7.3 (HDF5) files
 
     out = {}
     with h5py.File(path, "r") as f:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import scipy.io
 
 from spanlib.config.schemes import get_scheme
 from spanlib.data.readers import ReadResult
@@ -40,8 +41,6 @@ def read_pts_2d(path: Path) -> np.ndarray:
     """``pts_2d`` (68, 2) float32 of one ``_pts.mat``; DataError naming the file otherwise."""
     if not path.is_file():
         raise DataError(f"{path}: file not found (expected the 300W-LP landmarks of the image of that name)")
-    import scipy.io
-
     try:
         raw = scipy.io.loadmat(str(path), variable_names=["pts_2d"])
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+import time
 
 import cv2
 import numpy as np
@@ -131,11 +132,9 @@ def write_synthetic_dataset(out_dir, n_train: int, n_common: int, n_challenging:
 def benchmark(n: int = 300, size: int = 256, seed: int = 0) -> dict:
     """Time drawing ``n`` train faces in memory (no encoding, no disk) on one thread: OpenCV and
     torch are set to one thread. Returns faces per second by wall clock and by process CPU time."""
-    import time
-
     cv2.setNumThreads(1)
     try:
-        import torch
+        import torch  # lazy: `spanlib synth` is torch-free (torch takes ~1 s to import)
 
         torch.set_num_threads(1)
     except ImportError:  # torch is a dependency, but the benchmark does not need it
