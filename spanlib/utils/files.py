@@ -148,8 +148,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
     import torch  # lazy: utils.files is imported by torch-free code (`spanlib synth`, `spanlib data`)
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # torch.save names the zip archive's root folder after a file *path* it is given: here the
+    # temporary file's random name, so the bytes (and DVC's hash of a checkpoint) would change
+    # from run to run. Given an open file it always writes "archive/": the same bytes every time.
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def _json_default(value: Any) -> Any:
