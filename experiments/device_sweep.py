@@ -10,6 +10,10 @@ a running job gets SIGINT and keeps its last checkpoint (every ``train.checkpoin
 summary (``OUT/summary.json``) lists per job: the command, status (done / cut / failed / not
 started), wall time, the last iteration, the validation history and images/s from the checkpoint.
 Arguments after ``--`` are appended to every job (the data location of the machine).
+
+Run again on the same ``--out`` (a second call on a machine still warm), it goes on where the
+last run stopped: a job whose checkpoint has all its iterations is kept as it is ("done earlier"),
+one cut short is restarted with ``spanlib train --resume`` (same schedule, from its last checkpoint).
 """
 
 from __future__ import annotations
@@ -64,6 +68,19 @@ def summarise(label: str, out_dir: Path, record: dict) -> dict:
     return entry
 
 
+def checkpoint_progress(path: Path) -> tuple[int, int] | None:
+    """(iteration, total) of the checkpoint at ``path``, or None when there is none or it is unreadable."""
+    if not path.is_file():
+        return None
+    from spanlib.inference.checkpoint import read_checkpoint
+
+    try:
+        ckpt = read_checkpoint(path)
+        return int(ckpt["iteration"]), int(ckpt["params"]["train"]["iterations"])
+    except Exception:  # a checkpoint cut mid-write: start the job again
+        return None
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     common = []
@@ -83,10 +100,17 @@ def main(argv=None) -> int:
     jobs = read_jobs(args.jobs, variables)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    pending = list(jobs)
-    running: dict[str, tuple[subprocess.Popen, float, list[str]]] = {}
+    pending = []
     records: dict[str, dict] = {label: {"label": label, "status": "not started", "args": a} for label, a in jobs}
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONUNBUFFERED="1")
+    for label, job_args in jobs:
+        progress = checkpoint_progress(args.out / label / "checkpoint.pt")
+        if progress is not None and progress[0] >= progress[1]:
+            records[label]["status"] = "done earlier"
+            continue
+        pending.append((label, job_args + (["--resume"] if progress is not None else [])))
+    running: dict[str, tuple[subprocess.Popen, float, list[str]]] = {}
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONUNBUFFERED="1",
+               TQDM_MININTERVAL="30")  # progress lines every 30 s: the logs travel back
     while pending or running:
         elapsed = time.monotonic() - start
         for label, (proc, t0, _) in list(running.items()):
@@ -112,7 +136,7 @@ def main(argv=None) -> int:
             (args.out / label).mkdir(parents=True, exist_ok=True)
             cmd = [sys.executable, "-m", "spanlib", "train", "--out", str(args.out / label / "checkpoint.pt"),
                    *job_args, *common]
-            log = open(args.out / label / "log.txt", "w")
+            log = open(args.out / label / "log.txt", "a")
             running[label] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
                               time.monotonic(), cmd)
             records[label].update(status="running", command=shlex.join(cmd[1:]))

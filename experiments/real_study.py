@@ -12,6 +12,11 @@ committed). With your own copy: point the `shared300w` recipe (or your own) at i
 `dvc repro real_study` from studies/real_faces/ (`dvc unfreeze real_study` first once frozen). Finished runs are kept and interrupted ones
 resumed (`spanlib.training.seeds.train_many`), `real_study.workers` at a time with one torch thread each.
 
+``--trained DIR --tag NAME`` trains nothing: it compares the runs another machine trained, read from
+``DIR/abl_<variant>_s<seed>/checkpoint.pt`` (experiments/device_sweep.py with
+experiments/real_faces_gpu.jobs, issue 25's GPU ablation), on the same held-out faces of the
+same ../shared/data copy, and writes NAME_ablation.* and NAME_ablation_vs_scpan.* under --out.
+
 Writes under --out: ablation.md / ablation.json (every variant against `real_study.reference`)
 and ablation_vs_scpan.md / .json (semi_scpan and shn_bali against scpan, when they were run):
 mean ± sd over seeds, per-seed values, and paired bootstrap intervals over faces and seeds
@@ -43,10 +48,17 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--models", type=Path, default=Path("models/real_study"))
     parser.add_argument("--out", type=Path, default=Path("results/real_study"))
+    parser.add_argument("--trained", type=Path, default=None,
+                        help="compare the runs in this folder (abl_<variant>_s<seed>/checkpoint.pt) instead of training")
+    parser.add_argument("--tag", default="gpu", help="with --trained: the result files' prefix")
+    parser.add_argument("--budget", default=None, help="with --trained: how the runs were made, for the tables' title")
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     params = resolve(args.params, overrides=args.overrides)
     study = params["real_study"]
+    if args.trained is not None:
+        compare_trained(args.trained, params, study, args.out, args.tag, args.budget)
+        return
     seeds = check_seeds(study["seeds"])
     jobs = []
     for variant in study["variants"]:
@@ -57,21 +69,46 @@ def main() -> None:
     runs: dict[str, list[Path]] = {}
     for (_, _, variant, _), checkpoint in zip(jobs, checkpoints):
         runs.setdefault(variant, []).append(checkpoint)
-    data = jobs[0][1]["data"]
     budget = (f"{study['iterations']} iterations of the real recipe (recipe {study['recipe']}), "
               f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}")
-    tables = [("ablation", study["reference"], list(runs)),
+    write_tables(runs, jobs[0][1]["data"], study["reference"], args.out, "", budget)
+
+
+def write_tables(runs: dict[str, list[Path]], data: dict, reference: str, out: Path, prefix: str,
+                 budget: str) -> None:
+    """The ablation against ``reference`` and the SCPAN-side comparison, as markdown and JSON."""
+    tables = [("ablation", reference, list(runs)),
               ("ablation_vs_scpan", "scpan", [v for v in ("scpan", "semi_scpan", "shn_bali") if v in runs])]
-    for name, reference, variants in tables:
-        if reference not in variants or len(variants) < 2:
+    for name, ref, variants in tables:
+        if ref not in variants or len(variants) < 2:
             continue
-        result = compare_runs({v: runs[v] for v in variants}, reference, data["source"], data["root"],
+        result = compare_runs({v: runs[v] for v in variants}, ref, data["source"], data["root"],
                               data["train_split"])
         result["budget"] = budget
         text = comparison_markdown(result, f"Ablation on real faces: {budget}")
-        write_json(args.out / f"{name}.json", result)
-        write_text(args.out / f"{name}.md", text)
+        write_json(out / f"{prefix}{name}.json", result)
+        write_text(out / f"{prefix}{name}.md", text)
         print(text)
+
+
+def compare_trained(folder: Path, params: dict, study: dict, out: Path, tag: str, budget: str | None) -> None:
+    """The tables of runs trained elsewhere: ``folder/abl_<variant>_s<seed>/checkpoint.pt``, every
+    variant of the study that has a checkpoint for each seed found (seeds paired across variants)."""
+    found: dict[str, dict[int, Path]] = {}
+    for ckpt in sorted(folder.glob("abl_*_s*/checkpoint.pt")):
+        variant, _, seed = ckpt.parent.name[len("abl_"):].rpartition("_s")
+        found.setdefault(variant, {})[int(seed)] = ckpt
+    if not found:
+        raise SystemExit(f"--trained: no abl_<variant>_s<seed>/checkpoint.pt under {folder}")
+    seeds = sorted(set.intersection(*(set(s) for s in found.values())))
+    if not seeds:
+        raise SystemExit(f"--trained: no seed was trained for every variant under {folder}: {found}")
+    order = [v for v in ("shn", "shn_bali", "shn_scpa", "scpan", "semi_scpan") if v in found]
+    runs = {v: [found[v][s] for s in seeds] for v in order}
+    data = resolve(params, study["recipe"])["data"]
+    reference = study["reference"] if study["reference"] in runs else order[0]
+    write_tables(runs, data, reference, out, f"{tag}_",
+                 budget or f"runs trained elsewhere ({folder.name}), {len(seeds)} seeds")
 
 
 if __name__ == "__main__":
