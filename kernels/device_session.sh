@@ -35,7 +35,7 @@ echo "exit $?"; tail -3 "$W/gpu_check.log"
 
 stamp "2. benchmarks (left $(left) s)"
 for op in jsd decode; do
-  timeout 120 python3 -m spanlib bench $op --device cuda --out "$W/bench" > "$W/bench_$op.log" 2>&1
+  timeout 120 python3 -m spanlib bench $op --device cuda --sweep-warps 4,8,16 --out "$W/bench" > "$W/bench_$op.log" 2>&1
   echo "bench $op exit $?"; tail -12 "$W/bench_$op.log"
 done
 pack kernels environment.txt gpu_check.json gpu_check.log bench bench_jsd.log bench_decode.log
