@@ -221,3 +221,19 @@ def test_bad_inputs_raise_param_error():
         bali_decode(h, h, h[:, :1], 2)
     with pytest.raises(ParamError, match="heatmap"):
         bali_decode(h[0], h[0], h[0], 2)
+
+
+def test_triton_strided_grad_output_and_num_warps(poisoned):  # noqa: F811
+    """Backward reads grad_output through its strides (no copy first): a permuted, non-contiguous
+    grad_output gives the reference gradients; num_warps changes nothing but speed."""
+    from spanlib.ops.bali_triton import bali_decode_triton
+
+    maps = random_maps((2, 3, 7, 9), torch.float32, seed=9)
+    grad_output = torch.randn(2, 2, 3, generator=torch.Generator().manual_seed(10)).permute(1, 2, 0)
+    assert not grad_output.is_contiguous()
+    _, expected = brute_force_with_grads(*maps, 2, grad_output)
+    for warps in (None, 1, 8):
+        leaves = [m.clone().requires_grad_(True) for m in maps]
+        (bali_decode_triton(*leaves, 2, num_warps=warps) * grad_output).sum().backward()
+        for got, ref in zip(leaves, expected):
+            torch.testing.assert_close(got.grad.double(), ref, atol=1e-5, rtol=0)

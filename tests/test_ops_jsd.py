@@ -23,7 +23,8 @@ from ops_helpers import poisoned, use_backend  # noqa: F401  (fixture)
 from spanlib.utils.errors import ParamError
 from spanlib.ops import js_divergence
 from spanlib.ops.jsd_cpu import js_forward_cpu
-from spanlib.ops.jsd_triton import js_forward_triton
+from spanlib.ops import jsd_triton
+from spanlib.ops.jsd_triton import js_backward_triton, js_forward_triton
 from spanlib.ops.textbook import js_reference64
 
 GRAD_RTOL = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 2e-3}
@@ -81,11 +82,14 @@ def test_public_op_matches_brute_force(monkeypatch, poisoned, backend, size, dty
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_triton_looped_path_matches_brute_force(poisoned, dtype):  # noqa: F811
-    """Rows longer than the single-tile limit take the three-pass loop; force it on 37x53."""
+    """Rows longer than the single-tile limit take the two-pass loop in forward and several tiles
+    per row in backward; force both on 37x53 (1961 values) with 256-value blocks."""
     logits, target = random_inputs((2, 3, 37, 53), dtype, seed=3)
-    loss, grad = js_forward_triton(logits, target, True, max_single_block=256, loop_block=256)
-    assert grad.dtype == torch.float32  # the looped path keeps a = p g between passes in fp32
-    check_against_brute_force(loss, grad.to(dtype), logits, target, torch.ones(2, 3), dtype)
+    target[1, 2] = 0.0  # a channel without target on the looped path too
+    grad_output = torch.randn(2, 3, generator=torch.Generator().manual_seed(4))
+    loss, stats = js_forward_triton(logits, target, max_single_block=256, loop_block=256)
+    grad = js_backward_triton(logits, target, stats, grad_output, block=256)
+    check_against_brute_force(loss, grad, logits, target, grad_output, dtype)
 
 
 def test_cpu_gradcheck_float64():
@@ -159,9 +163,9 @@ def test_weight_scales_loss_and_gradient_and_target_gets_none(monkeypatch, backe
 
 def test_triton_and_cpu_agree_forward_only(poisoned):  # noqa: F811
     logits, target = random_inputs((3, 2, 13, 17), torch.float32, seed=8)
-    loss_t, grad_t = js_forward_triton(logits, target, need_grad=False)
+    loss_t, _ = js_forward_triton(logits, target)
     loss_r, grad_r = js_forward_cpu(logits, target, need_grad=False)
-    assert grad_t is None and grad_r is None
+    assert grad_r is None
     torch.testing.assert_close(loss_t, loss_r, atol=1e-6, rtol=0)
 
 
@@ -193,3 +197,92 @@ def test_dispatch(monkeypatch):
     monkeypatch.setenv("SPANLIB_OPS", "cuda")
     with pytest.raises(ParamError, match="SPANLIB_OPS"):
         backend_for(cpu)
+
+
+# ---------------------------------------------------------------------------------------------
+# grad_output and weight folded into one backward pass (issue 25)
+
+
+def weighted_reference64(logits, target, weight, grad_output):
+    """float64 (loss = w JS, dL/dlogits, dL/dw) for L = sum(g w JS), by autograd through the
+    textbook formula: independent of both implementations."""
+    x = logits.detach().double().requires_grad_(True)
+    w = weight.detach().double().requires_grad_(True)
+    from spanlib.ops.textbook import js_divergence as textbook_js
+
+    loss = textbook_js(x, target.double()) * w
+    (loss * grad_output.double()).sum().backward()
+    return loss.detach(), x.grad, w.grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("looped", [False, True])
+@pytest.mark.parametrize("backend", ["triton", "cpu"])
+def test_weight_and_grad_output_gradients_match_float64(monkeypatch, poisoned, backend, looped, dtype):  # noqa: F811
+    """Random grad_output and weight (weight requiring grad, one weight 0, one channel without
+    target): the loss, dL/dlogits and dL/dweight against float64 autograd. ``looped`` lowers the
+    Triton kernels' block sizes so 9x11 maps take the looped forward and tiled backward."""
+    use_backend(monkeypatch, backend)
+    if looped:
+        monkeypatch.setattr(jsd_triton, "MAX_SINGLE_BLOCK", 64)
+        monkeypatch.setattr(jsd_triton, "LOOP_BLOCK", 32)
+    logits, target = random_inputs((2, 3, 9, 11), dtype, seed=11)
+    target[0, 2] = 0.0
+    g = torch.Generator().manual_seed(12)
+    weight = torch.rand(2, 3, generator=g) * 2
+    weight[1, 1] = 0.0
+    grad_output = torch.randn(2, 3, generator=g)
+    x = logits.clone().requires_grad_(True)
+    w = weight.clone().requires_grad_(True)
+    loss = js_divergence(x, target, w)
+    (loss * grad_output).sum().backward()
+    ref_loss, ref_gx, ref_gw = weighted_reference64(logits, target, weight, grad_output)
+    torch.testing.assert_close(loss.detach().double(), ref_loss, rtol=0, atol=LOSS_ATOL[dtype] * 2)
+    assert x.grad.dtype == dtype and w.grad.dtype == torch.float32
+    torch.testing.assert_close(x.grad.double(), ref_gx, rtol=0, atol=GRAD_RTOL[dtype] * ref_gx.abs().max().item())
+    torch.testing.assert_close(w.grad.double(), ref_gw, rtol=0, atol=1e-5)
+    assert (x.grad[0, 2] == 0).all() and (x.grad[1, 1] == 0).all()
+
+
+def test_triton_weight_is_inside_the_op_and_no_gradient_is_saved():
+    """One autograd node for weight * JS, and nothing n-sized saved for backward beyond the inputs
+    themselves (the old forward saved a full-size gradient and multiplied the weight after)."""
+    logits, target = random_inputs((2, 3, 8, 8), torch.float32, seed=13)
+    x = logits.clone().requires_grad_(True)
+    loss = jsd_triton.js_divergence_triton(x, target, torch.ones(2, 3))
+    assert type(loss.grad_fn).__name__.startswith("JSDivergenceTriton")
+    inputs = {x.data_ptr(), target.data_ptr()}
+    big = [t for t in loss.grad_fn.saved_tensors if t is not None and t.numel() >= x.numel()]
+    assert big and all(t.data_ptr() in inputs for t in big)
+
+
+def test_triton_no_grad_forward_and_expanded_grad_output(poisoned):  # noqa: F811
+    """Under no_grad the forward gives the same loss; ``loss.sum().backward()`` hands backward an
+    expanded (stride 0) grad_output, which the kernel reads through its strides."""
+    logits, target = random_inputs((2, 3, 7, 5), torch.float32, seed=14)
+    with torch.no_grad():
+        plain = jsd_triton.js_divergence_triton(logits, target)
+    np.testing.assert_allclose(plain.numpy(), brute_force_js(logits, target), atol=2e-6, rtol=0)
+    x = logits.clone().requires_grad_(True)
+    jsd_triton.js_divergence_triton(x, target).sum().backward()
+    expected = brute_force_grad(logits, target, torch.ones(2, 3))
+    torch.testing.assert_close(x.grad.double(), expected, rtol=0, atol=1e-5 * expected.abs().max().item())
+    # a transposed (non-contiguous) grad_output and weight
+    g = torch.randn(3, 2, generator=torch.Generator().manual_seed(15))
+    w = torch.rand(3, 2, generator=torch.Generator().manual_seed(16))
+    x.grad = None
+    (jsd_triton.js_divergence_triton(x, target, w.t()) * g.t()).sum().backward()
+    expected = brute_force_grad(logits, target, g.t() * w.t())
+    torch.testing.assert_close(x.grad.double(), expected, rtol=0, atol=1e-5 * expected.abs().max().item())
+
+
+def test_triton_num_warps_argument_changes_nothing_but_speed():
+    logits, target = random_inputs((1, 2, 6, 6), torch.float32, seed=17)
+    grad_output = torch.tensor([[1.0, -2.0]])
+    outs = []
+    for warps in (None, 1, 8):
+        x = logits.clone().requires_grad_(True)
+        (jsd_triton.js_divergence_triton(x, target, num_warps=warps) * grad_output).sum().backward()
+        outs.append(x.grad)
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+    torch.testing.assert_close(outs[0], outs[2], rtol=0, atol=0)

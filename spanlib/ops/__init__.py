@@ -36,17 +36,14 @@ def js_divergence(
     """
     check_maps("logits", logits)
     check_maps("target", target, like=logits)
+    if weight is not None and (not isinstance(weight, torch.Tensor) or tuple(weight.shape) != tuple(logits.shape[:2])):
+        got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+        raise ParamError(f"weight: expected shape {tuple(logits.shape[:2])} (B, K), got {got}")
     if backend_for(logits) == "triton":
         from spanlib.ops.jsd_triton import js_divergence_triton as impl  # lazy: imports triton
     else:
         impl = js_divergence_cpu
-    js = impl(logits, target.detach())
-    if weight is not None:
-        if not isinstance(weight, torch.Tensor) or tuple(weight.shape) != tuple(logits.shape[:2]):
-            got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
-            raise ParamError(f"weight: expected shape {tuple(logits.shape[:2])} (B, K), got {got}")
-        js = js * weight.to(js.dtype)
-    return js
+    return impl(logits, target.detach(), weight)  # the weight enters the op: no extra autograd node
 
 
 def bali_decode(

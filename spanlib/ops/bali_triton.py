@@ -11,6 +11,10 @@ then only the (2r+1)^2 window of the three maps; it writes (x, y) and keeps (arg
 backward. Floor: read n heatmap values + 3 windows, write 2 floats per channel.
 Backward: programs over (channel, tile) write every element of the full-size gradients (zeros
 outside the window), reading only window values. Floor: write up to 3 n values per channel.
+Nothing else runs: grad_output is read through its strides (the expanded grad_output of
+``out.sum()`` is not copied first), so a forward + backward is two launches and one pass over
+the maps each; the dense zeros outside the windows are the only bytes beyond the floor's reads,
+and autograd needs dense gradients. ``num_warps`` is exposed for the benchmark's sweep.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ def _bali_forward_kernel(
 @triton.jit
 def _bali_backward_kernel(
     h_ptr, ox_ptr, oy_ptr, grad_out_ptr, out_ptr, argmax_ptr, inv_ptr,
-    gh_ptr, gox_ptr, goy_ptr, n, width, radius,
+    gh_ptr, gox_ptr, goy_ptr, n, width, radius, channels, go_stride_b, go_stride_k, go_stride_c,
     BLOCK: tl.constexpr, NEED_H: tl.constexpr, NEED_OX: tl.constexpr, NEED_OY: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
@@ -79,8 +83,9 @@ def _bali_backward_kernel(
     i0 = best_idx // width
     j0 = best_idx - i0 * width
     inv = tl.load(inv_ptr + row)
-    gx = tl.load(grad_out_ptr + row * 2).to(tl.float32) * inv
-    gy = tl.load(grad_out_ptr + row * 2 + 1).to(tl.float32) * inv
+    go_row = grad_out_ptr + (row // channels) * go_stride_b + (row % channels) * go_stride_k
+    gx = tl.load(go_row).to(tl.float32) * inv
+    gy = tl.load(go_row + go_stride_c).to(tl.float32) * inv
     i = offs // width
     j = offs - i * width
     in_win = mask & (i >= i0 - radius) & (i <= i0 + radius) & (j >= j0 - radius) & (j <= j0 + radius)
@@ -104,9 +109,11 @@ def _warps(block: int) -> int:
     return 4 if block <= 2048 else 8
 
 
-def bali_forward_triton(heatmap, offset_x, offset_y, radius: int, loop_block: int = LOOP_BLOCK):
+def bali_forward_triton(heatmap, offset_x, offset_y, radius: int, loop_block: int = LOOP_BLOCK,
+                        num_warps: int | None = None):
     """((B, K, 2) float32, argmax (B*K,) int32, 1/S (B*K,) float32); loop_block is exposed so
-    that tests can drive the multi-tile argmax on small maps."""
+    that tests can drive the multi-tile argmax on small maps, num_warps (None: the heuristic) so
+    that a benchmark can sweep it."""
     b, k, h, w = heatmap.shape
     n = h * w
     rows = b * k
@@ -116,32 +123,34 @@ def bali_forward_triton(heatmap, offset_x, offset_y, radius: int, loop_block: in
     block = min(loop_block, triton.next_power_of_2(n))
     _bali_forward_kernel[(rows,)](
         heatmap, offset_x, offset_y, out, argmax, inv, n, w, h, radius,
-        BLOCK=block, WIN=triton.next_power_of_2(2 * radius + 1), num_warps=_warps(block),
+        BLOCK=block, WIN=triton.next_power_of_2(2 * radius + 1), num_warps=num_warps or _warps(block),
     )
     return out, argmax, inv
 
 
-def bali_backward_triton(heatmap, offset_x, offset_y, radius, grad_output, out, argmax, inv, needs):
+def bali_backward_triton(heatmap, offset_x, offset_y, radius, grad_output, out, argmax, inv, needs,
+                         num_warps: int | None = None):
     b, k, h, w = heatmap.shape
     n = h * w
     block = min(LOOP_BLOCK, triton.next_power_of_2(n))
     grads = [torch.empty_like(t) if need else None for t, need in zip((heatmap, offset_x, offset_y), needs)]
     unused_ptr = out  # never written when the matching NEED_* flag is False
     _bali_backward_kernel[(b * k, triton.cdiv(n, block))](
-        heatmap, offset_x, offset_y, grad_output.float().contiguous(), out, argmax, inv,
-        *(g if g is not None else unused_ptr for g in grads), n, w, radius,
-        BLOCK=block, NEED_H=needs[0], NEED_OX=needs[1], NEED_OY=needs[2], num_warps=_warps(block),
+        heatmap, offset_x, offset_y, grad_output, out, argmax, inv,
+        *(g if g is not None else unused_ptr for g in grads), n, w, radius, k, *grad_output.stride(),
+        BLOCK=block, NEED_H=needs[0], NEED_OX=needs[1], NEED_OY=needs[2], num_warps=num_warps or _warps(block),
     )
     return grads
 
 
 class BaliDecodeTriton(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, heatmap, offset_x, offset_y, radius: int):
+    def forward(ctx, heatmap, offset_x, offset_y, radius: int, num_warps: int | None):
         heatmap, offset_x, offset_y = (t.contiguous() for t in (heatmap, offset_x, offset_y))
-        out, argmax, inv = bali_forward_triton(heatmap, offset_x, offset_y, radius)
+        out, argmax, inv = bali_forward_triton(heatmap, offset_x, offset_y, radius, num_warps=num_warps)
         ctx.save_for_backward(heatmap, offset_x, offset_y, out, argmax, inv)
         ctx.radius = radius
+        ctx.num_warps = num_warps
         return out if heatmap.dtype != torch.float64 else out.double()
 
     @staticmethod
@@ -149,10 +158,11 @@ class BaliDecodeTriton(torch.autograd.Function):
         heatmap, offset_x, offset_y, out, argmax, inv = ctx.saved_tensors
         grads = bali_backward_triton(
             heatmap, offset_x, offset_y, ctx.radius, grad_output, out, argmax, inv,
-            tuple(bool(x) for x in ctx.needs_input_grad[:3]),
+            tuple(bool(x) for x in ctx.needs_input_grad[:3]), num_warps=ctx.num_warps,
         )
-        return grads[0], grads[1], grads[2], None
+        return grads[0], grads[1], grads[2], None, None
 
 
-def bali_decode_triton(heatmap, offset_x, offset_y, radius: int) -> torch.Tensor:
-    return BaliDecodeTriton.apply(heatmap, offset_x, offset_y, radius)
+def bali_decode_triton(heatmap, offset_x, offset_y, radius: int, num_warps: int | None = None) -> torch.Tensor:
+    """(B, K, 2) points (see ``spanlib.ops.bali_decode``); num_warps None: the heuristic."""
+    return BaliDecodeTriton.apply(heatmap, offset_x, offset_y, radius, num_warps)

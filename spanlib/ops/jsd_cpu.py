@@ -167,5 +167,9 @@ def _graph_is_freed_after_this_backward() -> bool:
     except RuntimeError:  # not inside a backward pass
         return False
 
-def js_divergence_cpu(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return JSDivergenceCPU.apply(logits, target)
+
+def js_divergence_cpu(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """weight * JS (B, K) (see ``spanlib.ops.js_divergence``). The weight multiplies after the op
+    (an autograd product of B*K values: on CPU its cost is noise next to the maps)."""
+    js = JSDivergenceCPU.apply(logits, target)
+    return js if weight is None else js * weight.to(js.dtype)
