@@ -447,3 +447,37 @@ def test_a_teacher_changes_the_heatmap_targets_only(faces, tmp_path):
     params["crop"]["input_size"] = 48
     out = train(params, "scpan", tmp_path / "student.pt", progress=False)
     assert out.exists()
+
+
+@pytest.mark.parametrize("variant,teacher", [("semi_scpan", False), ("scpan", True)])
+def test_device_targets_give_the_same_steps(faces, tmp_path, variant, teacher):
+    """train.device_targets: the loader delivers images and landmarks only, next_batch builds the
+    targets from the landmarks (here on the CPU); the targets and the loss terms of two steps equal
+    those of the workers' numpy targets within 1e-5. semi_scpan: every stream and term (unlabeled
+    pairs, boundaries, BALI field, SCL); scpan with a teacher: the distilled heatmaps."""
+    from spanlib.training.train import build_setup, make_optimizer, next_batch, train_step
+
+    extra = {}
+    if teacher:
+        extra = {"teacher": str(train(small_params(faces, iterations=1), "scpan", tmp_path / "teacher.pt",
+                                      progress=False)), "teacher_weight": 0.5}
+    targets, steps = {}, {}
+    for flag in (False, True):
+        params = small_params(faces, device_targets=flag, **extra)
+        setup = build_setup(params, variant, torch.device("cpu"), progress=False)
+        assert setup.labeled.dataset.target_kinds == (() if flag else setup.device_targets or
+                                                      setup.labeled.dataset.target_kinds)
+        targets[flag] = next_batch(setup)[2]
+        setup = build_setup(params, variant, torch.device("cpu"), progress=False)
+        opt = make_optimizer("adam", setup.model.parameters(), 1e-3)
+        setup.model.train()
+        steps[flag] = [train_step(setup, opt, 1e-3) for _ in range(2)]
+    assert set(targets[True]) == set(targets[False]) >= {"heatmaps", "landmarks", "boundaries", "field", "field_mask"}
+    for key, value in targets[False].items():
+        for r, t in (value.items() if isinstance(value, dict) else [(None, value)]):
+            got = targets[True][key][r] if r is not None else targets[True][key]
+            torch.testing.assert_close(got, t, rtol=0, atol=1e-5, msg=f"{key} {r}")
+    for plain, device in zip(steps[False], steps[True]):
+        assert set(plain) == set(device)
+        for term, value in plain.items():
+            assert device[term] == pytest.approx(value, rel=1e-5, abs=1e-6), term

@@ -85,7 +85,9 @@ class PairedFaceDataset(Dataset):
     ``disturb`` groups are used, checked by the schema).
     ``train=False`` gives b = a and D = identity. ``labeled=False`` ignores landmarks: views carry
     the image and NaN landmarks only. ``targets`` names the target kinds to build (a variant
-    without boundaries or fields need not pay for them); the default builds all.
+    without boundaries or fields need not pay for them); the default builds all, ``()`` none (views
+    carry the image and landmarks only: ``train.device_targets`` builds the targets of a whole batch
+    on the device, ``spanlib.data.targets_torch``).
     """
 
     def __init__(self, samples: Sequence, scheme, crop_size: int, resolutions: Sequence[int],
@@ -179,6 +181,8 @@ class PairedFaceDataset(Dataset):
             view["landmarks"] = torch.full((self.scheme.num_points, 2), float("nan"))
             return view
         view["landmarks"] = torch.from_numpy(np.asarray(points, dtype=np.float32))
+        if not self.target_kinds:  # targets=(): built later from the landmarks (train.device_targets)
+            return view
         built = build_targets(points, self.scheme, self.crop_size, self.resolutions,
                               self.field_resolution, self.target_settings,
                               kinds=self.target_kinds)

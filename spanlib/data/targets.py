@@ -21,7 +21,38 @@ def _centres(size: int) -> np.ndarray:
     return np.arange(size, dtype=np.float32) + np.float32(0.5)
 
 
-def distribution_values(q: np.ndarray, distribution: str, ged_shape: float = 0.0, student_df: float = 3.0) -> np.ndarray:
+def _array_ops(q):
+    """(exp, scalar) for ``q``: numpy's on arrays (constants as float32, so the float32 maths stays
+    float32), the tensor's own on torch tensors (``spanlib.data.targets_torch``), so Table VII's
+    formulas below have one home for both."""
+    if isinstance(q, np.ndarray):
+        return np.exp, np.float32
+    return (lambda x: x.exp()), float
+
+
+def check_distribution(distribution: str, ged_shape: float = 0.0, student_df: float = 3.0) -> None:
+    """ParamError unless ``distribution`` is one of Table VII's with a valid shape parameter."""
+    if distribution not in DISTRIBUTIONS:
+        raise ParamError(f"targets.distribution: expected one of {DISTRIBUTIONS}, got {distribution!r}")
+    if distribution == "ged" and not ged_shape > -1:
+        raise ParamError(f"targets.ged_shape: expected d > -1 (d = 0: Gaussian), got {ged_shape}")
+    if distribution == "student_t" and student_df <= 0:
+        raise ParamError(f"targets.student_df: expected > 0, got {student_df}")
+
+
+def check_width(key: str, value: float) -> None:
+    """ParamError unless the width ``targets.<key>`` (sigma, boundary_sigma) is > 0."""
+    if value <= 0:
+        raise ParamError(f"targets.{key}: expected > 0, got {value}")
+
+
+def check_radius(radius: int) -> None:
+    """ParamError unless the BALI mask radius ``targets.field_radius`` is >= 0."""
+    if radius < 0:
+        raise ParamError(f"targets.field_radius: expected >= 0, got {radius}")
+
+
+def distribution_values(q, distribution: str, ged_shape: float = 0.0, student_df: float = 3.0):
     """Table VII's heatmap distributions as functions of q, the squared normalised distance (q = r^2 /
     sigma^2 for a landmark, q = Dist / sigma^2 for a boundary, eq. 3), all with value 1 at q = 0:
 
@@ -31,19 +62,18 @@ def distribution_values(q: np.ndarray, distribution: str, ged_shape: float = 0.0
       that d = 0 is the Gaussian as the paper says (its runs: d = 0.2, 0.1, -0.1; d > 0 heavier
       tails, d < 0 flatter top). Our reading: the paper gives no formula (README, Deviations).
     - student_t: (1 + q / df)^(-(df + 2) / 2), the 2-D Student-t density's shape (df -> inf: Gaussian)
+
+    ``q``: a numpy array (float32 result) or a torch tensor (same dtype and device).
     """
-    q = np.asarray(q, dtype=np.float32)
+    check_distribution(distribution, ged_shape, student_df)
+    if not hasattr(q, "exp"):  # not a tensor: a numpy array
+        q = np.asarray(q, dtype=np.float32)
+    exp, scalar = _array_ops(q)
     if distribution == "gaussian":
-        return np.exp(np.float32(-0.5) * q)
+        return exp(scalar(-0.5) * q)
     if distribution == "ged":
-        if not ged_shape > -1:
-            raise ParamError(f"targets.ged_shape: expected d > -1 (d = 0: Gaussian), got {ged_shape}")
-        return np.exp(np.float32(-0.5) * q ** np.float32(1.0 / (1.0 + ged_shape)))
-    if distribution == "student_t":
-        if student_df <= 0:
-            raise ParamError(f"targets.student_df: expected > 0, got {student_df}")
-        return (1 + q / np.float32(student_df)) ** np.float32(-(student_df + 2) / 2)
-    raise ParamError(f"targets.distribution: expected one of {DISTRIBUTIONS}, got {distribution!r}")
+        return exp(scalar(-0.5) * q ** scalar(1.0 / (1.0 + ged_shape)))
+    return (1 + q / scalar(student_df)) ** scalar(-(student_df + 2) / 2)
 
 
 def landmark_heatmaps(points_map: np.ndarray, size: int, sigma: float, distribution: str = "gaussian",
@@ -51,8 +81,7 @@ def landmark_heatmaps(points_map: np.ndarray, size: int, sigma: float, distribut
     """(K, size, size) float32 heatmaps with peak 1 at each point (Table VII distributions,
     ``distribution_values`` of q = r^2 / sigma^2, r the distance from a pixel centre to the point; the
     Gaussian is computed separably, as an outer product)."""
-    if sigma <= 0:
-        raise ParamError(f"targets.sigma: expected > 0, got {sigma}")
+    check_width("sigma", sigma)
     points = np.asarray(points_map, dtype=np.float32).reshape(-1, 2)
     finite = np.all(np.isfinite(points), axis=1)
     if not finite.all():
@@ -187,8 +216,7 @@ def boundary_heatmaps(points_map: np.ndarray, scheme, size: int, sigma: float,
     and pixels). A rasterised line plus ``scipy.ndimage.distance_transform_edt`` would add up to
     about half a pixel of raster error to Dist; the test compares both.
     """
-    if sigma <= 0:
-        raise ParamError(f"targets.boundary_sigma: expected > 0, got {sigma}")
+    check_width("boundary_sigma", sigma)
     num = len(scheme.boundaries)
     segments, owner = boundary_segments(points_map, scheme)
     dist = banded_boundary_distance(segments, owner, num, size, cutoff=2 * sigma)
@@ -208,8 +236,7 @@ def bali_fields(points_map: np.ndarray, size: int, radius: int) -> tuple[np.ndar
     (2R+1)^2 pixels centred on the pixel that contains landmark k (clipped at the borders; empty
     for NaN points).
     """
-    if radius < 0:
-        raise ParamError(f"targets.field_radius: expected >= 0, got {radius}")
+    check_radius(radius)
     points = np.asarray(points_map, dtype=np.float32).reshape(-1, 2)
     k = len(points)
     c = _centres(size)

@@ -37,6 +37,7 @@ from spanlib.config.variants import variant_spec
 from spanlib.data.crop import train_box_preference
 from spanlib.data.dataset import EpochShuffleSampler, EvalFaceDataset, PairedFaceDataset, collate_pairs
 from spanlib.data.sources import read_extra_train, read_source
+from spanlib.data.targets_torch import build_targets as build_device_targets
 from spanlib.data.split import held_out_split
 from spanlib.evaluation.metrics import nme_per_face
 from spanlib.inference.checkpoint import (CHECKPOINT_FORMAT, load_model, make_checkpoint, read_checkpoint,
@@ -153,6 +154,7 @@ class TrainSetup:
     ctx: distributed.DistContext = distributed.DistContext()
     engine: torch.nn.Module | None = None
     teacher: torch.nn.Module | None = None   # train.teacher: its heatmaps join the targets (distill.py)
+    device_targets: tuple[str, ...] = ()     # train.device_targets: the kinds next_batch builds on the device
 
 
 def _target_kinds(spec) -> tuple[str, ...]:
@@ -180,8 +182,11 @@ def build_setup(params: dict, variant: str, device: torch.device, progress: bool
     if 2 * cfg.evaluate.decode_radius + 1 > resolutions[-1]:
         raise ParamError(f"evaluate.decode_radius: the window is larger than the {resolutions[-1]}x"
                          f"{resolutions[-1]} last-stage map")
+    # train.device_targets: the workers deliver images and landmarks only; next_batch builds the targets
+    kinds = _target_kinds(spec)
+    device_kinds = kinds if tc.device_targets else ()
     dataset = PairedFaceDataset(samples, scheme, input_size, resolutions, resolutions[-1], cfg,
-                                train=True, labeled=True, seed=seed, targets=_target_kinds(spec),
+                                train=True, labeled=True, seed=seed, targets=() if device_kinds else kinds,
                                 progress=progress)
     pin = device.type == "cuda"
     labeled = BatchStream(dataset, tc.batch_size, seed, tc.num_workers, ctx=ctx, pin_memory=pin)
@@ -193,7 +198,7 @@ def build_setup(params: dict, variant: str, device: torch.device, progress: bool
         distributed.per_rank(n_unlabeled, ctx, "train.batch_size * train.unlabeled_ratio (unlabeled pairs)")
         faces = read_source(dc.unlabeled_source, dc.unlabeled_root)
         udata = PairedFaceDataset(faces, scheme, input_size, resolutions, resolutions[-1], cfg,
-                                  train=True, labeled=False, seed=seed + 1, targets=("heatmaps",),
+                                  train=True, labeled=False, seed=seed + 1, targets=(),  # no targets: unlabeled
                                   progress=progress)
         unlabeled = BatchStream(udata, n_unlabeled, seed + 1, tc.num_workers, ctx=ctx, pin_memory=pin)
     val_dataset = None
@@ -207,14 +212,17 @@ def build_setup(params: dict, variant: str, device: torch.device, progress: bool
     if tc.teacher:
         teacher = load_teacher(tc.teacher, num_points=scheme.num_points, crop_scale=cfg.crop.scale, device=device)
     return TrainSetup(params, cfg, variant, scheme, model.to(device), loss_config, labeled, unlabeled,
-                      val_dataset, device, ctx, teacher=teacher)
+                      val_dataset, device, ctx, teacher=teacher, device_targets=device_kinds)
 
 
 def next_batch(setup: TrainSetup) -> tuple[torch.Tensor, int, dict, dict]:
     """The next training batch on the device: ``(images, num_labeled, targets, pairs)`` as
     :func:`spanlib.model.losses.span_objective` takes them (images are ``cat([alpha views, beta views])``,
     labeled before unlabeled in each half). The views come concatenated from the loader's workers
-    (``collate_pairs``); only the images of an unlabeled stream are joined here, on the device."""
+    (``collate_pairs``); only the images of an unlabeled stream are joined here, on the device.
+    With ``train.device_targets`` the views hold images and landmarks only, and the labeled views'
+    targets are built here, on the device, from their landmarks (``spanlib.data.targets_torch``:
+    the same keys and layout as the workers' targets; unlabeled views have none either way)."""
     batch = next(setup.labeled)
     ubatch = next(setup.unlabeled) if setup.unlabeled is not None else None
     dev = setup.device
@@ -236,8 +244,16 @@ def next_batch(setup: TrainSetup) -> tuple[torch.Tensor, int, dict, dict]:
     spec = setup.model.spec
     keys = ("heatmaps", "landmarks") + (("boundaries",) if spec.boundaries else ()) + \
         (("field", "field_mask") if spec.bali else ())
-    targets = {k: ({r: to_dev(t) for r, t in views[k].items()} if isinstance(views[k], dict) else to_dev(views[k]))
-               for k in keys}
+    if setup.device_targets:
+        ds = setup.labeled.dataset
+        landmarks = to_dev(views["landmarks"])  # queued after the copy on the same stream: no sync
+        built = build_device_targets(landmarks, setup.scheme, ds.crop_size, ds.resolutions, ds.field_resolution,
+                                     setup.config.targets, kinds=setup.device_targets)
+        built["landmarks"] = landmarks
+        targets = {k: built[k] for k in keys}
+    else:
+        targets = {k: ({r: to_dev(t) for r, t in views[k].items()} if isinstance(views[k], dict) else to_dev(views[k]))
+                   for k in keys}
     pairs = {"theta": theta, "flipped": flipped,
              "point_perm": setup.scheme.flip_perm, "boundary_perm": setup.scheme.boundary_flip_perm}
     return images, n, targets, pairs
@@ -320,7 +336,7 @@ def validation_nme(model, dataset, scheme, radius: int, device, batch_size: int 
 # What may differ between a checkpoint's params and the params that resume it: the iteration
 # count (extending a run), and settings that change how the run executes, not what it learns.
 RESUME_MAY_DIFFER = ("train.iterations", "train.num_workers", "train.checkpoint_every", "train.val_every",
-                     "train.compile")
+                     "train.compile", "train.device_targets")
 
 
 def differing_params(old, new, prefix: str = "") -> list[str]:
