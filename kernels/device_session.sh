@@ -32,12 +32,12 @@ stamp() { echo "== [$(( $(date +%s) - START )) s] $*"; }
 pack() { tar -C "$W" -czf "$OUT/$1.tar.gz" "${@:2}" 2>/dev/null; }
 SET_DATA="data.root=$DATA/300w data.test_root=$DATA/300w data.unlabeled_root=$DATA/youtube-faces/unlabeled"
 if [ "$TINY" = 1 ]; then  # the CPU rehearsal: every part, at sizes a CPU runs in seconds
-  STEPS="--steps 2 --warmup 1"; PAPER="paper,shared300w --set model.width=32 model.stages=2 crop.input_size=128"
+  STEPS="--steps 2 --warmup 1"; PAPER="paper,shared300w --set model.width=16 model.stages=2 crop.input_size=64"
   SWEEP_SET="train.iterations=30 train.val_every=15 train.checkpoint_every=10 train.val_faces=20 model.width=16"
-  VARS="--var PAPER_ITS=20 --var PAPER_VAL=10"; SLOTS=3; BENCH="--repeats 2"
+  VARS="--var PAPER_ITS=20 --var PAPER_VAL=10"; SLOTS=3; BENCH="--repeats 2 --sizes 2x3x32x32"; WORKERS=2
 else
   STEPS="--steps 12 --warmup 4"; PAPER="paper,shared300w"; SWEEP_SET=""
-  VARS="--var PAPER_ITS=1500 --var PAPER_VAL=500"; SLOTS=16; BENCH="--sweep-warps 4,8,16,32"
+  VARS="--var PAPER_ITS=1500 --var PAPER_VAL=500"; SLOTS=11; BENCH="--sweep-warps 4,8,16,32"; WORKERS=14
 fi
 
 if [ "$MODE" = all ]; then
@@ -65,7 +65,7 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else 'no cuda')"
   pack kernels environment.txt gpu_check.json gpu_check.log bench bench_jsd.log bench_decode.log
 
   stamp "3. training throughput (left $(left) s)"
-  timeout 110 $PY kernels/gpu_throughput.py --device "$DEVICE" --recipe $PAPER --set $SET_DATA train.num_workers=14 $STEPS \
+  timeout 130 $PY kernels/gpu_throughput.py --device "$DEVICE" --recipe $PAPER --set $SET_DATA train.num_workers=$WORKERS $STEPS \
     --config "shn variant=shn" --config "scpan variant=scpan" \
     --config "scpan_devtargets variant=scpan train.device_targets=true" \
     --config "scpan_devtargets_b64 variant=scpan train.device_targets=true train.batch_size=64" \
@@ -76,11 +76,7 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else 'no cuda')"
     --config "real_scpan variant=scpan" --config "real_scpan_devtargets variant=scpan train.device_targets=true" \
     --json "$W/throughput_real.json" > "$W/throughput_real.log" 2>&1
   echo "exit $?"; grep -E "^train" "$W/throughput_real.log"
-  timeout 80 $PY kernels/gpu_throughput.py --device "$DEVICE" --recipe $PAPER --set $SET_DATA train.num_workers=14 $STEPS \
-    --config "scpan_devtargets_b64_compile variant=scpan train.device_targets=true train.batch_size=64 train.compile=true" \
-    --json "$W/throughput_paper_compile.json" > "$W/throughput_paper_compile.log" 2>&1
-  echo "exit $?"; grep -E "^train" "$W/throughput_paper_compile.log"
-  pack throughput throughput_*.json throughput_*.log train_step_profile_paper.txt
+  pack throughput throughput_paper.json throughput_paper.log throughput_real.json throughput_real.log train_step_profile_paper.txt
 fi
 
 # 4. trainings side by side; MPS lets the small runs' kernels share the GPU (a user-space daemon,
@@ -99,6 +95,15 @@ if [ "$BUDGET" -gt 60 ]; then
   $PY experiments/device_sweep.py --jobs experiments/real_faces_gpu.jobs --out "$W/sweep" --slots $SLOTS \
     --threads 1 --budget-s "$BUDGET" --min-left-s 30 $VARS -- \
     --device "$DEVICE" --set $SET_DATA train.num_workers=1 train.threads=1 train.device_targets=true $SWEEP_SET 2>&1 | tail -20
+fi
+if [ "$MODE" = resume ] && [ "$(left)" -gt 110 ]; then  # time left over: torch.compile's step
+  stamp "3b. training throughput with torch.compile (left $(left) s)"
+  timeout $(( $(left) - 45 )) $PY kernels/gpu_throughput.py --device "$DEVICE" --recipe $PAPER --set $SET_DATA \
+    train.num_workers=$WORKERS $STEPS \
+    --config "scpan_devtargets_b64_compile variant=scpan train.device_targets=true train.batch_size=64 train.compile=true" \
+    --json "$W/throughput_paper_compile.json" > "$W/throughput_paper_compile.log" 2>&1
+  echo "exit $?"; grep -E "^train" "$W/throughput_paper_compile.log"
+  pack throughput_compile throughput_paper_compile.json throughput_paper_compile.log
 fi
 # what comes back: weights only for the real-face runs (the optimiser state triples the size),
 # the paper run's validation history and logs but not its 0.1 GB checkpoint

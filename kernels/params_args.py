@@ -9,7 +9,7 @@ import argparse
 def add_params_arguments(parser: argparse.ArgumentParser, recipe: str | None = None) -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--recipe", default=recipe, help="recipes of params.yaml, comma-separated, in order")
-    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
 
 
 def params_from(args: argparse.Namespace) -> dict:
