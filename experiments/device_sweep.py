@@ -81,6 +81,20 @@ def checkpoint_progress(path: Path) -> tuple[int, int] | None:
         return None
 
 
+def plan(jobs: list[tuple[str, list[str]]], out: Path) -> tuple[list[tuple[str, list[str]]], dict[str, dict]]:
+    """(jobs to start, in order, with ``--resume`` where a cut checkpoint exists; a record per
+    job, "done earlier" for those whose checkpoint has all its iterations)."""
+    pending = []
+    records: dict[str, dict] = {label: {"label": label, "status": "not started", "args": a} for label, a in jobs}
+    for label, job_args in jobs:
+        progress = checkpoint_progress(out / label / "checkpoint.pt")
+        if progress is not None and progress[0] >= progress[1]:
+            records[label]["status"] = "done earlier"
+            continue
+        pending.append((label, job_args + (["--resume"] if progress is not None else [])))
+    return pending, records
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     common = []
@@ -100,14 +114,7 @@ def main(argv=None) -> int:
     jobs = read_jobs(args.jobs, variables)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    pending = []
-    records: dict[str, dict] = {label: {"label": label, "status": "not started", "args": a} for label, a in jobs}
-    for label, job_args in jobs:
-        progress = checkpoint_progress(args.out / label / "checkpoint.pt")
-        if progress is not None and progress[0] >= progress[1]:
-            records[label]["status"] = "done earlier"
-            continue
-        pending.append((label, job_args + (["--resume"] if progress is not None else [])))
+    pending, records = plan(jobs, args.out)
     running: dict[str, tuple[subprocess.Popen, float, list[str]]] = {}
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONUNBUFFERED="1",
                TQDM_MININTERVAL="30")  # progress lines every 30 s: the logs travel back

@@ -28,6 +28,7 @@ from pathlib import Path
 from spanlib.study.experiments import compare_runs, comparison_markdown
 from spanlib.utils.files import write_json, write_text
 from spanlib.config.params import resolve
+from spanlib.config.variants import VARIANTS
 from spanlib.training.seeds import check_seeds, train_many
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,22 +92,30 @@ def write_tables(runs: dict[str, list[Path]], data: dict, reference: str, out: P
         print(text)
 
 
-def compare_trained(folder: Path, params: dict, study: dict, out: Path, tag: str, budget: str | None) -> None:
-    """The tables of runs trained elsewhere: ``folder/abl_<variant>_s<seed>/checkpoint.pt``, every
-    variant of the study that has a checkpoint for each seed found (seeds paired across variants)."""
+def find_trained(folder: Path) -> tuple[dict[str, list[Path]], list[int]]:
+    """({variant: checkpoints in seed order}, seeds): ``folder/abl_<variant>_s<seed>/checkpoint.pt``
+    for the seeds every variant found has (the pairing of the comparisons needs the same seeds),
+    variants in the ablation's order."""
     found: dict[str, dict[int, Path]] = {}
     for ckpt in sorted(folder.glob("abl_*_s*/checkpoint.pt")):
         variant, _, seed = ckpt.parent.name[len("abl_"):].rpartition("_s")
-        found.setdefault(variant, {})[int(seed)] = ckpt
+        if variant in VARIANTS and seed.isdigit():
+            found.setdefault(variant, {})[int(seed)] = ckpt
     if not found:
         raise SystemExit(f"--trained: no abl_<variant>_s<seed>/checkpoint.pt under {folder}")
     seeds = sorted(set.intersection(*(set(s) for s in found.values())))
     if not seeds:
-        raise SystemExit(f"--trained: no seed was trained for every variant under {folder}: {found}")
-    order = [v for v in ("shn", "shn_bali", "shn_scpa", "scpan", "semi_scpan") if v in found]
-    runs = {v: [found[v][s] for s in seeds] for v in order}
+        raise SystemExit(f"--trained: no seed was trained for every variant under {folder}: "
+                         + ", ".join(f"{v} {sorted(s)}" for v, s in found.items()))
+    return {v: [found[v][s] for s in seeds] for v in VARIANTS if v in found}, seeds
+
+
+def compare_trained(folder: Path, params: dict, study: dict, out: Path, tag: str, budget: str | None) -> None:
+    """The tables of runs trained elsewhere: ``folder/abl_<variant>_s<seed>/checkpoint.pt``, every
+    variant of the study that has a checkpoint for each seed found (seeds paired across variants)."""
+    runs, seeds = find_trained(folder)
     data = resolve(params, study["recipe"])["data"]
-    reference = study["reference"] if study["reference"] in runs else order[0]
+    reference = study["reference"] if study["reference"] in runs else next(iter(runs))
     write_tables(runs, data, reference, out, f"{tag}_",
                  budget or f"runs trained elsewhere ({folder.name}), {len(seeds)} seeds")
 

@@ -1,0 +1,126 @@
+"""The scripts of a GPU session (issue 25): the jobs file and the resume plan of
+experiments/device_sweep.py, the run discovery of experiments/real_study.py --trained, the data
+packing of kernels/pack_device_data.py and the settings of kernels/gpu_throughput.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from eval_helpers import save_tiny_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+sweep = _load(REPO / "experiments" / "device_sweep.py", "device_sweep")
+real_study = _load(REPO / "experiments" / "real_study.py", "real_study")
+pack = _load(REPO / "kernels" / "pack_device_data.py", "pack_device_data")
+
+
+def test_shipped_jobs_cover_every_variant_and_seed():
+    jobs = sweep.read_jobs(REPO / "experiments" / "real_faces_gpu.jobs", {"PAPER_ITS": "1500", "PAPER_VAL": "500"})
+    labels = [label for label, _ in jobs]
+    ablation = {label for label in labels if label.startswith("abl_")}
+    assert ablation == {f"abl_{v}_s{s}" for v in ("shn", "shn_bali", "shn_scpa", "scpan", "semi_scpan")
+                        for s in (0, 1, 2)}
+    # seeds 0 and 1 and the paper run first: 11 slots start them together
+    assert all(label.endswith(("_s0", "_s1")) for label in labels[:10]) and labels[10] == "paper_scpan_s0"
+    paper = dict(jobs)["paper_scpan_s0"]
+    assert "train.iterations=1500" in paper and "train.val_every=500" in paper
+
+
+def test_read_jobs_refuses_unreplaced_and_duplicate(tmp_path):
+    jobs = tmp_path / "j.jobs"
+    jobs.write_text("a --set x={N}\n")
+    with pytest.raises(SystemExit, match="unreplaced variable"):
+        sweep.read_jobs(jobs, {})
+    assert sweep.read_jobs(jobs, {"N": "3"}) == [("a", ["--set", "x=3"])]
+    jobs.write_text("a --x\n# comment\na --y  # again\n")
+    with pytest.raises(SystemExit, match="duplicate"):
+        sweep.read_jobs(jobs, {})
+
+
+def _checkpoint(path: Path, iteration: int, total: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_tiny_checkpoint(path)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["iteration"], ckpt["params"]["train"]["iterations"] = iteration, total
+    torch.save(ckpt, path)
+    return path
+
+
+def test_resume_plan_keeps_finished_resumes_cut_starts_new(tmp_path):
+    _checkpoint(tmp_path / "done" / "checkpoint.pt", 40, 40)
+    _checkpoint(tmp_path / "cut" / "checkpoint.pt", 20, 40)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "checkpoint.pt").write_bytes(b"cut mid-write")
+    jobs = [("done", ["--a"]), ("cut", ["--b"]), ("new", ["--c"]), ("broken", ["--d"])]
+    assert sweep.checkpoint_progress(tmp_path / "cut" / "checkpoint.pt") == (20, 40)
+    assert sweep.checkpoint_progress(tmp_path / "new" / "checkpoint.pt") is None
+    pending, records = sweep.plan(jobs, tmp_path)
+    assert pending == [("cut", ["--b", "--resume"]), ("new", ["--c"]), ("broken", ["--d"])]
+    assert records["done"]["status"] == "done earlier" and records["new"]["status"] == "not started"
+
+
+def test_find_trained_pairs_seeds_across_variants(tmp_path):
+    for name in ("abl_shn_s0", "abl_shn_s1", "abl_shn_bali_s0", "abl_shn_bali_s1", "abl_semi_scpan_s1",
+                 "abl_semi_scpan_s0", "abl_scpan_s1", "paper_scpan_s0", "abl_unknown_s0"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "checkpoint.pt").write_bytes(b"")
+    runs, seeds = real_study.find_trained(tmp_path)
+    assert seeds == [1]  # scpan has seed 1 only
+    assert list(runs) == ["shn", "shn_bali", "scpan", "semi_scpan"]  # the ablation's order
+    assert runs["shn_bali"] == [tmp_path / "abl_shn_bali_s1" / "checkpoint.pt"]
+    with pytest.raises(SystemExit, match="no abl_"):
+        real_study.find_trained(tmp_path / "abl_unknown_s0")
+
+
+def test_pack_reencodes_images_and_copies_landmarks(tmp_path):
+    src = tmp_path / "src"
+    face = src / "300w" / "afw"
+    face.mkdir(parents=True)
+    (src / "youtube-faces" / "unlabeled").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8), (5, 5), 0)
+    cv2.imwrite(str(face / "a.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    (face / "a.pts").write_text("version: 1\nn_points: 1\n{\n1 2\n}\n")
+    cv2.imwrite(str(src / "youtube-faces" / "unlabeled" / "b.jpg"), image)
+    out = tmp_path / "out"
+    assert pack.main(["--src", str(src), "--out", str(out), "--quality", "60"]) == 0
+    assert (out / "300w" / "afw" / "a.pts").read_bytes() == (face / "a.pts").read_bytes()
+    original, packed = cv2.imread(str(face / "a.jpg")), cv2.imread(str(out / "300w" / "afw" / "a.jpg"))
+    assert packed.shape == original.shape and not np.array_equal(packed, original)
+    assert (out / "300w" / "afw" / "a.jpg").stat().st_size < (face / "a.jpg").stat().st_size
+    # the PSNR the script reports is OpenCV's (decoders may differ by a level: within 0.5 dB)
+    psnr = pack.reencode(face / "a.jpg", tmp_path / "c.jpg", 60)
+    assert psnr == pytest.approx(cv2.PSNR(original, cv2.imread(str(tmp_path / "c.jpg"))), abs=0.5)
+    with pytest.raises(SystemExit, match="--quality"):
+        pack.main(["--src", str(src), "--out", str(out), "--quality", "0"])
+    with pytest.raises(SystemExit, match="is not a folder"):
+        pack.main(["--src", str(tmp_path / "nowhere"), "--out", str(out)])
+
+
+def test_throughput_settings_parse():
+    sys.path.insert(0, str(REPO / "kernels"))
+    try:
+        throughput = _load(REPO / "kernels" / "gpu_throughput.py", "gpu_throughput")
+    finally:
+        sys.path.remove(str(REPO / "kernels"))
+    assert throughput.parse_config("fast variant=shn train.batch_size=64 train.device_targets=true") == (
+        "fast", "shn", ["train.batch_size=64", "train.device_targets=true"])
+    assert throughput.parse_config("plain") == ("plain", "scpan", [])
+    with pytest.raises(SystemExit, match="not KEY=VALUE"):
+        throughput.parse_config("bad variant")
