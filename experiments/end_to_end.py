@@ -1,7 +1,12 @@
 """Our whole path against dlib's on the same faces and the same face-detector boxes (issue 23).
 
     python experiments/end_to_end.py --run NAME=CHECKPOINT[,CHECKPOINT...] ... \
+        [--inference NAME:KEY=VALUE[,KEY=VALUE]] [--versus A:B] \
         [--root ../shared/data/300w] [--refine 0 1 2] [--out results/real/end_to_end]
+
+``--inference`` changes ``evaluate`` settings of one run at test time (for example
+``flip_test=true`` or ``decode_radius=2``): the same checkpoints under another name, so that an
+inference-only knob is compared with ``--versus`` on the same faces and seeds.
 
 Faces: the seeded held-out split of 300-W ``train`` (``train.val_fraction`` 0.1, ``train.val_seed`` 0
 of the first checkpoint: 201 of the 2,011 faces, never trained on by the runs of the current recipe),
@@ -25,6 +30,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from spanlib.inference.checkpoint import load_model
 from spanlib.data.sources import read_source
@@ -49,6 +55,22 @@ def _runs(specs: list[str]) -> dict[str, list[str]]:
     return runs
 
 
+def _inference(specs: list[str], runs: dict[str, list[str]]) -> dict[str, dict]:
+    """``NAME:KEY=VALUE[,KEY=VALUE]`` -> {NAME: {KEY: value}}: ``evaluate`` keys, values read as YAML."""
+    settings: dict[str, dict] = {}
+    for spec in specs:
+        name, _, pairs = spec.partition(":")
+        if name not in runs or not pairs:
+            raise SystemExit(f"--inference {spec!r}: expected NAME:KEY=VALUE[,KEY=VALUE], NAME one of --run "
+                             f"({', '.join(runs)})")
+        for pair in pairs.split(","):
+            key, eq, value = pair.partition("=")
+            if not eq:
+                raise SystemExit(f"--inference {spec!r}: {pair!r} is not KEY=VALUE")
+            settings.setdefault(name, {})[key.strip()] = yaml.safe_load(value)
+    return settings
+
+
 def unseen_by_old_recipe(samples: list, held: list) -> np.ndarray:
     """Indices into ``held`` of faces that the AFW + HELEN recipe (1,207 faces, its own 10 % split)
     never trained on either: its held-out faces and every LFPW face."""
@@ -61,6 +83,8 @@ def unseen_by_old_recipe(samples: list, held: list) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="append", required=True, metavar="NAME=CKPT[,CKPT...]")
+    parser.add_argument("--inference", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+                        help="evaluate settings of run NAME at test time (flip_test, decode_radius, ...)")
     parser.add_argument("--root", default="../shared/data/300w")
     parser.add_argument("--refine", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("results/real/end_to_end"))
@@ -68,6 +92,7 @@ def main() -> None:
                         help="also compare run A with run B under each protocol they share (paired by face and seed)")
     args = parser.parse_args()
     runs = _runs(args.run)
+    inference = _inference(args.inference, runs)
     versus = [tuple(v.split(":", 1)) for v in args.versus]
     for pair in versus:
         if len(pair) != 2 or not set(pair) <= set(runs):
@@ -99,11 +124,12 @@ def main() -> None:
             model = load_model(path)
             checkpoints.setdefault(name, []).append({"path": path, "sha256": sha256_file(path),
                                                      "iteration": model.checkpoint_info.get("iteration")})
-            settings = evaluate_params(model.params, {"crop_box": "landmarks"})
+            extra = inference.get(name, {})
+            settings = evaluate_params(model.params, {**extra, "crop_box": "landmarks"})
             pred = predict_samples(model, held, settings, progress=False)["pred"]
             per_protocol.setdefault("ground truth box", []).append(nme_per_face(pred, gt, "io", scheme))
             for passes in args.refine:
-                settings = evaluate_params(model.params, {"refine": passes})
+                settings = evaluate_params(model.params, {**extra, "refine": passes})
                 pred = predict_samples(model, faces, settings, progress=False, boxes=detection["box"][found])["pred"]
                 per_protocol.setdefault(f"detector, {passes} re-crop", []).append(
                     nme_per_face(pred, gt[found], "io", scheme))
@@ -169,6 +195,7 @@ def main() -> None:
     machine = machine_info()
     header = (f"# End to end against dlib, on the same faces and HOG boxes\n\n"
               f"`python experiments/end_to_end.py {' '.join('--run ' + repr(n + '=' + ','.join(p)) for n, p in runs.items())}"
+              f"{''.join(' --inference ' + repr(s) for s in args.inference)}"
               f"{''.join(' --versus ' + repr(a + ':' + b) for a, b in versus)}`; "
               f"code {code_version()}, {machine.get('cpu')}; held-out split fraction {fraction}, seed {seed} of "
               f"300-W train under {args.root}; detector: {FaceDetector(backend='dlib').describe()}, "

@@ -124,3 +124,34 @@ def test_throughput_settings_parse():
     assert throughput.parse_config("plain") == ("plain", "scpan", [])
     with pytest.raises(SystemExit, match="not KEY=VALUE"):
         throughput.parse_config("bad variant")
+
+
+def test_end_to_end_inference_settings_reach_the_evaluate_group():
+    from spanlib.config.schema import ParamError
+    from spanlib.evaluation.evaluate import evaluate_params
+
+    end_to_end = _load(REPO / "experiments" / "end_to_end.py", "end_to_end")
+    runs = {"base": ["a.pt"], "base_flip": ["a.pt"]}
+    parsed = end_to_end._inference(["base_flip:flip_test=true,decode_radius=2"], runs)
+    assert parsed == {"base_flip": {"flip_test": True, "decode_radius": 2}}
+    settings = evaluate_params({"evaluate": {"decode_radius": 3}}, {**parsed["base_flip"], "refine": 1})
+    assert settings.flip_test is True and settings.decode_radius == 2 and settings.refine == 1
+    with pytest.raises(ParamError):
+        evaluate_params({}, end_to_end._inference(["base:no_such_key=1"], runs)["base"])
+    for bad in ["other:flip_test=true", "base", "base:flip_test"]:
+        with pytest.raises(SystemExit):
+            end_to_end._inference([bad], runs)
+
+
+def test_knob_ranking_jobs_parse_and_pretraining_feeds_its_fine_tune():
+    for path in sorted((REPO / "experiments").glob("knobs_short_cpu*.jobs")):
+        jobs = dict(sweep.read_jobs(path, {}))
+        assert jobs, path
+        for label, args in jobs.items():
+            assert args[:2] == ["--recipe", args[1]] and "train.iterations=1500" in args or label.startswith("k_synpre")
+            init = [a for a in args if a.startswith("train.init_from=")]
+            if init:  # the fine-tune starts from the pretraining job listed before it in the same file
+                source = init[0].split("/")[-2]
+                assert source in jobs and list(jobs).index(source) < list(jobs).index(label)
+                steps = sum(int(a.split("=")[1]) for a in jobs[source] + args if a.startswith("train.iterations="))
+                assert steps == 1500, (path, label)
