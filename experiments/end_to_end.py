@@ -30,8 +30,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from spanlib.config.schema import apply_overrides
 from spanlib.inference.checkpoint import load_model
 from spanlib.data.sources import read_source
 from spanlib.data.split import held_out_split
@@ -56,7 +56,8 @@ def _runs(specs: list[str]) -> dict[str, list[str]]:
 
 
 def _inference(specs: list[str], runs: dict[str, list[str]]) -> dict[str, dict]:
-    """``NAME:KEY=VALUE[,KEY=VALUE]`` -> {NAME: {KEY: value}}: ``evaluate`` keys, values read as YAML."""
+    """``NAME:KEY=VALUE[,KEY=VALUE]`` -> {NAME: {KEY: value}}: ``evaluate`` keys, each parsed and
+    checked as ``--set evaluate.KEY=VALUE`` would be (``apply_overrides``)."""
     settings: dict[str, dict] = {}
     for spec in specs:
         name, _, pairs = spec.partition(":")
@@ -64,10 +65,11 @@ def _inference(specs: list[str], runs: dict[str, list[str]]) -> dict[str, dict]:
             raise SystemExit(f"--inference {spec!r}: expected NAME:KEY=VALUE[,KEY=VALUE], NAME one of --run "
                              f"({', '.join(runs)})")
         for pair in pairs.split(","):
-            key, eq, value = pair.partition("=")
-            if not eq:
+            if "=" not in pair:
                 raise SystemExit(f"--inference {spec!r}: {pair!r} is not KEY=VALUE")
-            settings.setdefault(name, {})[key.strip()] = yaml.safe_load(value)
+        evaluate = apply_overrides({}, [f"evaluate.{pair.strip()}" for pair in pairs.split(",")],
+                                   origin=f"--inference {name}")["evaluate"]
+        settings.setdefault(name, {}).update(evaluate)
     return settings
 
 
