@@ -279,3 +279,24 @@ def test_redraw_once_keeps_the_views_of_the_first_epoch():
     params["disturb"]["redraw"] = "never"
     with pytest.raises(ParamError, match="disturb.redraw"):
         PairedFaceDataset(make_samples(1), SCHEME, 64, [16], 16, params, progress=False)[0]
+
+
+def test_mirror_offset_is_image_pixels_times_the_crop_scale():
+    """``disturb.mirror_offset`` (image px): a flipped view b's points are the mirror of view a's
+    moved by 2 * offset * (crop px per image px); the image is still the exact mirror."""
+    samples = make_samples(3)
+    params = copy.deepcopy(PARAMS)
+    params["disturb"] = {**{k: (0.0 if k.startswith("p_") else v) for k, v in PARAMS["disturb"].items()},
+                         "p_flip": 1.0}
+    plain = PairedFaceDataset(samples, SCHEME, 64, [16], 16, params, seed=1, progress=False)
+    params["disturb"]["mirror_offset"] = 0.75
+    moved = PairedFaceDataset(samples, SCHEME, 64, [16], 16, params, seed=1, progress=False)
+    for i, sample in enumerate(samples):
+        _, transform = crop_face(sample.image, box_from_landmarks(sample.landmarks), 64, 1.25)
+        a, b = plain[i], moved[i]
+        assert b["flipped"]
+        np.testing.assert_array_equal(b["b"]["image"].numpy(), a["b"]["image"].numpy())
+        np.testing.assert_array_equal(b["b"]["image"].numpy(), a["a"]["image"].numpy()[..., ::-1])
+        expected = a["b"]["landmarks"].numpy() + [2 * 0.75 * transform.scale, 0.0]
+        np.testing.assert_allclose(b["b"]["landmarks"].numpy(), expected, atol=1e-4)
+        np.testing.assert_allclose(b["theta"][0, 2] - a["theta"][0, 2], 2 * 0.75 * transform.scale, atol=1e-4)

@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from eval_helpers import save_tiny_checkpoint
+from spanlib.config.params import load_params
+from spanlib.config.schema import apply_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -148,10 +150,36 @@ def test_knob_ranking_jobs_parse_and_pretraining_feeds_its_fine_tune():
         jobs = dict(sweep.read_jobs(path, {}))
         assert jobs, path
         for label, args in jobs.items():
-            assert args[:2] == ["--recipe", args[1]] and "train.iterations=1500" in args or label.startswith("k_synpre")
+            assert args[0] == "--recipe" and set(args[1].split(",")) <= set(load_params()["recipes"]), (path, label)
+            assert "train.iterations=1500" in args or label.startswith("k_synpre"), (path, label)
+            # every --set names a real parameter with a valid value (a typo would fail only once on the machine)
+            sets = args[args.index("--set") + 1:]
+            apply_overrides({}, sets, origin=f"{path.name} {label}")
             init = [a for a in args if a.startswith("train.init_from=")]
             if init:  # the fine-tune starts from the pretraining job listed before it in the same file
                 source = init[0].split("/")[-2]
                 assert source in jobs and list(jobs).index(source) < list(jobs).index(label)
                 steps = sum(int(a.split("=")[1]) for a in jobs[source] + args if a.startswith("train.iterations="))
                 assert steps == 1500, (path, label)
+
+
+def test_flip_symmetry_mirrors_faces_exactly_and_twice_is_identity():
+    from spanlib.config.schemes import get_scheme
+    from spanlib.data.sample import Sample
+
+    flip = _load(REPO / "experiments" / "flip_symmetry.py", "flip_symmetry")
+    perm = np.asarray(get_scheme(68).flip_perm)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    points = rng.uniform(5, 35, (68, 2)).astype(np.float32)
+    once = flip.mirrored([Sample("face.png", points, image=image)], perm)[0]
+    np.testing.assert_array_equal(once.image, image[:, ::-1])
+    # corner origin: column j's centre j + 0.5 goes to 50 - (j + 0.5); point k takes its mirror twin's place
+    np.testing.assert_allclose(once.landmarks[:, 0], 50 - points[perm, 0])
+    np.testing.assert_allclose(once.landmarks[:, 1], points[perm, 1])
+    twice = flip.mirrored([once], perm)[0]
+    np.testing.assert_array_equal(twice.image, image)
+    np.testing.assert_allclose(twice.landmarks, points, atol=1e-5)
+    # to_crop applies each face's (2, 3) matrix
+    m = np.array([[[2.0, 0.0, 1.0], [0.0, 2.0, -3.0]]])
+    np.testing.assert_allclose(flip.to_crop(np.array([[[1.0, 2.0]]]), m), [[[3.0, 1.0]]])

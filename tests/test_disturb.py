@@ -329,3 +329,29 @@ def test_new_disturb_keys_in_the_schema():
     assert fields["p_translate"].default == 0.0 and fields["max_translation"].default == 0.1
     assert fields["redraw"].default == "epoch"
     assert fields["redraw"].metadata["choices"] == ("epoch", "once")
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0])
+def test_mirror_offset_keeps_the_labels_convention_and_mirrors_the_image_exactly(angle):
+    """Labels drawn ``o`` px right of the true points (p = t + (o, 0)) stay ``o`` right of the
+    mirrored true points under a flip with ``mirror_offset=o``; the image is mirrored as without it."""
+    size, o = 128, 1.5
+    true = mean_face(size).astype(np.float64)
+    labels = (true + [o, 0.0]).astype(np.float32)
+    image = blobs_image(true, size)
+    exact = apply_plan(image, true.astype(np.float32), SCHEME, plan(True, angle), np.random.default_rng(0))
+    shifted = apply_plan(image, labels, SCHEME, plan(True, angle), np.random.default_rng(0), mirror_offset=o)
+    np.testing.assert_array_equal(shifted.image, exact.image)
+    # the mirrored true points moved by the view's direction of x: o px along D's image of (1, 0)
+    direction = geometric_theta(size, angle)[:, 0]
+    np.testing.assert_allclose(shifted.landmarks, exact.landmarks + o * direction, atol=1e-4)
+    # D carries the same convention, so the consistency loss warps label maps consistently
+    np.testing.assert_allclose(transform_landmarks(labels, shifted.D, SCHEME.flip_perm), shifted.landmarks, atol=1e-4)
+    # without the offset, the mirrored labels land 2 o px the other way: the inconsistency it removes
+    plain = apply_plan(image, labels, SCHEME, plan(True, angle), np.random.default_rng(0))
+    np.testing.assert_allclose(plain.landmarks, exact.landmarks - o * direction, atol=1e-4)
+    # no flip: the offset changes nothing
+    kept = apply_plan(image, labels, SCHEME, plan(False, angle), np.random.default_rng(0), mirror_offset=o)
+    unshifted = apply_plan(image, labels, SCHEME, plan(False, angle), np.random.default_rng(0))
+    np.testing.assert_array_equal(kept.landmarks, unshifted.landmarks)
+    np.testing.assert_array_equal(kept.D.theta, unshifted.D.theta)

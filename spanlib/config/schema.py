@@ -135,6 +135,9 @@ class DisturbConfig:
     max_translation: float = param(0.1, low=0, high=1)  # fraction of the crop side, per axis
     # a new disturbance every epoch (ours) | drawn once per face as Algorithm 1's step 1
     redraw: str = param("epoch", choices=("epoch", "once"))
+    # image px the labels sit right of their mirror-symmetric place: flips (and evaluate.flip_test)
+    # mirror them to W - x + 2 offset; 0 = exact mirror (docs/model.md, "Flip symmetry")
+    mirror_offset: float = param(0.0, low=-16, high=16)
 
 
 # Upper bounds on the architecture. A model file or checkpoint declares its own sizes, and the network

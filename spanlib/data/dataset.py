@@ -124,6 +124,7 @@ class PairedFaceDataset(Dataset):
         k = self.scheme.num_points
         self.images = np.zeros((len(samples), big, big, 3), dtype=np.uint8)
         self.points = np.full((len(samples), k, 2), np.nan, dtype=np.float32)
+        self.pixel_scale = np.ones(len(samples), dtype=np.float64)  # view-a px per image px
         self.paths = [s.path for s in samples]
         for i, sample in enumerate(tqdm(samples, desc="caching faces", unit="face",
                                         disable=not progress, leave=False)):
@@ -137,6 +138,7 @@ class PairedFaceDataset(Dataset):
             # same centre and pixel scale as the training crop, ``big`` pixels wide
             crop, transform = crop_face(sample.image, box, big, scale * big / size)
             self.images[i] = crop
+            self.pixel_scale[i] = transform.scale
             if self.labeled:
                 self.points[i] = transform.to_crop(sample.landmarks) - m
 
@@ -206,8 +208,12 @@ class PairedFaceDataset(Dataset):
                 points_a = apply_affine(jitter, points_a + np.float32(m)).astype(np.float32)
             shift = invert_affine(jitter)
         if self.train:
+            # disturb.mirror_offset is in image px; view a's px per image px include the jitter's zoom
+            offset = self.disturb_settings.mirror_offset
+            if offset:
+                offset *= self.pixel_scale[index] * (1.0 if jitter is None else float(jitter[0, 0]))
             out = disturb(image_a, points_a, self.scheme, self.disturb_settings, self.rng(index),
-                          context=(context, shift))
+                          context=(context, shift), mirror_offset=offset)
             image_b, points_b, D = out.image, out.landmarks, out.D
             view_a, view_b = self._view(image_a, points_a), self._view(image_b, points_b)
         else:  # no disturbance: view b is view a (built once)

@@ -51,12 +51,16 @@ class Disturbed:
 
 
 def geometric_theta(size: int, angle_deg: float = 0.0, scale: float = 1.0,
-                    flip: bool = False, shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
-    """(2, 3) float64 crop-a -> crop-b: optional mirror x -> S - x, then rotation by ``angle_deg``
-    (counter-clockwise as seen on screen) and scaling by ``scale``, both about the crop centre, then
-    a translation by ``shift`` = (dx, dy) crop-b pixels (the content moves right and down)."""
+                    flip: bool = False, shift: tuple[float, float] = (0.0, 0.0),
+                    mirror_offset: float = 0.0) -> np.ndarray:
+    """(2, 3) float64 crop-a -> crop-b: optional mirror x -> S - x + 2 ``mirror_offset``, then
+    rotation by ``angle_deg`` (counter-clockwise as seen on screen) and scaling by ``scale``, both
+    about the crop centre, then a translation by ``shift`` = (dx, dy) crop-b pixels (the content
+    moves right and down). ``mirror_offset`` (crop-a px): labels that sit that far right of their
+    mirror-symmetric place keep that convention when mirrored (0 for the image itself)."""
     c = size / 2.0
-    mirror = np.array([[-1.0, 0.0, float(size)], [0.0, 1.0, 0.0]]) if flip else np.eye(2, 3)
+    mirror = (np.array([[-1.0, 0.0, float(size) + 2.0 * mirror_offset], [0.0, 1.0, 0.0]]) if flip
+              else np.eye(2, 3))
     a = np.deg2rad(angle_deg)
     # y points down, so a counter-clockwise turn on screen is [[cos, sin], [-sin, cos]]
     lin = scale * np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
@@ -142,15 +146,22 @@ def apply_texture(image: np.ndarray, kind: str, args, rng: np.random.Generator) 
 
 
 def apply_plan(image: np.ndarray, landmarks: np.ndarray | None, scheme, plan: dict,
-               rng: np.random.Generator, context: tuple[np.ndarray, np.ndarray] | None = None
-               ) -> Disturbed:
+               rng: np.random.Generator, context: tuple[np.ndarray, np.ndarray] | None = None,
+               mirror_offset: float = 0.0) -> Disturbed:
     """Apply a drawn plan to crop a (``image``, (S, S, 3) uint8). ``context`` = (larger image,
     (2, 3) matrix crop-a points -> its points) supplies the pixels that the geometric warp brings
-    in from outside crop a. A plan without "shift" (drawn before translation existed) has none."""
+    in from outside crop a. A plan without "shift" (drawn before translation existed) has none.
+
+    ``mirror_offset`` (crop-a px, ``disturb.mirror_offset`` times the crop's scale): the labels'
+    x offset from mirror symmetry. A flip mirrors the image exactly, but the landmarks and D (which
+    the consistency loss warps label maps with) by x -> S - x + 2 offset, so a mirrored view's
+    labels keep the dataset's convention instead of reversing it."""
     size = image.shape[0]
     shift = tuple(plan.get("shift", (0.0, 0.0)))
     theta = geometric_theta(size, plan["angle"], plan["scale"], plan["flip"], shift)
-    D = Warp(theta.astype(np.float32), bool(plan["flip"]))
+    label_theta = (geometric_theta(size, plan["angle"], plan["scale"], True, shift, mirror_offset)
+                   if plan["flip"] and mirror_offset else theta)
+    D = Warp(label_theta.astype(np.float32), bool(plan["flip"]))
     applied = [name for name, on in (("flip", plan["flip"]), ("rotate", plan["angle"] != 0.0),
                                      ("scale", plan["scale"] != 1.0), ("translate", shift != (0.0, 0.0)))
                if on]
@@ -170,9 +181,10 @@ def apply_plan(image: np.ndarray, landmarks: np.ndarray | None, scheme, plan: di
 
 
 def disturb(image: np.ndarray, landmarks: np.ndarray | None, scheme, settings,
-            rng: np.random.Generator, context: tuple[np.ndarray, np.ndarray] | None = None
-            ) -> Disturbed:
+            rng: np.random.Generator, context: tuple[np.ndarray, np.ndarray] | None = None,
+            mirror_offset: float = 0.0) -> Disturbed:
     """A random combination of disturbances with the probabilities of ``settings`` (the
-    ``disturb`` group): the disturbed image, its landmarks and D."""
+    ``disturb`` group): the disturbed image, its landmarks and D. ``mirror_offset``: crop-a px
+    (:func:`apply_plan`)."""
     plan = sample_plan(settings, rng, image.shape[0])
-    return apply_plan(image, landmarks, scheme, plan, rng, context)
+    return apply_plan(image, landmarks, scheme, plan, rng, context, mirror_offset)

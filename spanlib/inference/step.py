@@ -31,14 +31,24 @@ def decode_radius(params: dict) -> int:
     return int((params.get("evaluate") or {}).get("decode_radius", default("evaluate.decode_radius")))
 
 
+def mirror_offset(params: dict) -> float:
+    """``disturb.mirror_offset`` of a checkpoint's params in image px (the schema's default, 0,
+    when absent): how far right of their mirror-symmetric place its training labels sit."""
+    return float((params.get("disturb") or {}).get("mirror_offset", default("disturb.mirror_offset")))
+
+
 @torch.no_grad()
 def predict_crops(model: torch.nn.Module, images: torch.Tensor, radius: int,
-                  flip: bool = False) -> tuple[torch.Tensor, torch.Tensor, dict]:
+                  flip: bool = False, offset: torch.Tensor | float = 0.0
+                  ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(B, 3, S, S) crops in [0, 1] -> (points (B, K, 2) crop px, confidence (B, K), outputs).
 
     ``flip=True`` (``evaluate.flip_test``): also predict the mirrored crops, map those points back
-    (x -> S - x in corner-origin pixels, channels through the scheme's mirror permutation) and
-    average the two estimates; twice the cost, measured gain in docs/model.md."""
+    (x -> S - x + 2 ``offset`` in corner-origin pixels, channels through the scheme's mirror
+    permutation) and average the two estimates; twice the cost, measured gain in docs/model.md.
+    ``offset``: crop px, a float or one per crop (B,): the training labels' x offset from mirror
+    symmetry (``mirror_offset`` times each crop's px per image px), which a mirrored estimate
+    carries to the wrong side."""
     device = next(model.parameters()).device
     images = images.to(device, non_blocking=True)
     outputs = model(images)
@@ -48,7 +58,8 @@ def predict_crops(model: torch.nn.Module, images: torch.Tensor, radius: int,
         mirrored = model(torch.flip(images, dims=[-1]))
         perm = torch.as_tensor(np.asarray(model.scheme.flip_perm), device=points.device, dtype=torch.long)
         back = decode_landmarks(mirrored, radius)
-        back[..., 0] = images.shape[-1] - back[..., 0]
+        shift = torch.as_tensor(offset, dtype=back.dtype, device=back.device).reshape(-1, 1)
+        back[..., 0] = images.shape[-1] - back[..., 0] + 2 * shift
         unflipped = torch.empty_like(back)
         unflipped[:, perm] = back  # mirrored channel k is original point perm[k]
         points = 0.5 * (points + unflipped)
