@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spanlib.config.schemes import mirror_landmarks
 from spanlib.data.sample import Sample
 from spanlib.data.sources import read_source
 from spanlib.data.split import held_out_split
@@ -41,14 +42,13 @@ from spanlib.utils.files import write_json, write_text
 from spanlib.utils.provenance import code_version, machine_info
 
 
-def mirrored(samples: list, flip_perm: np.ndarray) -> list:
-    """The faces mirrored left-right: image columns reversed, x -> W - x, points relabelled."""
+def mirrored(samples: list, scheme) -> list:
+    """The faces mirrored left-right: image columns reversed, points through ``mirror_landmarks``."""
     out = []
     for s in samples:
         image = np.ascontiguousarray(s.image[:, ::-1])
-        points = s.landmarks.astype(np.float32).copy()
-        points[:, 0] = image.shape[1] - points[:, 0]
-        out.append(Sample(s.path, points[flip_perm], None, image=image))
+        points = mirror_landmarks(s.landmarks.astype(np.float32), image.shape[1], scheme)
+        out.append(Sample(s.path, points, None, image=image))
     return out
 
 
@@ -87,7 +87,6 @@ def main() -> None:
         train, held = held_out_split(samples, fraction, seed)
         held = [s for s in held if s.landmarks is not None]
         calibration = [s for s in train if s.landmarks is not None][:args.calibration_faces]
-        perm = np.asarray(model.scheme.flip_perm)
         gt_box = {"crop_box": "landmarks"}
         gt = np.stack([s.landmarks for s in held]).astype(np.float64)
 
@@ -104,7 +103,7 @@ def main() -> None:
         calibrated = predict_samples(model, held, evaluate_params(model.params, {**gt_box, "flip_test": True}),
                                      progress=False)
         model.params["disturb"]["mirror_offset"] = 0.0
-        mirror_faces = mirrored(held, perm)
+        mirror_faces = mirrored(held, model.scheme)
         mirror = predict_samples(model, mirror_faces, evaluate_params(model.params, gt_box), progress=False)
         mirror_gt = np.stack([s.landmarks for s in mirror_faces]).astype(np.float64)
         estimates = {

@@ -168,16 +168,17 @@ def test_flip_symmetry_mirrors_faces_exactly_and_twice_is_identity():
     from spanlib.data.sample import Sample
 
     flip = _load(REPO / "experiments" / "flip_symmetry.py", "flip_symmetry")
-    perm = np.asarray(get_scheme(68).flip_perm)
+    scheme = get_scheme(68)
+    perm = np.asarray(scheme.flip_perm)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
     points = rng.uniform(5, 35, (68, 2)).astype(np.float32)
-    once = flip.mirrored([Sample("face.png", points, image=image)], perm)[0]
+    once = flip.mirrored([Sample("face.png", points, image=image)], scheme)[0]
     np.testing.assert_array_equal(once.image, image[:, ::-1])
     # corner origin: column j's centre j + 0.5 goes to 50 - (j + 0.5); point k takes its mirror twin's place
     np.testing.assert_allclose(once.landmarks[:, 0], 50 - points[perm, 0])
     np.testing.assert_allclose(once.landmarks[:, 1], points[perm, 1])
-    twice = flip.mirrored([once], perm)[0]
+    twice = flip.mirrored([once], scheme)[0]
     np.testing.assert_array_equal(twice.image, image)
     np.testing.assert_allclose(twice.landmarks, points, atol=1e-5)
     # to_crop applies each face's (2, 3) matrix
