@@ -246,14 +246,27 @@ def test_cli_evaluate_and_predict_take_the_new_options(tmp_path, monkeypatch, ca
                  "--boxes", "detector", "--refine", "1", "--quiet", "--device", "cpu"])
     out = capsys.readouterr().out
     assert code == 0 and "end to end" in out and "2 of 2 faces found" in out and "re-crop passes: 1" in out
+    assert "flip test" not in out
+    code = main(["evaluate", "--checkpoint", str(ckpt), "--source", "pts", "--root", str(folder),
+                 "--flip-test", "--quiet", "--device", "cpu", "--json", str(tmp_path / "flip.json")])
+    assert code == 0 and "# flip test:" in capsys.readouterr().out
+    import json
+
+    assert json.loads((tmp_path / "flip.json").read_text())["provenance"]["protocol"]["flip_test"] is True
     image = folder / "face0.png"
     code = main(["predict", str(image), "--checkpoint", str(ckpt), "--box", "10,10,60,60", "--refine", "2",
                  "--json", str(tmp_path / "p.json"), "--device", "cpu"])
-    import json
-
     (face,) = json.loads((tmp_path / "p.json").read_text())["results"][0]["faces"]
     assert code == 0 and face["box_source"] == "given+refined"
     assert face["box"] != [10.0, 10.0, 60.0, 60.0]
+    # --flip-test reaches predict_image (whose result tests/test_flip_test.py checks): other points
+    code = main(["predict", str(image), "--checkpoint", str(ckpt), "--box", "10,10,60,60", "--flip-test",
+                 "--json", str(tmp_path / "f.json"), "--device", "cpu"])
+    (flipped,) = json.loads((tmp_path / "f.json").read_text())["results"][0]["faces"]
+    code_plain = main(["predict", str(image), "--checkpoint", str(ckpt), "--box", "10,10,60,60", "--no-flip-test",
+                       "--json", str(tmp_path / "n.json"), "--device", "cpu"])
+    (plain,) = json.loads((tmp_path / "n.json").read_text())["results"][0]["faces"]
+    assert code == 0 and code_plain == 0 and flipped["landmarks"] != plain["landmarks"]
 
 
 @pytest.mark.parametrize("value", ["-1", "5"])

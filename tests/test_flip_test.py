@@ -1,11 +1,20 @@
-"""Flip test-time augmentation in ``predict_crops``: the mirrored prediction is mapped back through
-x -> S - x and the scheme's mirror permutation before averaging."""
+"""Flip test-time augmentation in ``predict_crops`` and ``predict_image``: the mirrored prediction
+is mapped back through x -> S - x (+ 2 ``disturb.mirror_offset``) and the scheme's mirror
+permutation before averaging."""
+
+import copy
 
 import numpy as np
+import pytest
 import torch
 
-from spanlib.inference.predict import predict_crops
-from spanlib.config.schemes import get_scheme
+from spanlib import load_model
+from spanlib.config.schemes import get_scheme, mirror_landmarks
+from spanlib.data.crop import box_from_landmarks
+from spanlib.data.synth.face import render_face, sample_face
+from spanlib.inference.backends import make_runner
+from spanlib.inference.predict import predict_crops, predict_image
+from spanlib.inference.step import TOLERANCE_PX
 
 
 class MarkerModel(torch.nn.Module):
@@ -90,3 +99,57 @@ def test_flip_test_with_the_labels_mirror_offset_recovers_the_plain_points():
     np.testing.assert_allclose((naive - plain).numpy()[..., 1], 0.0, atol=1e-3)
     fixed, _, _ = predict_crops(model, images, radius=3, flip=True, offset=torch.full((3,), 1.25))
     np.testing.assert_allclose(fixed.numpy(), plain.numpy(), atol=0.02)
+
+
+# ------------------------------------------------------------- predict: the flip test on whole images
+@pytest.fixture(scope="module")
+def bundled():
+    torch.set_num_threads(1)
+    model = load_model()
+    model.params = copy.deepcopy(model.params)
+    model.params.setdefault("disturb", {})["mirror_offset"] = 0.8  # image px, as if trained with it
+    return model
+
+
+def _face(index):
+    spec = sample_face(0, "train", index, size=192)
+    return render_face(spec), box_from_landmarks(spec.landmarks)
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_predict_flip_test_averages_with_the_mirrored_image(bundled, index):
+    """Reference built in image space: predict the numpy-mirrored image from the mirrored box,
+    mirror those points back (x -> W - x + 2 o, iBUG permutation) and average with the plain
+    prediction. predict_image(flip=True) mirrors the crop instead; both must agree."""
+    image, box = _face(index)
+    width = image.shape[1]
+    (plain,), _ = predict_image(bundled, image, boxes=[box], refine=0, flip=False)
+    (flipped,), _ = predict_image(bundled, image, boxes=[box], refine=0, flip=True)
+    mirror_box = np.array([width - box[2], box[1], width - box[0], box[3]])
+    (mirrored,), _ = predict_image(bundled, np.ascontiguousarray(image[:, ::-1]), boxes=[mirror_box],
+                                   refine=0, flip=False)
+    back = mirror_landmarks(np.asarray(mirrored.landmarks), width, bundled.scheme) + [2 * 0.8, 0.0]
+    reference = 0.5 * (np.asarray(plain.landmarks) + back)
+    # 0.05 image px: OpenCV's 1/32 px interpolation grid and the 3-decimal rounding of the output
+    np.testing.assert_allclose(flipped.landmarks, reference, atol=0.05)
+    assert np.abs(np.asarray(flipped.landmarks) - plain.landmarks).max() > 0.3  # the flip does something
+
+
+@pytest.mark.parametrize("backend", ["head", "onnxruntime"])
+def test_predict_flip_test_is_the_models_default_and_the_backends_agree(bundled, backend):
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install -e '.[onnx]')")
+    image, box = _face(2)
+    (explicit,), _ = predict_image(bundled, image, boxes=[box], refine=1, flip=True)
+    params = copy.deepcopy(bundled.params)
+    params.setdefault("evaluate", {})["flip_test"] = True
+    original, bundled.params = bundled.params, params
+    try:
+        (default,), _ = predict_image(bundled, image, boxes=[box], refine=1)
+        runner = make_runner(bundled, backend)  # crops and mirrored crops: one call of batch 2
+        (backend,), _ = predict_image(bundled, image, boxes=[box], refine=1, runner=runner)
+    finally:
+        bundled.params = original
+    np.testing.assert_array_equal(default.landmarks, explicit.landmarks)
+    # the back-end's one pass, called twice (crop and mirrored crop), within the back-ends' tolerance
+    np.testing.assert_allclose(backend.landmarks, explicit.landmarks, atol=TOLERANCE_PX * 2)

@@ -189,7 +189,7 @@ def registry(tmp_path, monkeypatch):
     source = tmp_path / "registry.json"
     shutil.copy(weights.REGISTRY, source)
     monkeypatch.setattr(weights, "WEIGHTS_DIR", folder)
-    monkeypatch.setitem(weights.BUNDLED, "real_scpan", dict(weights.BUNDLED["real_scpan"]))
+    monkeypatch.setitem(weights.BUNDLED, "real_300w", dict(weights.BUNDLED["real_300w"]))
     return {"folder": folder, "source": source, "text": source.read_text()}
 
 
@@ -197,7 +197,7 @@ def test_register_refuses_a_model_nobody_can_load(tmp_path, registry):
     """Defect 3: width 10**9 was shipped, and load_model() then asked for 147 GB."""
     model = hostile_model_file(tmp_path, "wide", _set("model", "width", 10**9))
     with pytest.raises(DataError, match=r"wide.safetensors: model file declares a network .*model.width"):
-        register_bundled(model, "real_scpan", registry_file=registry["source"])
+        register_bundled(model, "real_300w", registry_file=registry["source"])
     assert list(registry["folder"].iterdir()) == [] and registry["source"].read_text() == registry["text"]
 
 
@@ -234,7 +234,7 @@ def test_export_refuses_nan_weights(tmp_path, capsys):
 def test_register_refuses_nan_weights(tmp_path, registry):
     model = hostile_model_file(tmp_path, "nan", edit_tensors=_nan_weights)
     with pytest.raises(DataError, match="nan.safetensors: model file holds NaN or infinite weights"):
-        register_bundled(model, "real_scpan", registry_file=registry["source"])
+        register_bundled(model, "real_300w", registry_file=registry["source"])
     assert list(registry["folder"].iterdir()) == [] and registry["source"].read_text() == registry["text"]
 
 
@@ -914,12 +914,12 @@ def test_figure_titles_carry_no_absolute_path():
 
     from spanlib.reporting.figures import model_view_title, shown_path
 
-    bundled = weights.WEIGHTS_DIR / "real_scpan.safetensors"
-    assert shown_path(bundled) == "spanlib/inference/weights/real_scpan.safetensors"
+    bundled = weights.WEIGHTS_DIR / "real_300w.safetensors"
+    assert shown_path(bundled) == "spanlib/inference/weights/real_300w.safetensors"
     assert shown_path(REPO.parent / "shared" / "data" / "300w" / "a.jpg") == "../shared/data/300w/a.jpg"
     assert shown_path("/far/away/models/run.pt") == "run.pt"
     title = model_view_title(SimpleNamespace(variant="scpan", checkpoint_path=str(bundled)), "synthetic face 0")
-    assert title == "scpan (spanlib/inference/weights/real_scpan.safetensors); synthetic face 0"
+    assert title == "scpan (spanlib/inference/weights/real_300w.safetensors); synthetic face 0"
     notebook = (REPO / "notebooks" / "04_heatmap_distributions.ipynb").read_text()
     assert "model_view_title(model, face_note, checkpoint)" in notebook
 

@@ -240,15 +240,15 @@ def test_checkpoints_hold_only_plain_data(tmp_path):
 # ---------------------------------------------------------------- the bundled model
 @pytest.fixture
 def bundle(tmp_path, monkeypatch):
-    """A registry pointed at a temp folder holding an exported tiny model as real_scpan."""
+    """A registry pointed at a temp folder holding an exported tiny model as real_300w."""
     folder = tmp_path / "weights"
     folder.mkdir()
     ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt", seed=5)
-    export_safetensors(ckpt, folder / "real_scpan.safetensors")
-    digest = hashlib.sha256((folder / "real_scpan.safetensors").read_bytes()).hexdigest()
+    export_safetensors(ckpt, folder / "real_300w.safetensors")
+    digest = hashlib.sha256((folder / "real_300w.safetensors").read_bytes()).hexdigest()
     monkeypatch.setattr(weights, "WEIGHTS_DIR", folder)
-    monkeypatch.setitem(weights.BUNDLED, "real_scpan", dict(weights.BUNDLED["real_scpan"], sha256=digest))
-    return {"file": folder / "real_scpan.safetensors", "sha256": digest, "checkpoint": ckpt}
+    monkeypatch.setitem(weights.BUNDLED, "real_300w", dict(weights.BUNDLED["real_300w"], sha256=digest))
+    return {"file": folder / "real_300w.safetensors", "sha256": digest, "checkpoint": ckpt}
 
 
 def test_bundled_model_loads_when_its_hash_matches(bundle):
@@ -267,20 +267,20 @@ def test_tampered_bundled_model_is_refused(bundle, damage):
     else:
         data = data[: len(data) // 2]
     bundle["file"].write_bytes(bytes(data))
-    with pytest.raises(DataError, match=rf"real_scpan.safetensors: bundled model 'real_scpan' fails its check: "
+    with pytest.raises(DataError, match=rf"real_300w.safetensors: bundled model 'real_300w' fails its check: "
                                         rf"expected sha256 {bundle['sha256']}, got [0-9a-f]{{64}}"):
         spanlib.load_model()
 
 
 def test_missing_bundled_model_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
-    with pytest.raises(DataError, match="the bundled model 'real_scpan' is missing"):
+    with pytest.raises(DataError, match="the bundled model 'real_300w' is missing"):
         spanlib.load_model()
 
 
 def test_shipped_bundled_model_matches_its_hash():
-    """Once spanlib/inference/weights/real_scpan.safetensors is shipped, it must load and match BUNDLED."""
-    path = weights.bundled_path("real_scpan")
+    """Once spanlib/inference/weights/real_300w.safetensors is shipped, it must load and match BUNDLED."""
+    path = weights.bundled_path("real_300w")
     if not path.is_file():
         with pytest.raises(DataError, match="is missing"):
             spanlib.load_model()
@@ -295,17 +295,17 @@ def test_register_bundled_records_the_hash(tmp_path, monkeypatch):
     registry = tmp_path / "registry.json"
     shutil.copy(weights.REGISTRY, registry)
     monkeypatch.setattr(weights, "WEIGHTS_DIR", folder)
-    monkeypatch.setitem(weights.BUNDLED, "real_scpan", dict(weights.BUNDLED["real_scpan"]))
+    monkeypatch.setitem(weights.BUNDLED, "real_300w", dict(weights.BUNDLED["real_300w"]))
     export_safetensors(save_tiny_checkpoint(tmp_path / "tiny.pt"), tmp_path / "model.safetensors")
-    digest = register_bundled(tmp_path / "model.safetensors", "real_scpan", registry_file=registry)
+    digest = register_bundled(tmp_path / "model.safetensors", "real_300w", registry_file=registry)
     assert digest == hashlib.sha256((tmp_path / "model.safetensors").read_bytes()).hexdigest()
-    assert (folder / "real_scpan.safetensors").read_bytes() == (tmp_path / "model.safetensors").read_bytes()
-    assert (folder / "real_scpan.json").is_file()
-    assert weights.read_registry(registry)["real_scpan"]["sha256"] == digest
+    assert (folder / "real_300w.safetensors").read_bytes() == (tmp_path / "model.safetensors").read_bytes()
+    assert (folder / "real_300w.json").is_file()
+    assert weights.read_registry(registry)["real_300w"]["sha256"] == digest
     assert spanlib.load_model().variant == "scpan"
     evil = _evil_files(tmp_path / "evil", tmp_path / "marker")
     with pytest.raises(DataError, match="evil_zip.pt: not a safetensors file"):
-        register_bundled(evil["zip"], "real_scpan", registry_file=registry)
+        register_bundled(evil["zip"], "real_300w", registry_file=registry)
     assert not (tmp_path / "marker").exists()
     with pytest.raises(ParamError, match="unknown"):
         register_bundled(tmp_path / "model.safetensors", "nope", registry_file=registry)

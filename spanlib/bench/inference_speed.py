@@ -46,7 +46,7 @@ from spanlib.evaluation.peers import DlibPeer
 from spanlib.inference.backends import AUTO_ORDER, make_runner
 from spanlib.inference.checkpoint import load_model
 from spanlib.inference.detect import FaceDetector, match_detection
-from spanlib.inference.predict import predict_image
+from spanlib.inference.predict import flip_test, predict_image
 from spanlib.inference.step import TOLERANCE_PX, decode_radius
 from spanlib.utils.files import atomic_path, write_json, write_text
 from spanlib.utils.provenance import machine_info
@@ -137,9 +137,11 @@ def crop_given(model, faces, images, backends, repeats: int, calibration: torch.
 
 
 def detector_included(model, faces, images, backends, detectors, refine: tuple[int, ...] = (0,),
-                      calibration: torch.Tensor | None = None) -> tuple[dict, dict]:
+                      calibration: torch.Tensor | None = None, flip: tuple[bool, ...] = (False,)
+                      ) -> tuple[dict, dict]:
     """Image -> detector -> calibrated box -> crop -> back-end (-> ``refine`` re-crops on its own
-    points), per face found; and dlib's predictor (alone on its box, and with its HOG detector).
+    points; each pass with and without the flip test as ``flip`` lists), per face found; and dlib's
+    predictor (alone on its box, and with its HOG detector).
     Interleaved face by face, like ``crop_given``. Returns (our entries, dlib's entry or {"error": why})."""
     radius = decode_radius(model.params)
     combos = {}
@@ -148,7 +150,9 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
         for name in backends:
             runner = make_runner(model, name, calibration=calibration if name == "onnxruntime_int8" else None)
             for passes in refine:
-                combos[f"{kind}+{name}" + (f"+refine{passes}" if passes else "")] = (detector, runner, passes)
+                for mirror in flip:
+                    label = f"{kind}+{name}" + (f"+refine{passes}" if passes else "") + ("+flip" if mirror else "")
+                    combos[label] = (detector, runner, passes, mirror)
     try:
         peer = DlibPeer()
     except Exception as exc:  # dlib or its model file missing: reported, not fatal
@@ -157,7 +161,7 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
     peer_rec = {"pred_s": [], "det_s": [], "pred": [], "sources": []}
     for face, image in zip(faces, images):
         gt_box = box_from_landmarks(face.landmarks)
-        for label, (detector, runner, passes) in combos.items():
+        for label, (detector, runner, passes, mirror) in combos.items():
             start = time.perf_counter()
             raw = detector.detect_raw(image)
             index = match_detection(raw, gt_box)
@@ -165,7 +169,8 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
                 rec[label]["missed"] += 1
                 continue
             box = detector.calibration.to_landmark_box(raw[index][None])
-            (result,), _ = predict_image(model, image, box, radius=radius, runner=runner, refine=passes)
+            (result,), _ = predict_image(model, image, box, radius=radius, runner=runner, refine=passes,
+                                         flip=mirror)
             rec[label]["s"].append(time.perf_counter() - start)
             rec[label]["pred"].append(np.asarray(result.landmarks, np.float32))
             rec[label]["gt"].append(face.landmarks.astype(np.float32))
@@ -174,7 +179,7 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
             for key, value in zip(("pred_s", "det_s", "pred", "sources"), (p_s, d_s, points, source)):
                 peer_rec[key].append(value)
     ours = {label: {"detector": combos[label][0].describe(), "backend": combos[label][1].backend,
-                    "refine": combos[label][2],
+                    "refine": combos[label][2], "flip_test": combos[label][3],
                     "faces_timed": len(r["s"]), "missed": r["missed"], "ms_per_face": _ms(r["s"]),
                     "nme_io_found_faces": _nme(r["pred"], r["gt"], model.scheme)} for label, r in rec.items()}
     if peer is None:
@@ -212,10 +217,12 @@ def markdown(result: dict) -> str:
                      f"{b['nme_io']:.3f} | {b['max_abs_diff_vs_eager_px']:.1e} | {b['build_s']:.1f} |")
     lines += ["", f"Chosen for `spanlib predict --backend auto`: **{result['chosen']}** (the fastest within "
               f"{result['tolerance_px']} px of eager that builds in seconds).", "",
-              "| detector included | detector | re-crop passes | faces timed / missed | ms/face | NME_io found faces (%) |",
-              "|---|---|---|---|---|---|"]
+              "| detector included | detector | re-crop passes | flip test | faces timed / missed | ms/face | "
+              "NME_io found faces (%) |",
+              "|---|---|---|---|---|---|---|"]
     for name, d in result["detector_included"].items():
-        lines.append(f"| {name} | {d['detector']} | {d.get('refine', 0)} | {d['faces_timed']} / {d['missed']} | "
+        lines.append(f"| {name} | {d['detector']} | {d.get('refine', 0)} | {'yes' if d.get('flip_test') else 'no'} | "
+                     f"{d['faces_timed']} / {d['missed']} | "
                      f"{d['ms_per_face']:.1f} | {d['nme_io_found_faces']:.2f} |")
     peer = result.get("dlib")
     if peer:
@@ -241,7 +248,7 @@ def plot_nme_against_ms(result: dict, path: str | Path) -> None:
     for i, (name, b) in enumerate(result["crop_given"]["backends"].items()):  # a legend: labels never overlap
         left.scatter(b["ms_per_face"], b["nme_io"], color=colours[i % 10], label=name)
     for i, (label, d) in enumerate(result["detector_included"].items()):
-        marker = "^" if d.get("refine") else "o"  # triangles: with re-crop passes
+        marker = ("D" if d.get("flip_test") else "^") if d.get("refine") else ("d" if d.get("flip_test") else "o")
         right.scatter(d["ms_per_face"], d["nme_io_found_faces"], color=colours[i % 10], marker=marker, label=label)
     peer = result.get("dlib")
     if peer:
@@ -271,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N faces only (a quick look)")
     parser.add_argument("--refine", type=int, nargs="+", default=[0, 1],
                         help="detector included: re-crop passes to time (default: 0 1)")
+    parser.add_argument("--flip-test", type=int, nargs="+", default=None, choices=(0, 1),
+                        help="detector included: without (0) and/or with (1) the flip test "
+                             "(default: the model's evaluate.flip_test)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
@@ -286,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
                   and crop["backends"][b]["max_abs_diff_vs_eager_px"] <= TOLERANCE_PX)
     detectors = ["dlib", "haar"] if __import__("spanlib.inference.detect").inference.detect.import_dlib() else ["haar"]
     end_to_end = sorted({chosen} | ({"onnxruntime_int8"} & set(backends)))
-    det, peer = detector_included(model, faces, images, end_to_end, detectors, tuple(args.refine), calibration)
+    flips = (flip_test(model.params),) if args.flip_test is None else tuple(bool(f) for f in args.flip_test)
+    det, peer = detector_included(model, faces, images, end_to_end, detectors, tuple(args.refine), calibration,
+                                  flips)
     result = {
         "command": "python -m spanlib.bench.inference_speed" + ("" if argv is None else " " + " ".join(argv)),
         "model": str(model.checkpoint_path), "root": str(args.root), "faces": len(faces), "repeats": args.repeats,

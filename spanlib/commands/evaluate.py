@@ -1,5 +1,5 @@
 """``spanlib evaluate --checkpoint CKPT --source FORMAT --root DIR [--split NAME] [--json FILE]
-[--boxes ground_truth|detector] [--refine N] [--held-out [--val-fraction F] [--val-seed S]] [--peer dlib]``"""
+[--boxes ground_truth|detector] [--refine N] [--[no-]flip-test] [--held-out [--val-fraction F] [--val-seed S]] [--peer dlib]``"""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine", type=int, default=None, metavar="N",
                         help="N more passes, each cropping on the box of the previous pass's points "
                              "(default: evaluate.refine of the checkpoint)")
+    parser.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
+                        help="also predict each mirrored crop and average the two, twice the cost "
+                             "(default: evaluate.flip_test of the checkpoint)")
     parser.add_argument("--held-out", action="store_true",
                         help="evaluate only the validation faces held out of this (training) split: "
                              "held_out_split with the checkpoint's train.val_fraction and train.val_seed")
@@ -48,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = {k: v for k, v in (("batch_size", args.batch_size), ("nme_norm", args.norm),
                                   ("decode_radius", args.decode_radius), ("crop_box", args.crop_box),
-                                  ("boxes", args.boxes), ("detector", args.detector), ("refine", args.refine))
+                                  ("boxes", args.boxes), ("detector", args.detector), ("refine", args.refine),
+                                  ("flip_test", args.flip_test))
                 if v is not None}
     if not args.held_out and (args.val_fraction is not None or args.val_seed is not None):
         raise ParamError("--val-fraction / --val-seed: only with --held-out")

@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "evaluate.refine=1 (spanlib predict's re-crop passes); only evaluate.* keys")
     parser.add_argument("--register", default=None, metavar="NAME",
                         help="safetensors: also ship FILE as bundled model NAME: copy it into spanlib/inference/weights/ and "
-                             "record its SHA-256 in spanlib.inference.weights.BUNDLED (e.g. real_scpan)")
+                             "record its SHA-256 in spanlib.inference.weights.BUNDLED (e.g. real_300w)")
     parser.add_argument("--real-root", default="../shared/data/300w", metavar="DIR",
                         help="onnx: 300W-style folder whose faces the ONNX Runtime check also runs on, when it "
                              "exists (default ../shared/data/300w)")

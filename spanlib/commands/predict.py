@@ -78,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine", type=int, default=None, metavar="N",
                         help="N more passes, each cropping on the box of the previous pass's points (each "
                              "costs one more forward; default: the model's evaluate.refine, docs/evaluation.md)")
+    parser.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
+                        help="also predict each mirrored crop and average the two (twice the cost; "
+                             "default: the model's evaluate.flip_test, docs/evaluation.md)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
 
 
@@ -125,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"inference: {runner.backend} ({runner.note})", file=sys.stderr)
     results = predict_module.predict_paths(model, args.paths, box=args.box, overlay_dir=args.overlay,
                                            every=args.every, max_frames=args.max_frames,
-                                           detector=detector, runner=runner, refine=args.refine)
+                                           detector=detector, runner=runner, refine=args.refine,
+                                           flip=args.flip_test)
     failed = []
     for r in results:
         where = r.path + ("" if r.frame is None else f" frame {r.frame}")

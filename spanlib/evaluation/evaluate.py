@@ -48,7 +48,7 @@ from spanlib.evaluation.stats import flagged_landmarks
 from spanlib.inference import detect
 from spanlib.inference.checkpoint import load_model
 from spanlib.inference.detect import match_detection
-from spanlib.inference.step import mirror_offset, predict_crops
+from spanlib.inference.step import crop_mirror_offsets, predict_crops
 from spanlib.utils.devices import resolve_device
 from spanlib.utils.errors import DataError, ParamError
 from spanlib.utils.files import write_json
@@ -158,12 +158,10 @@ def _predict_pass(model, samples: Sequence, settings, progress: bool, boxes: np.
     loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=False,
                         num_workers=settings.num_workers)
     out = {"pred": [], "gt": [], "box": [], "confidence": [], "crop_matrix": []}
-    offset = mirror_offset(model.params)
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
-        # the labels' mirror offset in each crop's px (crop px per image px: sqrt |det A|)
-        pixel_scale = torch.linalg.det(batch["crop_matrix"][:, :, :2]).abs().sqrt()
+        offset = crop_mirror_offsets(model.params, batch["crop_matrix"]) if settings.flip_test else 0.0
         points, conf, _ = predict_crops(model, batch["image"], settings.decode_radius,
-                                        flip=settings.flip_test, offset=offset * pixel_scale)
+                                        flip=settings.flip_test, offset=offset)
         points = points.double().cpu().numpy()
         for matrix, pts in zip(batch["crop_matrix"].numpy(), points):
             out["pred"].append(CropTransform(matrix, size).to_image(pts))
@@ -346,6 +344,8 @@ def summary_text(result: dict) -> str:
                  f"re-crop passes: {prov['protocol']['refine']}")
     elif prov["protocol"].get("refine"):
         head += f"\n# re-crop passes on the model's own points: {prov['protocol']['refine']}"
+    if prov["protocol"].get("flip_test"):
+        head += "\n# flip test: each crop's estimate averaged with its mirrored crop's (twice the cost)"
     text = head + "\n" + format_metrics(result["subsets"])
     for subset, flagged in flagged_landmarks(result["subsets"]).items():
         for index, error, median in flagged:

@@ -34,7 +34,14 @@ from spanlib.inference.checkpoint import (  # noqa: F401
     load_model,
     read_checkpoint,
 )
-from spanlib.inference.step import crop_points_to_image, decode_radius, predict_crops, window_mass  # noqa: F401
+from spanlib.inference.step import (  # noqa: F401
+    average_with_mirrored,
+    crop_mirror_offsets,
+    crop_points_to_image,
+    decode_radius,
+    predict_crops,
+    window_mass,
+)
 from spanlib.utils.devices import resolve_device  # noqa: F401  (also spanlib.inference.predict's API)
 from spanlib.utils.errors import DataError
 from spanlib.utils.files import atomic_path, file_problem, read_image
@@ -78,16 +85,24 @@ def refine_passes(params: dict) -> int:
     return int((params.get("evaluate") or {}).get("refine", default("evaluate.refine")))
 
 
+def flip_test(params: dict) -> bool:
+    """``evaluate.flip_test`` of a checkpoint's params (the schema's default when absent)."""
+    return bool((params.get("evaluate") or {}).get("flip_test", default("evaluate.flip_test")))
+
+
 def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray | None = None,
                   detector: FaceDetector | None = None, radius: int | None = None,
-                  runner=None, refine: int | None = None) -> tuple[list[FaceResult], str]:
+                  runner=None, refine: int | None = None, flip: bool | None = None
+                  ) -> tuple[list[FaceResult], str]:
     """Faces in one RGB image: (results, message). ``boxes`` (N, 4) skips detection; without boxes
     and without an available detector the whole image is the box, refined once (see FaceDetector).
     A detector's boxes go through its calibration to landmark boxes (``spanlib.inference.detect``) so that the
     crop matches the training crop; the message names the detector. ``runner``: a
     ``spanlib.inference.backends.Runner`` (a faster back-end, same landmarks within its tolerance); None runs
     ``predict_crops``. ``refine`` (default: the checkpoint's ``evaluate.refine``): passes that each
-    crop again on the box of the previous pass's points (``box_source`` gains "+refined")."""
+    crop again on the box of the previous pass's points (``box_source`` gains "+refined"). ``flip``
+    (default: the checkpoint's ``evaluate.flip_test``): every pass also predicts the mirrored crop
+    and averages the two, as ``spanlib evaluate`` does (``step.average_with_mirrored``)."""
     raw = None
     if boxes is not None:  # no detector is built: loading one costs more than a forward pass
         source, name = "given", "given box"
@@ -100,27 +115,36 @@ def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray |
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     if len(boxes) == 0:
         return [], f"no face found; detector: {name}"
-    faces = _predict_boxes(model, image, boxes, source, radius, raw, runner)
+    flip = flip_test(model.params) if flip is None else bool(flip)
+    faces = _predict_boxes(model, image, boxes, source, radius, raw, runner, flip)
     passes = refine_passes(model.params) if refine is None else int(refine)
     if source == "image":  # the whole image is no face box: always refine at least once
         passes = max(1, passes)
     for _ in range(passes):
         refined = np.stack([box_from_landmarks(np.asarray(f.landmarks)) for f in faces])
-        faces = _predict_boxes(model, image, refined, source + "+refined", radius, raw, runner)
+        faces = _predict_boxes(model, image, refined, source + "+refined", radius, raw, runner, flip)
     return faces, f"{len(faces)} face(s); detector: {name}"
 
 
-def _predict_boxes(model, image, boxes, source, radius, raw_boxes=None, runner=None) -> list[FaceResult]:
+def _predict_boxes(model, image, boxes, source, radius, raw_boxes=None, runner=None, flip=False) -> list[FaceResult]:
     radius = decode_radius(model.params) if radius is None else radius
     crops, transforms = [], []
     for box in boxes:
         crop, transform = crop_for_model(image, box, model.params)
         crops.append(to_tensor_image(crop))
         transforms.append(transform)
-    if runner is not None and runner.radius == radius:
-        points, conf = runner(torch.stack(crops))
+    crops = torch.stack(crops)
+    offset = crop_mirror_offsets(model.params, [t.matrix for t in transforms]) if flip else 0.0
+    if runner is not None and runner.radius == radius and flip:
+        # crops and mirrored crops in one call of the back-end (its graph's batch is symbolic)
+        points, conf = runner(torch.cat([crops, torch.flip(crops, dims=[-1])]))
+        n = len(crops)
+        points, conf = average_with_mirrored(points[:n], conf[:n], points[n:], conf[n:],
+                                             model.scheme.flip_perm, crops.shape[-1], offset)
+    elif runner is not None and runner.radius == radius:
+        points, conf = runner(crops)
     else:  # no runner, or one built for another decoding window
-        points, conf, _ = predict_crops(model, torch.stack(crops), radius)
+        points, conf, _ = predict_crops(model, crops, radius, flip=flip, offset=offset)
     points, conf = points.cpu().numpy(), conf.cpu().numpy()
     faces = []
     raws = [None] * len(boxes) if raw_boxes is None else raw_boxes
@@ -167,7 +191,7 @@ def iter_frames(path: Path, every: int = 1, max_frames: int | None = None) -> It
 def predict_paths(model: torch.nn.Module, paths: Sequence[str | Path], box: Sequence[float] | None = None,
                   overlay_dir: str | Path | None = None, every: int = 1, max_frames: int | None = None,
                   progress: bool = True, detector: FaceDetector | None = None,
-                  runner=None, refine: int | None = None) -> list[FrameResult]:
+                  runner=None, refine: int | None = None, flip: bool | None = None) -> list[FrameResult]:
     """Predict on images and videos. A file that cannot be read, or a frame with no face, gives a
     FrameResult with ``error`` or ``message`` set and the batch goes on. ``runner``: None (eager
     ``predict_crops``), a ``spanlib.inference.backends.Runner``, or a back-end name (``"auto"``: the fastest
@@ -183,7 +207,8 @@ def predict_paths(model: torch.nn.Module, paths: Sequence[str | Path], box: Sequ
     for path in tqdm([Path(p) for p in paths], desc="predict", unit="file", disable=not progress):
         try:
             for frame, image in iter_frames(path, every, max_frames):
-                faces, message = predict_image(model, image, boxes, detector, runner=runner, refine=refine)
+                faces, message = predict_image(model, image, boxes, detector, runner=runner, refine=refine,
+                                               flip=flip)
                 results.append(FrameResult(str(path), frame, faces, message, detector=name))
                 if overlay_dir is not None:
                     _write_overlay(image, faces, model.scheme, Path(overlay_dir), path, frame, stems[path])

@@ -37,18 +37,23 @@ def mirror_offset(params: dict) -> float:
     return float((params.get("disturb") or {}).get("mirror_offset", default("disturb.mirror_offset")))
 
 
+def crop_mirror_offsets(params: dict, crop_matrices) -> torch.Tensor:
+    """(B,) float32: ``mirror_offset`` in each crop's px, for the flip test. ``crop_matrices``
+    (B, 2, 3) map image to crop; a crop has sqrt |det A| px per image px."""
+    matrices = torch.as_tensor(np.asarray(crop_matrices), dtype=torch.float64)
+    return (mirror_offset(params) * torch.linalg.det(matrices[:, :, :2]).abs().sqrt()).float()
+
+
 @torch.no_grad()
 def predict_crops(model: torch.nn.Module, images: torch.Tensor, radius: int,
                   flip: bool = False, offset: torch.Tensor | float = 0.0
                   ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(B, 3, S, S) crops in [0, 1] -> (points (B, K, 2) crop px, confidence (B, K), outputs).
 
-    ``flip=True`` (``evaluate.flip_test``): also predict the mirrored crops, map those points back
-    (x -> S - x + 2 ``offset`` in corner-origin pixels, channels through the scheme's mirror
-    permutation) and average the two estimates; twice the cost, measured gain in docs/model.md.
+    ``flip=True`` (``evaluate.flip_test``): also predict the mirrored crops and average the two
+    estimates (``average_with_mirrored``); twice the cost, measured gain in docs/model.md.
     ``offset``: crop px, a float or one per crop (B,): the training labels' x offset from mirror
-    symmetry (``mirror_offset`` times each crop's px per image px), which a mirrored estimate
-    carries to the wrong side."""
+    symmetry (``crop_mirror_offsets``), which a mirrored estimate carries to the wrong side."""
     device = next(model.parameters()).device
     images = images.to(device, non_blocking=True)
     outputs = model(images)
@@ -56,17 +61,28 @@ def predict_crops(model: torch.nn.Module, images: torch.Tensor, radius: int,
     confidence = window_mass(outputs["heatmaps"][-1], radius)
     if flip:
         mirrored = model(torch.flip(images, dims=[-1]))
-        perm = torch.as_tensor(np.asarray(model.scheme.flip_perm), device=points.device, dtype=torch.long)
-        back = decode_landmarks(mirrored, radius)
-        shift = torch.as_tensor(offset, dtype=back.dtype, device=back.device).reshape(-1, 1)
-        back[..., 0] = images.shape[-1] - back[..., 0] + 2 * shift
-        unflipped = torch.empty_like(back)
-        unflipped[:, perm] = back  # mirrored channel k is original point perm[k]
-        points = 0.5 * (points + unflipped)
-        mass = torch.empty_like(confidence)
-        mass[:, perm] = window_mass(mirrored["heatmaps"][-1], radius)
-        confidence = 0.5 * (confidence + mass)
+        points, confidence = average_with_mirrored(
+            points, confidence, decode_landmarks(mirrored, radius), window_mass(mirrored["heatmaps"][-1], radius),
+            model.scheme.flip_perm, images.shape[-1], offset)
     return points, confidence, outputs
+
+
+def average_with_mirrored(points: torch.Tensor, confidence: torch.Tensor, mirrored_points: torch.Tensor,
+                          mirrored_confidence: torch.Tensor, flip_perm, size: int,
+                          offset: torch.Tensor | float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flip test's mean of two estimates: ``points`` (B, K, 2) and ``confidence`` (B, K) of the
+    crops, and the same of the horizontally mirrored crops (channel k of the mirrored estimate is
+    the original point ``flip_perm[k]``). A mirrored point maps back by x -> S - x + 2 ``offset``
+    (corner-origin crop px; ``offset`` a float or one per crop, see ``predict_crops``)."""
+    perm = torch.as_tensor(np.asarray(flip_perm), device=points.device, dtype=torch.long)
+    back = mirrored_points.to(points.device).clone()
+    shift = torch.as_tensor(offset, dtype=back.dtype, device=back.device).reshape(-1, 1)
+    back[..., 0] = size - back[..., 0] + 2 * shift
+    unflipped = torch.empty_like(back)
+    unflipped[:, perm] = back  # mirrored channel k is original point perm[k]
+    mass = torch.empty_like(confidence)
+    mass[:, perm] = mirrored_confidence.to(confidence.device)
+    return 0.5 * (points + unflipped), 0.5 * (confidence + mass)
 
 
 def window_mass(logits: torch.Tensor, radius: int) -> torch.Tensor:

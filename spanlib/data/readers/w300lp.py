@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from spanlib.config.schemes import get_scheme
+from spanlib.config.schemes import get_scheme, mirror_landmarks
 from spanlib.data.readers import ReadResult
 from spanlib.data.sample import Sample, check_landmarks, image_file_size
 from spanlib.utils.errors import DataError
@@ -53,21 +53,14 @@ def read_pts_2d(path: Path) -> np.ndarray:
     return check_landmarks(points, 68, f"{path} (pts_2d)")
 
 
-def mirror_points(points: np.ndarray, width: int) -> np.ndarray:
-    """The landmarks of the horizontally mirrored image: x -> width - x, each point relabelled as
-    its mirror counterpart (``flip_perm``: mirrored point k = original point flip_perm[k])."""
-    mirrored = np.array(points, dtype=np.float32)
-    mirrored[:, 0] = width - mirrored[:, 0]
-    return mirrored[list(get_scheme(68).flip_perm)]
-
-
 def _read_part(root: Path, part: str, tag: str) -> list[Sample]:
     folder = root / part
     samples = []
     for image in sorted(folder.glob("*.jpg")):
         points = read_pts_2d(landmark_path(root, part, image.stem))
         if part.endswith(FLIP):
-            points = mirror_points(points, image_file_size(str(image))[0])
+            # the mirrored image's labels: x -> width - x, each point relabelled as its counterpart
+            points = mirror_landmarks(points.astype(np.float32), image_file_size(str(image))[0], get_scheme(68))
         samples.append(Sample(str(image), landmarks=points, subsets=(tag, part)))
     if not samples:
         raise DataError(f"{folder}: no .jpg images (expected 300W-LP's <name>.jpg files)")

@@ -6,7 +6,7 @@ changed or truncated is a DataError that says what was expected.
 
 ``BUNDLED`` is read at import from ``registry.json`` in this folder (package data, like the model
 files). To ship a model: ``spanlib export --format safetensors CHECKPOINT --out FILE --register
-real_scpan`` (or ``spanlib.inference.checkpoint.register_bundled(FILE)`` from Python) checks FILE is a
+real_300w`` (or ``spanlib.inference.checkpoint.register_bundled(FILE)`` from Python) checks FILE is a
 loadable spanlib model, copies it here and records its hash with ``record_sha256``, which rewrites
 ``registry.json`` atomically. Editing the ``sha256`` in ``registry.json`` by hand works too.
 """
@@ -21,7 +21,7 @@ from spanlib.utils.errors import DataError, ParamError
 from spanlib.utils.files import write_text
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
-DEFAULT = "real_scpan"
+DEFAULT = "real_300w"
 
 REGISTRY = WEIGHTS_DIR / "registry.json"
 
