@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     det, peer = detector_included(model, faces, images, end_to_end, detectors, tuple(args.refine), calibration,
                                   flips)
     result = {
-        "command": "python -m spanlib.bench.inference_speed" + ("" if argv is None else " " + " ".join(argv)),
+        "command": "python -m spanlib.bench.inference_speed" + "".join(" " + a for a in (sys.argv[1:] if argv is None else argv)),
         "model": str(model.checkpoint_path), "root": str(args.root), "faces": len(faces), "repeats": args.repeats,
         "batch": 1, "statistic": "median over faces (and rounds) of one call each, after one warm-up call",
         "machine": _machine(torch.get_num_threads()), "load_before": list(load_before),
