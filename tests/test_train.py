@@ -481,3 +481,39 @@ def test_device_targets_give_the_same_steps(faces, tmp_path, variant, teacher):
         assert set(plain) == set(device)
         for term, value in plain.items():
             assert device[term] == pytest.approx(value, rel=1e-5, abs=1e-6), term
+
+
+def test_the_moving_average_is_the_ema_of_the_steps_and_leaves_the_run_unchanged(faces, tmp_path):
+    """train.ema_decay: the raw weights equal a run without the average bit for bit (validation of
+    the average included); <stem>_ema.pt holds d-weighted averages of the weights after each step,
+    recomputed here from the checkpoints of a run stopped and resumed after every step (which also
+    checks that resume continues the average); load_model reads it; --resume refuses it."""
+    from spanlib.inference.checkpoint import load_model
+
+    d = 0.6
+    plain = train(small_params(faces, iterations=3, val_every=2, val_faces=8, val_fraction=0.2), "shn_bali", tmp_path / "plain.pt",
+                  progress=False)
+    params = small_params(faces, iterations=3, val_every=2, val_faces=8, val_fraction=0.2, ema_decay=d)
+    steps = tmp_path / "steps.pt"
+    weights = []
+    for n in (1, 2, 3):
+        train(params, "shn_bali", steps, progress=False, stop_after=n, resume=n > 1)
+        weights.append(torch.load(steps, weights_only=True)["model_state"])
+    raw = torch.load(plain, weights_only=True)["model_state"]
+    for key, value in raw.items():
+        assert torch.equal(value, weights[-1][key]), key
+    averaged = torch.load(tmp_path / "steps_ema.pt", weights_only=True)
+    assert averaged["averaged"] == {"decay": d, "updates": 3, "of": "steps.pt"}
+    assert "val_nme_io_ema" in torch.load(steps, weights_only=True)["metrics"]
+    moved = 0
+    for key, first in weights[0].items():
+        if not first.is_floating_point():
+            continue
+        expected = (d * first.double() + (1 - d) * weights[1][key].double()) * d + (1 - d) * weights[2][key].double()
+        assert torch.allclose(averaged["model_state"][key].double(), expected, rtol=1e-5, atol=1e-6), key
+        moved += not torch.equal(averaged["model_state"][key], weights[2][key])
+    assert moved > 10  # the average is not the last weights
+    model = load_model(tmp_path / "steps_ema.pt")
+    assert torch.equal(model.state_dict()[next(iter(raw))], averaged["model_state"][next(iter(raw))])
+    with pytest.raises(ParamError, match="moving average"):
+        train(params, "shn_bali", tmp_path / "steps_ema.pt", progress=False, resume=True)

@@ -196,6 +196,9 @@ class TrainConfig:
     # float32 rounding (~1e-6 of the peak), no ~1.3 MB per image of host->device copies, no CPU cost
     # per item (GPU runs, issue 25). false: numpy targets in the workers, results bit-identical to before
     device_targets: bool = param(False)
+    # > 0: also keep an exponential moving average of the weights with this decay, written as
+    # <stem>_ema.pt beside the checkpoint (spanlib.training.ema); 0: none
+    ema_decay: float = param(0.0, low=0, lt=1)
 
 
 @dataclass(**_FROZEN)

@@ -8,7 +8,9 @@ Two formats:
   ``params`` (the full params dict), ``model_state``, ``optimizer_state``, ``iteration``,
   ``rng_state``, ``data_state``, ``metrics``, and optionally ``schedule`` (``{"lr_total": N}``:
   the iterations the learning-rate staircase is scaled to, kept when a run is extended; absent
-  in older files, where it is ``params.train.iterations``). It is read with ``torch.load(weights_only=True)``,
+  in older files, where it is ``params.train.iterations``), ``ema_state`` (``train.ema_decay`` > 0:
+  the moving average of the weights, for resume) and ``averaged`` (on ``<stem>_ema.pt``, whose
+  ``model_state`` is that average: ``spanlib.training.ema``). It is read with ``torch.load(weights_only=True)``,
   whose unpickler rebuilds only those types: a file that needs any other Python object (a class, a
   function such as ``exec``) is refused with a ``DataError`` naming the file, before anything in it
   runs.
@@ -78,8 +80,11 @@ def sha256_bytes(data: bytes) -> str:
 # ---------------------------------------------------------------- training checkpoints
 def make_checkpoint(*, variant: str, scheme: str, params: dict, model: torch.nn.Module, optimizer,
                     iteration: int, data_state: dict, metrics: dict, code_version: str,
-                    schedule: dict | None = None) -> dict:
-    """The training checkpoint dict: everything an exact resume needs, as tensors and plain data."""
+                    schedule: dict | None = None, ema_state: dict | None = None,
+                    averaged: dict | None = None) -> dict:
+    """The training checkpoint dict: everything an exact resume needs, as tensors and plain data.
+    ``ema_state``: the moving average's state (resume); ``averaged``: set on the checkpoint whose
+    ``model_state`` is that average (``spanlib.training.ema``)."""
     return {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_FORMAT_VERSION,
@@ -95,6 +100,8 @@ def make_checkpoint(*, variant: str, scheme: str, params: dict, model: torch.nn.
         "data_state": data_state,
         "metrics": metrics,
         **({"schedule": schedule} if schedule is not None else {}),
+        **({"ema_state": ema_state} if ema_state is not None else {}),
+        **({"averaged": averaged} if averaged is not None else {}),
     }
 
 

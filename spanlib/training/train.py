@@ -47,6 +47,7 @@ from spanlib.model import build_model
 from spanlib.model.losses import LossConfig, objective_terms, span_objective
 from spanlib.training import distributed
 from spanlib.training.distill import distil_targets, load_teacher
+from spanlib.training.ema import averaged_info, ema_path, ema_state, make_ema
 from spanlib.utils.devices import resolve_device  # noqa: F401  (also spanlib.training.train's API)
 from spanlib.utils.errors import DataError, DivergedError, ParamError
 from spanlib.utils.files import write_text
@@ -431,9 +432,11 @@ def non_finite_tensors(model: torch.nn.Module) -> list[str]:
 
 
 def save_checkpoint(path: Path, setup: TrainSetup, optimizer, iteration: int, metrics: dict,
-                    lr_total: int | None = None) -> None:
+                    lr_total: int | None = None, ema=None) -> None:
     """Write the training checkpoint (format: ``spanlib.inference.checkpoint``) atomically; a model with
-    non-finite weights is a DivergedError and the file at ``path`` stays as it was."""
+    non-finite weights is a DivergedError and the file at ``path`` stays as it was. With ``ema`` (the
+    moving average, ``train.ema_decay``) its state goes in the checkpoint and the averaged model to
+    ``<stem>_ema.pt`` beside it (``spanlib.training.ema``)."""
     bad = non_finite_tensors(setup.model)
     if bad:
         raise DivergedError(f"{path}: not written: {len(bad)} weight tensors are NaN or infinite at "
@@ -441,10 +444,14 @@ def save_checkpoint(path: Path, setup: TrainSetup, optimizer, iteration: int, me
     data_state = {"labeled": setup.labeled.state(),
                   "unlabeled": setup.unlabeled.state() if setup.unlabeled else None}
     lr_total = setup.config.train.iterations if lr_total is None else lr_total
-    write_checkpoint(path, make_checkpoint(
-        variant=setup.variant, scheme=setup.scheme.name, params=setup.params, model=setup.model,
-        optimizer=optimizer, iteration=iteration, data_state=data_state, metrics=metrics,
-        code_version=code_version(), schedule={"lr_total": int(lr_total)}))
+    common = dict(variant=setup.variant, scheme=setup.scheme.name, params=setup.params, optimizer=optimizer,
+                  iteration=iteration, data_state=data_state, metrics=metrics, code_version=code_version(),
+                  schedule={"lr_total": int(lr_total)})
+    if ema is not None:  # the average first: the training checkpoint is what resume trusts
+        write_checkpoint(ema_path(path), make_checkpoint(
+            model=ema.module, averaged=averaged_info(ema, setup.config.train.ema_decay, path), **common))
+    write_checkpoint(path, make_checkpoint(model=setup.model, ema_state=ema_state(ema) if ema is not None else None,
+                                           **common))
 
 
 def train(params: dict | str | Path, variant: str, out: str | Path, resume: bool = False,
@@ -509,6 +516,10 @@ def _read_resume(out: Path, variant: str) -> dict:
                         f"it was damaged or replaced afterwards)") from None
     if ckpt["variant"] != variant:
         raise ParamError(f"--resume: {out} is a {ckpt['variant']} checkpoint, not {variant}")
+    if "averaged" in ckpt:
+        raise ParamError(f"--resume: {out} holds the moving average of a run (train.ema_decay), not its "
+                         f"training state: resume from {ckpt['averaged'].get('of', 'the training checkpoint')} "
+                         f"beside it")
     return ckpt
 
 
@@ -594,17 +605,30 @@ def _record_step(metrics: dict, live, step: int, terms: dict, lr: float, images_
     return {"images_per_s": images_per_s, "threads": torch.get_num_threads() if dev.type == "cpu" else None}
 
 
-def _validate(setup: TrainSetup, metrics: dict, live, bar, step: int, dev: torch.device) -> None:
-    """Validation NME_io at ``step``: into ``metrics``, the live log and a line under the bar."""
+def _validate(setup: TrainSetup, metrics: dict, live, bar, step: int, dev: torch.device, ema=None) -> None:
+    """Validation NME_io at ``step`` (and of the moving average ``ema``): into ``metrics``, the live
+    log and a line under the bar."""
     tc = setup.config.train
-    nme = validation_nme(setup.model, setup.val_dataset, setup.scheme, setup.config.evaluate.decode_radius, dev)
+    radius = setup.config.evaluate.decode_radius
+    nme = validation_nme(setup.model, setup.val_dataset, setup.scheme, radius, dev)
     metrics["val_nme_io"] = nme
     metrics.setdefault("val_history", []).append([step, nme])
     if live is not None:
         live.log_metric("val/nme_io", nme)
     where = (f"held-out {tc.val_fraction:.0%} of {setup.config.data.train_split}"
              if tc.val_fraction else setup.config.data.test_splits[0])
-    bar.write(f"iteration {step}: validation NME_io {100 * nme:.2f}% ({len(setup.val_dataset)} faces of {where})")
+    line = f"iteration {step}: validation NME_io {100 * nme:.2f}%"
+    if ema is not None:
+        # under fork_rng: a DataLoader draws its base seed from the global RNG, and the average
+        # must not change the run it averages (the same weights as without it, bit for bit)
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            nme_ema = validation_nme(ema.module, setup.val_dataset, setup.scheme, radius, dev)
+        metrics["val_nme_io_ema"] = nme_ema
+        metrics.setdefault("val_history_ema", []).append([step, nme_ema])
+        if live is not None:
+            live.log_metric("val/nme_io_ema", nme_ema)
+        line += f", moving average {100 * nme_ema:.2f}%"
+    bar.write(f"{line} ({len(setup.val_dataset)} faces of {where})")
 
 
 def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.device, progress: bool,
@@ -625,6 +649,9 @@ def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.devic
     start, lr_total = 0, total
     if ckpt is not None:
         start, metrics, lr_total = _restore(setup, optimizer, ckpt, out, dev, main)
+    ema = make_ema(setup.model, tc.ema_decay)
+    if ema is not None and ckpt is not None:  # same ema_decay as the checkpoint (_resume_schedule)
+        ema.load_state_dict(ckpt["ema_state"])
     setup.engine = make_engine(setup.model, ctx, dev, tc.compile)
     end = total if stop_after is None else min(total, stop_after)
     live = _open_live(tc, out, resume, start) if main and (tc.val_every > 0 or progress) else None
@@ -638,6 +665,8 @@ def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.devic
         for iteration in bar:
             lr = lr_at(iteration, lr_total, tc.lr, tc.lr_milestones, tc.lr_divisors)
             terms = train_step(setup, optimizer, lr)
+            if ema is not None:
+                ema.update_parameters(setup.model)
             done += 1
             step = iteration + 1
             # terms["total"] is already a Python float (train_step synchronised): the check is free.
@@ -650,14 +679,14 @@ def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.devic
             speed = _record_step(metrics, live, step, terms, lr, images_per_step * done / (time.perf_counter() - t0), dev)
             val_due = tc.val_every > 0 and (step % tc.val_every == 0 or step == total)
             if main and setup.val_dataset is not None and val_due:
-                _validate(setup, metrics, live, bar, step, dev)
+                _validate(setup, metrics, live, bar, step, dev, ema)
             if step % tc.checkpoint_every == 0 or step == end:
                 bad = non_finite_tensors(setup.model)  # a finite loss can still leave inf weights (lr .inf)
                 if bad:
                     raise DivergedError(diverged_message(f"{len(bad)} weight tensors became NaN or infinite "
                                                          f"(first: {bad[0]})", step, out, saved))
                 if main:
-                    save_checkpoint(out, setup, optimizer, step, metrics, lr_total)
+                    save_checkpoint(out, setup, optimizer, step, metrics, lr_total, ema)
                     write_machine_sidecar(out, iteration=step, device=str(dev), **speed)
                 saved = step
     except KeyboardInterrupt:
@@ -667,5 +696,5 @@ def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.devic
     if live is not None:
         live.end()
     if start >= end and main:
-        save_checkpoint(out, setup, optimizer, start, metrics, lr_total)
+        save_checkpoint(out, setup, optimizer, start, metrics, lr_total, ema)
     return out
