@@ -153,3 +153,55 @@ def test_predict_flip_test_is_the_models_default_and_the_backends_agree(bundled,
     np.testing.assert_array_equal(default.landmarks, explicit.landmarks)
     # the back-end's one pass, called twice (crop and mirrored crop), within the back-ends' tolerance
     np.testing.assert_allclose(backend.landmarks, explicit.landmarks, atol=TOLERANCE_PX * 2)
+
+
+def test_flip_on_the_last_pass_only_is_a_plain_pass_then_a_flipped_one(bundled):
+    """evaluate.flip_passes = last: the first pass (which only places the re-crop) is plain, the
+    last is averaged with its mirrored crop. Reference: the two passes called one by one."""
+    image, box = _face(3)
+    (first,), _ = predict_image(bundled, image, boxes=[box], refine=0, flip=False)
+    refined_box = box_from_landmarks(np.asarray(first.landmarks))
+    (reference,), _ = predict_image(bundled, image, boxes=[refined_box], refine=0, flip=True)
+    (last,), _ = predict_image(bundled, image, boxes=[box], refine=1, flip=True, flip_which="last")
+    (every,), _ = predict_image(bundled, image, boxes=[box], refine=1, flip=True, flip_which="all")
+    # 2e-3 px: the refined box is rebuilt from the 3-decimal rounded points of the first pass
+    np.testing.assert_allclose(last.landmarks, reference.landmarks, atol=2e-3)
+    assert np.abs(np.asarray(every.landmarks) - last.landmarks).max() > 1e-3  # a flipped first pass moves the crop
+    params = copy.deepcopy(bundled.params)
+    params.setdefault("evaluate", {}).update(flip_test=True, refine=1, flip_passes="last")
+    original, bundled.params = bundled.params, params
+    try:
+        (default,), _ = predict_image(bundled, image, boxes=[box])  # the model's own evaluate settings
+    finally:
+        bundled.params = original
+    np.testing.assert_array_equal(default.landmarks, last.landmarks)
+
+
+def test_evaluate_flips_the_last_pass_only_when_asked():
+    from spanlib.evaluation.evaluate import pass_flips
+    from spanlib.utils.errors import ParamError
+    assert pass_flips(True, 2, "all") == [True, True, True]
+    assert pass_flips(True, 2, "last") == [False, False, True]
+    assert pass_flips(True, 0, "last") == [True]
+    assert pass_flips(False, 1, "last") == [False, False]
+    with pytest.raises(ParamError, match="flip_passes"):
+        pass_flips(True, 1, "first")
+
+
+def test_evaluate_with_the_flip_on_the_last_pass_is_the_passes_called_by_hand(bundled):
+    from spanlib.data.sample import Sample
+    from spanlib.evaluation.evaluate import evaluate_params, predict_samples
+    faces = [sample_face(0, "train", i, size=192) for i in (4, 5)]
+    samples = [Sample(f"f{i}.png", f.landmarks, image=render_face(f)) for i, f in enumerate(faces)]
+    params = bundled.params
+    first = predict_samples(bundled, samples, evaluate_params(params, {"flip_test": False, "refine": 0}),
+                            progress=False)
+    boxes = np.stack([box_from_landmarks(p) for p in first["pred"]])
+    by_hand = predict_samples(bundled, samples, evaluate_params(params, {"flip_test": True, "refine": 0}),
+                              progress=False, boxes=boxes)
+    last = predict_samples(bundled, samples, evaluate_params(
+        params, {"flip_test": True, "refine": 1, "flip_passes": "last"}), progress=False)
+    every = predict_samples(bundled, samples, evaluate_params(
+        params, {"flip_test": True, "refine": 1, "flip_passes": "all"}), progress=False)
+    np.testing.assert_array_equal(last["pred"], by_hand["pred"])
+    assert np.abs(every["pred"] - last["pred"]).max() > 1e-3

@@ -347,6 +347,47 @@ def test_export_set_carries_inference_defaults_and_refuses_training_keys(tmp_pat
         assert match in capsys.readouterr().err and not target.exists()
 
 
+def test_a_model_file_exported_again_keeps_its_weights_and_history(tmp_path, capsys):
+    """`export MODEL.safetensors --set evaluate.KEY=VALUE`: the same tensors (bit for bit), params
+    but the new inference default, source checkpoint and earlier evaluations; the overrides
+    accumulate; training keys are still refused, and metrics of other weights too."""
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt", variant="shn")
+    write_pts_folder(tmp_path / "faces", n=2)
+    first = tmp_path / "first.safetensors"
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--source", "pts", "--root", str(tmp_path / "faces"),
+                 "--json", str(tmp_path / "m.json"), "--device", "cpu", "--quiet"]) == 0
+    assert main(["export", str(ckpt), "--out", str(first), "--set", "evaluate.refine=1",
+                 "--metrics", str(tmp_path / "m.json")]) == 0
+    assert main(["evaluate", "--checkpoint", str(first), "--source", "pts", "--root", str(tmp_path / "faces"),
+                 "--json", str(tmp_path / "m2.json"), "--device", "cpu", "--quiet"]) == 0
+    again = tmp_path / "again.safetensors"
+    assert main(["export", str(first), "--out", str(again), "--set", "evaluate.flip_test=true",
+                 "evaluate.flip_passes=last", "--metrics", str(tmp_path / "m2.json")]) == 0
+    before, after = (json.loads(p.with_suffix(".json").read_text()) for p in (first, again))
+    assert after["exported_overrides"] == ["evaluate.refine=1", "evaluate.flip_test=true", "evaluate.flip_passes=last"]
+    assert after["params"]["evaluate"] == {**before["params"]["evaluate"], "flip_test": True, "flip_passes": "last"}
+    assert {k: v for k, v in after["params"].items() if k != "evaluate"} == \
+        {k: v for k, v in before["params"].items() if k != "evaluate"}
+    assert after["source_checkpoint"] == before["source_checkpoint"]
+    assert [e["file"] for e in after["metrics"]["evaluations"]] == ["m.json", "m2.json"]
+    header_a, header_b = _safetensors_header(first), _safetensors_header(again)
+    data_a, data_b = first.read_bytes(), again.read_bytes()
+    tensors = lambda data: data[8 + int.from_bytes(data[:8], "little"):]  # noqa: E731  the data section
+    assert tensors(data_a) == tensors(data_b)
+    assert {k: v for k, v in header_a.items() if k != "__metadata__"} == \
+        {k: v for k, v in header_b.items() if k != "__metadata__"}
+    model = load_model(again)
+    assert model.params["evaluate"]["flip_passes"] == "last"
+
+    assert main(["export", str(first), "--out", str(tmp_path / "bad.safetensors"), "--set", "train.lr=0.1"]) == 2
+    assert "only evaluate" in capsys.readouterr().err and not (tmp_path / "bad.safetensors").exists()
+    other = save_tiny_checkpoint(tmp_path / "other.pt", variant="shn", seed=1)
+    assert main(["evaluate", "--checkpoint", str(other), "--source", "pts", "--root", str(tmp_path / "faces"),
+                 "--json", str(tmp_path / "m3.json"), "--device", "cpu", "--quiet"]) == 0
+    with pytest.raises(DataError, match="m3.json: these metrics scored checkpoint"):
+        export_safetensors(first, tmp_path / "x.safetensors", metrics=[tmp_path / "m3.json"])
+
+
 def test_the_bundled_model_is_its_recipe_in_params_yaml():
     """`Done means`: the bundled model's recipe is in params.yaml. Every setting of `--recipe
     real,shared300w` (the defaults plus both recipes) equals the bundled file's build params, but
@@ -366,3 +407,4 @@ def test_the_bundled_model_is_its_recipe_in_params_yaml():
               for key in recipe[group] if recipe[group][key] != bundled_value(group, key)]
     assert differ == ["train.threads: recipe 2, bundled 1"]
     assert bundled["evaluate"]["flip_test"] is True and bundled["evaluate"]["refine"] == 1
+    assert bundled["evaluate"]["flip_passes"] == "last"

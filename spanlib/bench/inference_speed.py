@@ -47,7 +47,7 @@ from spanlib.evaluation.peers import DlibPeer
 from spanlib.inference.backends import AUTO_ORDER, make_runner
 from spanlib.inference.checkpoint import load_model
 from spanlib.inference.detect import FaceDetector, match_detection
-from spanlib.inference.predict import flip_test, predict_image
+from spanlib.inference.predict import flip_passes, flip_test, predict_image
 from spanlib.inference.step import TOLERANCE_PX, decode_radius
 from spanlib.utils.files import atomic_path, write_json, write_text
 from spanlib.utils.provenance import machine_info
@@ -138,10 +138,11 @@ def crop_given(model, faces, images, backends, repeats: int, calibration: torch.
 
 
 def detector_included(model, faces, images, backends, detectors, refine: tuple[int, ...] = (0,),
-                      calibration: torch.Tensor | None = None, flip: tuple[bool, ...] = (False,)
-                      ) -> tuple[dict, dict]:
+                      calibration: torch.Tensor | None = None, flip: tuple[bool, ...] = (False,),
+                      flip_which: tuple[str, ...] = ("all",)) -> tuple[dict, dict]:
     """Image -> detector -> calibrated box -> crop -> back-end (-> ``refine`` re-crops on its own
-    points; each pass with and without the flip test as ``flip`` lists), per face found; and dlib's
+    points; each pass with and without the flip test as ``flip`` lists, and with it on every pass or
+    the last only as ``flip_which`` lists), per face found; and dlib's
     predictor (alone on its box, and with its HOG detector).
     Interleaved face by face, like ``crop_given``. Returns (our entries, dlib's entry or {"error": why})."""
     radius = decode_radius(model.params)
@@ -152,8 +153,11 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
             runner = make_runner(model, name, calibration=calibration if name == "onnxruntime_int8" else None)
             for passes in refine:
                 for mirror in flip:
-                    label = f"{kind}+{name}" + (f"+refine{passes}" if passes else "") + ("+flip" if mirror else "")
-                    combos[label] = (detector, runner, passes, mirror)
+                    # with one pass "last" is "all": timed once
+                    for which in (flip_which if mirror and passes else ("all",)):
+                        label = (f"{kind}+{name}" + (f"+refine{passes}" if passes else "")
+                                 + ("" if not mirror else "+flip" if which == "all" else "+flip-last"))
+                        combos[label] = (detector, runner, passes, mirror, which)
     try:
         peer = DlibPeer()
     except Exception as exc:  # dlib or its model file missing: reported, not fatal
@@ -162,7 +166,7 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
     peer_rec = {"pred_s": [], "det_s": [], "pred": [], "sources": []}
     for face, image in zip(faces, images):
         gt_box = box_from_landmarks(face.landmarks)
-        for label, (detector, runner, passes, mirror) in combos.items():
+        for label, (detector, runner, passes, mirror, which) in combos.items():
             start = time.perf_counter()
             raw = detector.detect_raw(image)
             index = match_detection(raw, gt_box)
@@ -171,7 +175,7 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
                 continue
             box = detector.calibration.to_landmark_box(raw[index][None])
             (result,), _ = predict_image(model, image, box, radius=radius, runner=runner, refine=passes,
-                                         flip=mirror)
+                                         flip=mirror, flip_which=which)
             rec[label]["s"].append(time.perf_counter() - start)
             rec[label]["pred"].append(np.asarray(result.landmarks, np.float32))
             rec[label]["gt"].append(face.landmarks.astype(np.float32))
@@ -181,6 +185,7 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
                 peer_rec[key].append(value)
     ours = {label: {"detector": combos[label][0].describe(), "backend": combos[label][1].backend,
                     "refine": combos[label][2], "flip_test": combos[label][3],
+                    "flip_passes": combos[label][4] if combos[label][3] else None,
                     "faces_timed": len(r["s"]), "missed": r["missed"], "ms_per_face": _ms(r["s"]),
                     "nme_io_found_faces": _nme(r["pred"], r["gt"], model.scheme)} for label, r in rec.items()}
     if peer is None:
@@ -222,7 +227,9 @@ def markdown(result: dict) -> str:
               "NME_io found faces (%) |",
               "|---|---|---|---|---|---|---|"]
     for name, d in result["detector_included"].items():
-        lines.append(f"| {name} | {d['detector']} | {d.get('refine', 0)} | {'yes' if d.get('flip_test') else 'no'} | "
+        mirrored = ("no" if not d.get("flip_test") else
+                    "last pass" if d.get("flip_passes") == "last" and d.get("refine") else "yes")
+        lines.append(f"| {name} | {d['detector']} | {d.get('refine', 0)} | {mirrored} | "
                      f"{d['faces_timed']} / {d['missed']} | "
                      f"{d['ms_per_face']:.1f} | {d['nme_io_found_faces']:.2f} |")
     peer = result.get("dlib")
@@ -249,7 +256,8 @@ def plot_nme_against_ms(result: dict, path: str | Path) -> None:
     for i, (name, b) in enumerate(result["crop_given"]["backends"].items()):  # a legend: labels never overlap
         left.scatter(b["ms_per_face"], b["nme_io"], color=colours[i % 10], label=name)
     for i, (label, d) in enumerate(result["detector_included"].items()):
-        marker = ("D" if d.get("flip_test") else "^") if d.get("refine") else ("d" if d.get("flip_test") else "o")
+        marker = (("v" if d.get("flip_passes") == "last" else "D") if d.get("flip_test") else "^") if d.get("refine") \
+            else ("d" if d.get("flip_test") else "o")
         right.scatter(d["ms_per_face"], d["nme_io_found_faces"], color=colours[i % 10], marker=marker, label=label)
     peer = result.get("dlib")
     if peer:
@@ -282,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flip-test", type=int, nargs="+", default=None, choices=(0, 1),
                         help="detector included: without (0) and/or with (1) the flip test "
                              "(default: the model's evaluate.flip_test)")
+    parser.add_argument("--flip-passes", nargs="+", default=None, choices=("all", "last"),
+                        help="detector included, with the flip test and re-crops: mirror every pass and/or "
+                             "only the last (default: the model's evaluate.flip_passes)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
@@ -298,8 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     detectors = ["dlib", "haar"] if __import__("spanlib.inference.detect").inference.detect.import_dlib() else ["haar"]
     end_to_end = sorted({chosen} | ({"onnxruntime_int8"} & set(backends)))
     flips = (flip_test(model.params),) if args.flip_test is None else tuple(bool(f) for f in args.flip_test)
+    which = (flip_passes(model.params),) if args.flip_passes is None else tuple(args.flip_passes)
     det, peer = detector_included(model, faces, images, end_to_end, detectors, tuple(args.refine), calibration,
-                                  flips)
+                                  flips, which)
     result = {
         "command": "python -m spanlib.bench.inference_speed" + "".join(" " + a for a in (sys.argv[1:] if argv is None else argv)),
         "model": str(model.checkpoint_path), "root": str(args.root), "faces": len(faces), "repeats": args.repeats,

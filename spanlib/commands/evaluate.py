@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
                         help="also predict each mirrored crop and average the two, twice the cost "
                              "(default: evaluate.flip_test of the checkpoint)")
+    parser.add_argument("--flip-passes", default=None, choices=("all", "last"),
+                        help="with the flip test and --refine: mirror every pass, or only the last "
+                             "(default: evaluate.flip_passes of the checkpoint)")
     parser.add_argument("--held-out", action="store_true",
                         help="evaluate only the validation faces held out of this (training) split: "
                              "held_out_split with the checkpoint's train.val_fraction and train.val_seed")
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     settings = {k: v for k, v in (("batch_size", args.batch_size), ("nme_norm", args.norm),
                                   ("decode_radius", args.decode_radius), ("crop_box", args.crop_box),
                                   ("boxes", args.boxes), ("detector", args.detector), ("refine", args.refine),
-                                  ("flip_test", args.flip_test))
+                                  ("flip_test", args.flip_test), ("flip_passes", args.flip_passes))
                 if v is not None}
     if not args.held_out and (args.val_fraction is not None or args.val_seed is not None):
         raise ParamError("--val-fraction / --val-seed: only with --held-out")

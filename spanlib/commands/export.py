@@ -4,7 +4,8 @@
 safetensors: a model file to share: the weights as safetensors (no pickle, so no code) and a JSON
 description in its header (variant, scheme, params, code version, training data, seed, metrics and
 their protocol), with a readable copy at FILE's name with ``.json``. The same checkpoint gives the
-same bytes. Refused before anything is written: an ``--out`` (or its ``.json`` copy) that is the
+same bytes. CHECKPOINT may also be a model file: its weights and history unchanged, with new
+inference defaults (``--set evaluate.KEY=VALUE``) and more ``--metrics``. Refused before anything is written: an ``--out`` (or its ``.json`` copy) that is the
 checkpoint or a ``--metrics`` file, and a checkpoint (or, for ``--register``, a model file) past
 spanlib's bounds (model.stages <= 16, model.width <= 1024, model.depth <= 8, crop.input_size <=
 1024), whose tensors do not fit the network its params build, or with NaN or infinite weights
@@ -33,8 +34,8 @@ FORMATS = ("safetensors", "onnx")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("items", nargs="*", metavar="[FORMAT] CHECKPOINT",
                         help="optional format word (safetensors | onnx, same as --format), then the training "
-                             "checkpoint written by spanlib train (onnx: also a .safetensors model file; "
-                             "default the bundled model)")
+                             "checkpoint written by spanlib train, or a .safetensors model file (safetensors: "
+                             "the same weights with new --set inference defaults; onnx: default the bundled model)")
     parser.add_argument("--format", default=None, choices=FORMATS, help="file format (default: safetensors)")
     parser.add_argument("--checkpoint", default=None, metavar="FILE",
                         help="the model to export (same as the positional CHECKPOINT)")

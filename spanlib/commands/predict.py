@@ -81,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
                         help="also predict each mirrored crop and average the two (twice the cost; "
                              "default: the model's evaluate.flip_test, docs/evaluation.md)")
+    parser.add_argument("--flip-passes", default=None, choices=("all", "last"),
+                        help="with the flip test and --refine: mirror every pass, or only the last (one "
+                             "forward fewer per re-crop; default: the model's evaluate.flip_passes)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
 
 
@@ -129,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     results = predict_module.predict_paths(model, args.paths, box=args.box, overlay_dir=args.overlay,
                                            every=args.every, max_frames=args.max_frames,
                                            detector=detector, runner=runner, refine=args.refine,
-                                           flip=args.flip_test)
+                                           flip=args.flip_test, flip_which=args.flip_passes)
     failed = []
     for r in results:
         where = r.path + ("" if r.frame is None else f" frame {r.frame}")

@@ -219,6 +219,9 @@ class EvaluateConfig:
     boxes: str = param("ground_truth", choices=("ground_truth", "detector"))
     detector: str = param("auto", choices=("auto", "dlib", "haar"))  # with boxes: detector
     refine: int = param(0, low=0, high=4)  # passes that re-crop on the model's own points (each costs one forward)
+    # with flip_test and refine: all (every pass averages with its mirrored crop) | last (only the last
+    # pass does; the earlier passes only place the next crop: one forward fewer per re-crop)
+    flip_passes: str = param("all", choices=("all", "last"))
 
 
 @dataclass(**_FROZEN)

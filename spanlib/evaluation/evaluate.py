@@ -48,7 +48,7 @@ from spanlib.evaluation.stats import flagged_landmarks
 from spanlib.inference import detect
 from spanlib.inference.checkpoint import load_model
 from spanlib.inference.detect import match_detection
-from spanlib.inference.step import crop_mirror_offsets, predict_crops
+from spanlib.inference.step import crop_mirror_offsets, pass_flips, predict_crops
 from spanlib.utils.devices import resolve_device
 from spanlib.utils.errors import DataError, ParamError
 from spanlib.utils.files import write_json
@@ -140,18 +140,21 @@ def predict_samples(model, samples: Sequence, settings, progress: bool = True,
     """Predictions in image pixels for labeled samples: {"pred" (N, K, 2), "gt", "box",
     "confidence" (N, K), "crop_matrix" (N, 2, 3)}. ``settings``: an EvaluateConfig (or a mapping).
     ``boxes`` (N, 4): crop boxes instead of the protocol's (``evaluate.crop_box``). With
-    ``evaluate.refine`` = n, n more passes each crop on the box of the previous pass's points."""
+    ``evaluate.refine`` = n, n more passes each crop on the box of the previous pass's points; with
+    ``evaluate.flip_test``, ``evaluate.flip_passes`` says which passes average with the mirrored crop."""
     settings = config.as_group("evaluate", settings, "evaluate settings")
 
-    preds = _predict_pass(model, samples, settings, progress, boxes)
-    for _ in range(settings.refine):
+    flips = pass_flips(settings.flip_test, settings.refine, settings.flip_passes)
+    preds = _predict_pass(model, samples, settings, progress, boxes, flips[0])
+    for flip in flips[1:]:
         boxes = np.stack([box_from_landmarks(p) for p in preds["pred"]])
-        preds = _predict_pass(model, samples, settings, progress, boxes)
+        preds = _predict_pass(model, samples, settings, progress, boxes, flip)
     return preds
 
 
 @torch.no_grad()
-def _predict_pass(model, samples: Sequence, settings, progress: bool, boxes: np.ndarray | None) -> dict:
+def _predict_pass(model, samples: Sequence, settings, progress: bool, boxes: np.ndarray | None,
+                  flip: bool) -> dict:
     size, scale = model_crop_size(model.params)
     dataset = EvalFaceDataset(samples, size, scale, prefer=settings.crop_box, num_points=model.scheme.num_points,
                               boxes=boxes)
@@ -159,9 +162,8 @@ def _predict_pass(model, samples: Sequence, settings, progress: bool, boxes: np.
                         num_workers=settings.num_workers)
     out = {"pred": [], "gt": [], "box": [], "confidence": [], "crop_matrix": []}
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
-        offset = crop_mirror_offsets(model.params, batch["crop_matrix"]) if settings.flip_test else 0.0
-        points, conf, _ = predict_crops(model, batch["image"], settings.decode_radius,
-                                        flip=settings.flip_test, offset=offset)
+        offset = crop_mirror_offsets(model.params, batch["crop_matrix"]) if flip else 0.0
+        points, conf, _ = predict_crops(model, batch["image"], settings.decode_radius, flip=flip, offset=offset)
         points = points.double().cpu().numpy()
         for matrix, pts in zip(batch["crop_matrix"].numpy(), points):
             out["pred"].append(CropTransform(matrix, size).to_image(pts))
@@ -345,7 +347,9 @@ def summary_text(result: dict) -> str:
     elif prov["protocol"].get("refine"):
         head += f"\n# re-crop passes on the model's own points: {prov['protocol']['refine']}"
     if prov["protocol"].get("flip_test"):
-        head += "\n# flip test: each crop's estimate averaged with its mirrored crop's (twice the cost)"
+        last = prov["protocol"].get("refine") and prov["protocol"].get("flip_passes") == "last"
+        head += ("\n# flip test: each crop's estimate averaged with its mirrored crop's (twice the cost)" if not last else
+                 "\n# flip test on the last pass only: its estimate averaged with its mirrored crop's")
     text = head + "\n" + format_metrics(result["subsets"])
     for subset, flagged in flagged_landmarks(result["subsets"]).items():
         for index, error, median in flagged:

@@ -276,9 +276,10 @@ def describe_checkpoint(ckpt: dict, checkpoint_path: str | Path | None = None,
     }
 
 
-def evaluation_summary(metrics_path: str | Path, checkpoint_sha256: str | None = None) -> dict:
+def evaluation_summary(metrics_path: str | Path, checkpoint_sha256: str | set | None = None) -> dict:
     """The parts of a ``spanlib evaluate`` JSON worth shipping: where, with which protocol, and
-    NME / FR / AUC per subset (no per-face lists). DataError if it scored another checkpoint."""
+    NME / FR / AUC per subset (no per-face lists). DataError if it scored another checkpoint
+    (``checkpoint_sha256``: the one, or a set of those that carry the same weights)."""
     metrics_path = Path(metrics_path)
     problem = file_problem(metrics_path)  # a FIFO would block read_text forever
     if problem:
@@ -289,9 +290,10 @@ def evaluation_summary(metrics_path: str | Path, checkpoint_sha256: str | None =
         subsets = result["subsets"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{metrics_path}: not a spanlib evaluate metrics JSON ({type(exc).__name__}: {exc})") from None
-    if checkpoint_sha256 and prov.get("checkpoint_sha256") not in (None, checkpoint_sha256):
+    allowed = {checkpoint_sha256} if isinstance(checkpoint_sha256, str) else set(checkpoint_sha256 or ()) - {None}
+    if allowed and prov.get("checkpoint_sha256") not in allowed | {None}:
         raise DataError(f"{metrics_path}: these metrics scored checkpoint sha256 {prov.get('checkpoint_sha256')}, "
-                        f"not the exported one ({checkpoint_sha256})")
+                        f"not the exported one ({' or '.join(sorted(allowed))})")
     return {
         "file": metrics_path.name,
         "source": prov.get("source"), "root": prov.get("root"), "split": prov.get("split"),
@@ -313,7 +315,9 @@ def _json_default(value: Any) -> Any:
 def export_safetensors(checkpoint: str | Path, out: str | Path, metrics: list[str | Path] = (),
                        write_json_copy: bool = True, inference_overrides: list[str] = ()) -> dict:
     """Turn a training checkpoint into a sharing file ``out`` (.safetensors, atomically) and,
-    unless ``write_json_copy`` is False, ``out`` with suffix ``.json`` beside it. ``metrics``:
+    unless ``write_json_copy`` is False, ``out`` with suffix ``.json`` beside it. ``checkpoint`` may
+    also be a model file: the same weights and history with new ``inference_overrides`` (added to
+    its ``exported_overrides``) and more evaluations. ``metrics``:
     ``spanlib evaluate`` JSON files of this checkpoint to include. The written file is read back
     and its tensors compared with the checkpoint's. Returns the description, plus ``sha256``.
 
@@ -328,17 +332,24 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, metrics: list[st
     outputs = {"--out": out, **({"the .json copy beside --out": out.with_suffix(".json")} if write_json_copy else {})}
     check_outputs(outputs, {"the checkpoint": checkpoint,
                             **{f"--metrics file {i + 1}": Path(m) for i, m in enumerate(metrics)}})
-    ckpt = read_checkpoint(checkpoint)
-    ckpt["params"] = check_model_state(checkpoint, ckpt["variant"], ckpt["scheme"], ckpt["params"],
-                                       ckpt["model_state"], "checkpoint")
-    ckpt["params"] = with_inference_overrides(ckpt["params"], inference_overrides)
-    description = describe_checkpoint(ckpt, checkpoint)
-    if inference_overrides:
-        description["exported_overrides"] = list(inference_overrides)
-    ckpt_sha = description["source_checkpoint"]["sha256"]
-    description["metrics"]["evaluations"] = [evaluation_summary(m, ckpt_sha) for m in metrics]
+    if is_safetensors(checkpoint):
+        state, description = _model_file_with_overrides(checkpoint, inference_overrides)
+        # metrics of the training checkpoint or of this model file: the same weights
+        shas = {(description.get("source_checkpoint") or {}).get("sha256"), sha256_bytes(checkpoint.read_bytes())}
+        description["metrics"]["evaluations"] += [evaluation_summary(m, shas) for m in metrics]
+    else:
+        ckpt = read_checkpoint(checkpoint)
+        ckpt["params"] = check_model_state(checkpoint, ckpt["variant"], ckpt["scheme"], ckpt["params"],
+                                           ckpt["model_state"], "checkpoint")
+        ckpt["params"] = with_inference_overrides(ckpt["params"], inference_overrides)
+        description = describe_checkpoint(ckpt, checkpoint)
+        if inference_overrides:
+            description["exported_overrides"] = list(inference_overrides)
+        ckpt_sha = description["source_checkpoint"]["sha256"]
+        description["metrics"]["evaluations"] = [evaluation_summary(m, ckpt_sha) for m in metrics]
+        state = ckpt["model_state"]
     text = json.dumps(description, sort_keys=True, default=_json_default)
-    state = {k: v.detach().cpu().clone().contiguous() for k, v in ckpt["model_state"].items()}
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in state.items()}
     data = canonical_safetensors(safetensors.torch.save(state, metadata={"format": MODEL_FORMAT, METADATA_KEY: text}))
     back, _ = read_model_file(out, data)
     for key, value in state.items():
@@ -348,6 +359,20 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, metrics: list[st
     if write_json_copy:
         write_text(out.with_suffix(".json"), json.dumps(json.loads(text), indent=2) + "\n")
     return {**description, "sha256": sha256_bytes(data)}
+
+
+def _model_file_with_overrides(path: Path, overrides: list[str]) -> tuple[dict, dict]:
+    """(tensors, description) of model file ``path`` with new inference defaults: the weights and
+    their history (params other than ``evaluate``, source checkpoint, evaluations) stay; the
+    overrides join ``exported_overrides``."""
+    state, description = read_model_file(path)
+    params = check_model_state(path, description["variant"], description["scheme"], description["params"],
+                               state, "model file")
+    description["params"] = with_inference_overrides(params, overrides)
+    description["exported_overrides"] = list(description.get("exported_overrides") or []) + list(overrides)
+    description["exported_with"] = __version__
+    description.setdefault("metrics", {}).setdefault("evaluations", [])
+    return state, description
 
 
 def with_inference_overrides(params: dict, overrides: list[str]) -> dict:

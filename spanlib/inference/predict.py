@@ -39,6 +39,7 @@ from spanlib.inference.step import (  # noqa: F401
     crop_mirror_offsets,
     crop_points_to_image,
     decode_radius,
+    pass_flips,
     predict_crops,
     window_mass,
 )
@@ -90,10 +91,15 @@ def flip_test(params: dict) -> bool:
     return bool((params.get("evaluate") or {}).get("flip_test", default("evaluate.flip_test")))
 
 
+def flip_passes(params: dict) -> str:
+    """``evaluate.flip_passes`` of a checkpoint's params (the schema's default when absent)."""
+    return str((params.get("evaluate") or {}).get("flip_passes", default("evaluate.flip_passes")))
+
+
 def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray | None = None,
                   detector: FaceDetector | None = None, radius: int | None = None,
-                  runner=None, refine: int | None = None, flip: bool | None = None
-                  ) -> tuple[list[FaceResult], str]:
+                  runner=None, refine: int | None = None, flip: bool | None = None,
+                  flip_which: str | None = None) -> tuple[list[FaceResult], str]:
     """Faces in one RGB image: (results, message). ``boxes`` (N, 4) skips detection; without boxes
     and without an available detector the whole image is the box, refined once (see FaceDetector).
     A detector's boxes go through its calibration to landmark boxes (``spanlib.inference.detect``) so that the
@@ -101,8 +107,9 @@ def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray |
     ``spanlib.inference.backends.Runner`` (a faster back-end, same landmarks within its tolerance); None runs
     ``predict_crops``. ``refine`` (default: the checkpoint's ``evaluate.refine``): passes that each
     crop again on the box of the previous pass's points (``box_source`` gains "+refined"). ``flip``
-    (default: the checkpoint's ``evaluate.flip_test``): every pass also predicts the mirrored crop
-    and averages the two, as ``spanlib evaluate`` does (``step.average_with_mirrored``)."""
+    (default: the checkpoint's ``evaluate.flip_test``): passes also predict the mirrored crop and
+    average the two, as ``spanlib evaluate`` does (``step.average_with_mirrored``): every pass, or
+    only the last with ``flip_which`` "last" (default: the checkpoint's ``evaluate.flip_passes``)."""
     raw = None
     if boxes is not None:  # no detector is built: loading one costs more than a forward pass
         source, name = "given", "given box"
@@ -116,11 +123,12 @@ def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray |
     if len(boxes) == 0:
         return [], f"no face found; detector: {name}"
     flip = flip_test(model.params) if flip is None else bool(flip)
-    faces = _predict_boxes(model, image, boxes, source, radius, raw, runner, flip)
     passes = refine_passes(model.params) if refine is None else int(refine)
     if source == "image":  # the whole image is no face box: always refine at least once
         passes = max(1, passes)
-    for _ in range(passes):
+    flips = pass_flips(flip, passes, flip_passes(model.params) if flip_which is None else flip_which)
+    faces = _predict_boxes(model, image, boxes, source, radius, raw, runner, flips[0])
+    for flip in flips[1:]:
         refined = np.stack([box_from_landmarks(np.asarray(f.landmarks)) for f in faces])
         faces = _predict_boxes(model, image, refined, source + "+refined", radius, raw, runner, flip)
     return faces, f"{len(faces)} face(s); detector: {name}"
@@ -191,7 +199,8 @@ def iter_frames(path: Path, every: int = 1, max_frames: int | None = None) -> It
 def predict_paths(model: torch.nn.Module, paths: Sequence[str | Path], box: Sequence[float] | None = None,
                   overlay_dir: str | Path | None = None, every: int = 1, max_frames: int | None = None,
                   progress: bool = True, detector: FaceDetector | None = None,
-                  runner=None, refine: int | None = None, flip: bool | None = None) -> list[FrameResult]:
+                  runner=None, refine: int | None = None, flip: bool | None = None,
+                  flip_which: str | None = None) -> list[FrameResult]:
     """Predict on images and videos. A file that cannot be read, or a frame with no face, gives a
     FrameResult with ``error`` or ``message`` set and the batch goes on. ``runner``: None (eager
     ``predict_crops``), a ``spanlib.inference.backends.Runner``, or a back-end name (``"auto"``: the fastest
@@ -208,7 +217,7 @@ def predict_paths(model: torch.nn.Module, paths: Sequence[str | Path], box: Sequ
         try:
             for frame, image in iter_frames(path, every, max_frames):
                 faces, message = predict_image(model, image, boxes, detector, runner=runner, refine=refine,
-                                               flip=flip)
+                                               flip=flip, flip_which=flip_which)
                 results.append(FrameResult(str(path), frame, faces, message, detector=name))
                 if overlay_dir is not None:
                     _write_overlay(image, faces, model.scheme, Path(overlay_dir), path, frame, stems[path])

@@ -138,3 +138,12 @@ class LandmarkHead(torch.nn.Module):
         y = (weights * y_pos).sum(dim=(2, 3)) / total
         points = torch.stack((x, y), dim=-1) * (self.input_size / w)
         return points, total
+
+
+def pass_flips(flip_test: bool, refine: int, flip_passes: str = "all") -> list[bool]:
+    """Whether each of the 1 + ``refine`` passes averages with its mirrored crop: every pass with
+    ``flip_passes`` "all", only the last with "last" (the earlier passes only place the next crop)."""
+    if flip_passes not in ("all", "last"):
+        raise ParamError(f"evaluate.flip_passes: expected 'all' or 'last', got {flip_passes!r}")
+    passes = 1 + int(refine)
+    return [bool(flip_test) and (flip_passes == "all" or i == passes - 1) for i in range(passes)]
