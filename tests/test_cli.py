@@ -27,6 +27,17 @@ def test_help_shows_whole_sentences_for_the_tool_and_each_command():
         assert help_text[-1] not in ",;:" and len(help_text.split()) >= 4, name
 
 
+def test_every_commands_help_answers_without_torch():
+    """`spanlib COMMAND --help` imports the command's module and builds its parser only: torch (about
+    2 s to import) stays out, so help is at once. A fresh interpreter, so no other test's imports count."""
+    code = ("import sys\nfrom spanlib.cli import COMMANDS, main\nfor name in COMMANDS:\n"
+            "    try:\n        main([name, '--help'])\n    except SystemExit as stop:\n"
+            "        assert stop.code == 0, (name, stop.code)\n"
+            "print(sorted(m for m in ('torch', 'matplotlib', 'onnxruntime', 'dlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 def test_a_missing_synthetic_root_says_how_to_make_it(tmp_path):
     from spanlib.data.sources import read_source
 

@@ -7,9 +7,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tqdm import tqdm
-
-from spanlib.bench.harness import device_slug, markdown_table, parse_sizes, plot, run_benchmark
 from spanlib.utils.errors import ParamError
 from spanlib.utils.files import atomic_path, write_json, write_text
 
@@ -29,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from spanlib.bench.harness import device_slug, markdown_table, parse_sizes, plot, run_benchmark  # torch: not for `--help`
+
     if args.repeats < 1:
         raise ParamError(f"--repeats: expected >= 1, got {args.repeats}")
     sizes = parse_sizes(args.sizes) if args.sizes else None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 
-from spanlib.study.experiments import compare_runs, comparison_markdown
 from spanlib.utils.errors import ParamError
 from spanlib.utils.files import write_json, write_text
 
@@ -39,6 +38,8 @@ def parse_runs(items: list[str]) -> dict[str, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spanlib.study.experiments import compare_runs, comparison_markdown  # torch: not for `--help`
+
     runs = parse_runs(args.runs)
     if args.reference not in runs:
         raise ParamError(f"--reference {args.reference}: not among the --run labels {list(runs)}")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-from spanlib.evaluation import evaluate as evaluate_module  # looked up per call: tests replace it
-from spanlib.evaluation.evaluate import summary_text
 from spanlib.utils.errors import ParamError
 from spanlib.utils.files import check_outputs, check_writable
 
@@ -52,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # torch and the model code: imported here, so that `spanlib evaluate --help` answers at once
+    from spanlib.evaluation import evaluate as evaluate_module  # looked up per call: tests replace it
+    from spanlib.evaluation.evaluate import summary_text
+
     settings = {k: v for k, v in (("batch_size", args.batch_size), ("nme_norm", args.norm),
                                   ("decode_radius", args.decode_radius), ("crop_box", args.crop_box),
                                   ("boxes", args.boxes), ("detector", args.detector), ("refine", args.refine),

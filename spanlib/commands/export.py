@@ -20,10 +20,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spanlib.inference import checkpoint as checkpoint_module  # looked up per call: tests replace it
-from spanlib.inference import onnx_export  # looked up per call: tests replace it
-from spanlib.inference.checkpoint import load_model, register_bundled
-from spanlib.inference.onnx_export import require
 from spanlib.inference.weights import REGISTRY, _entry, bundled_path
 from spanlib.utils.errors import ParamError
 from spanlib.utils.files import check_outputs, check_writable
@@ -76,6 +72,10 @@ def _resolve(args: argparse.Namespace) -> tuple[str, str | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # torch and the model code: imported here, so that `spanlib export --help` answers at once
+    from spanlib.inference import checkpoint as checkpoint_module  # looked up per call: tests replace it
+    from spanlib.inference.checkpoint import register_bundled
+
     fmt, checkpoint = _resolve(args)
     if fmt == "onnx":
         return _run_onnx(args, checkpoint)
@@ -98,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_onnx(args: argparse.Namespace, checkpoint: str | None) -> int:
+    from spanlib.inference import onnx_export  # looked up per call: tests replace it
+    from spanlib.inference.checkpoint import load_model
+    from spanlib.inference.onnx_export import require
+
     out = Path(args.out)
     # the description goes beside --out as .json: `--out net.json` would replace the graph with it
     if checkpoint is None:

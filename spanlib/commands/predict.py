@@ -12,10 +12,7 @@ import sys
 from pathlib import Path
 
 from spanlib.config.schema import check_override
-from spanlib.inference.backends import AUTO_MIN_IMAGES, BACKENDS, auto_runner, make_runner
-from spanlib.inference.checkpoint import load_model
-from spanlib.inference import predict as predict_module  # looked up per call: tests replace it
-from spanlib.inference.predict import VIDEO_SUFFIXES, FaceDetector, overlay_stems
+from spanlib.inference.options import AUTO_MIN_IMAGES, BACKENDS, VIDEO_SUFFIXES
 from spanlib.inference.weights import bundled_path
 from spanlib.utils.files import check_outputs, check_writable, finite_json, write_json
 
@@ -96,6 +93,8 @@ def check_predict_outputs(args: argparse.Namespace) -> None:
     """Refuse, before any work, outputs that would replace an input: ``--json`` naming an input or
     the model, an overlay (``--overlay DIR/NAME.png``) that is an input image, or ``--json`` that
     is one of the overlays; and an output that cannot be written (OSError, exit status 3)."""
+    from spanlib.inference.predict import overlay_stems  # torch: not for `--help`
+
     inputs = {f"input {i + 1}": p for i, p in enumerate(args.paths)}
     if args.checkpoint is not None:
         inputs["--checkpoint"] = args.checkpoint
@@ -115,6 +114,12 @@ def check_predict_outputs(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # torch and the model code: imported here, so that `spanlib predict --help` answers at once
+    from spanlib.inference import predict as predict_module  # looked up per call: tests replace it
+    from spanlib.inference.backends import auto_runner, make_runner
+    from spanlib.inference.checkpoint import load_model
+    from spanlib.inference.detect import FaceDetector
+
     if args.refine is not None:  # the range of evaluate.refine, which it stands for
         check_override("evaluate.refine", args.refine, "--refine")
     check_predict_outputs(args)  # before the model is loaded and every input predicted, not after

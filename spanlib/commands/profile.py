@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from spanlib.bench.profile import profile, profile_table
 from spanlib.config.params import resolve
 from spanlib.config.variants import VARIANTS
 from spanlib.utils.files import write_json
@@ -21,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spanlib.bench.profile import profile, profile_table  # torch: not for `--help`
+
     params = resolve(args.params, complete=True)
     variants = VARIANTS if args.variant == "all" else tuple(v.strip() for v in args.variant.split(","))
     result = profile(params, variants, device=args.device, seconds=args.seconds, large_batch=args.batch,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spanlib.reporting.report import example_figures, write_report
 from spanlib.utils.errors import ParamError
 
 
@@ -25,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spanlib.reporting.report import example_figures, write_report  # torch: not for `--help`
+
     out = write_report(args.metrics, args.out, figures=not args.no_figures, ced_threshold=args.ced_threshold)
     files = list(out["files"])
     if args.checkpoint:

@@ -12,9 +12,6 @@ import shlex
 import sys
 
 from spanlib.config.params import resolve
-from spanlib.training import train as train_module  # looked up per call: tests replace it
-from spanlib.training.distributed import env_context
-from spanlib.training.train import TrainingInterrupted
 from spanlib.utils.errors import ParamError
 from spanlib.utils.files import check_outputs, check_writable
 
@@ -51,6 +48,11 @@ def resume_command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # torch and the model code: imported here, so that `spanlib train --help` answers at once
+    from spanlib.training import train as train_module  # looked up per call: tests replace it
+    from spanlib.training.distributed import env_context
+    from spanlib.training.train import TrainingInterrupted
+
     if args.renamed_profile:
         raise ParamError(f"--profile {args.renamed_profile}: renamed to --recipe (params.yaml's 'profiles:' is now "
                          f"'recipes:'); run with --recipe {args.renamed_profile}")

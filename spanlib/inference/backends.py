@@ -42,17 +42,13 @@ from typing import Callable
 import torch
 
 from spanlib.inference.onnx_export import make_session, onnx_bytes, onnx_session, quantize_int8
+from spanlib.inference.options import AUTO_MIN_IMAGES, BACKENDS  # noqa: F401  (their home: light for --help)
 from spanlib.inference.step import LandmarkHead, decode_radius, predict_crops
 from spanlib.utils.errors import ParamError
 
-BACKENDS = ("eager", "head", "channels_last", "jit", "compile", "onnxruntime", "onnxruntime_int8")
 # `predict --backend auto`: the fastest back-end of results/real/inference_speed.md whose landmarks
 # stayed within TOLERANCE_PX of eager, then the next ones, eager last (always available).
 AUTO_ORDER = ("onnxruntime", "jit", "eager")
-# building the ONNX Runtime or TorchScript back-end costs about a second (export / trace, measured in
-# results/real/inference_speed.md) and saves some 20 ms per face on one thread: `predict --backend
-# auto` builds one only when the inputs hold a video or at least this many images
-AUTO_MIN_IMAGES = 50
 
 
 @dataclass

@@ -48,7 +48,7 @@ from spanlib.utils.errors import DataError
 from spanlib.utils.files import atomic_path, file_problem, read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+from spanlib.inference.options import VIDEO_SUFFIXES  # noqa: E402  (its home: light for `predict --help`)
 
 
 # ---------------------------------------------------------------- face detection
