@@ -84,3 +84,18 @@ def write_pts_folder(folder: Path, n: int = 4, size: int = 96, seed: int = 0) ->
         write_pts(folder / f"face{i}.pts", pts)
         out.append(pts)
     return out
+
+
+def predict_with_own_settings(model, image: np.ndarray, box: np.ndarray, **evaluate):
+    """The one face ``predict_image`` finds in ``box`` when these ``evaluate`` settings are the
+    model's own params (restored afterwards): what a model file exported with them predicts."""
+    from spanlib.inference.predict import predict_image
+
+    params = copy.deepcopy(model.params)
+    params.setdefault("evaluate", {}).update(evaluate)
+    original, model.params = model.params, params
+    try:
+        (face,), _ = predict_image(model, image, boxes=[box])
+    finally:
+        model.params = original
+    return face

@@ -16,6 +16,8 @@ from spanlib.inference.backends import make_runner
 from spanlib.inference.predict import predict_crops, predict_image
 from spanlib.inference.step import TOLERANCE_PX
 
+from eval_helpers import predict_with_own_settings
+
 
 class MarkerModel(torch.nn.Module):
     """Puts each landmark's heatmap peak at fixed crop pixels ``points`` when the image's left
@@ -167,13 +169,7 @@ def test_flip_on_the_last_pass_only_is_a_plain_pass_then_a_flipped_one(bundled):
     # 2e-3 px: the refined box is rebuilt from the 3-decimal rounded points of the first pass
     np.testing.assert_allclose(last.landmarks, reference.landmarks, atol=2e-3)
     assert np.abs(np.asarray(every.landmarks) - last.landmarks).max() > 1e-3  # a flipped first pass moves the crop
-    params = copy.deepcopy(bundled.params)
-    params.setdefault("evaluate", {}).update(flip_test=True, refine=1, flip_passes="last")
-    original, bundled.params = bundled.params, params
-    try:
-        (default,), _ = predict_image(bundled, image, boxes=[box])  # the model's own evaluate settings
-    finally:
-        bundled.params = original
+    default = predict_with_own_settings(bundled, image, box, flip_test=True, refine=1, flip_passes="last")
     np.testing.assert_array_equal(default.landmarks, last.landmarks)
 
 

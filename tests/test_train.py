@@ -361,6 +361,53 @@ def test_extension_without_staircase_equals_a_longer_run(faces, tmp_path):
     _same_weights(part, full)
 
 
+def test_first_lr_step_by_hand():
+    from spanlib.training.train import first_lr_step
+    assert first_lr_step(6000, [0.6, 0.8, 0.9], [5, 2, 2]) == 3600
+    assert first_lr_step(12000, [0.6, 0.8, 0.9], [5, 2, 2]) == 7200
+    assert first_lr_step(10, [0.25, 0.5], [1, 2]) == 5  # a divisor of 1 is no step down
+    assert first_lr_step(10, [], []) is None
+    for total in (10, 20, 37):  # every iteration before it runs at the base rate, and it does not
+        step = first_lr_step(total, [0.3, 0.7], [4, 2])
+        assert all(lr_at(i, total, 1.0, [0.3, 0.7], [4, 2]) == 1.0 for i in range(step))
+        assert lr_at(step, total, 1.0, [0.3, 0.7], [4, 2]) < 1.0
+
+
+def test_a_longer_schedule_branches_from_the_first_lr_step_bit_for_bit(faces, tmp_path, capsys):
+    """train.branch_checkpoint keeps the 8-iteration run at its first lr step (4 = 0.5 x 8) as
+    <stem>_branch.pt. A copy resumed with train.iterations=12 rescales the staircase (nothing has
+    stepped down yet) and ends equal to an uninterrupted 12-iteration run; the 8-iteration run's
+    final checkpoint, past its step, extended to 12 keeps its own staircase and differs."""
+    from spanlib.training.train import branch_path
+    params = small_params(faces, iterations=8, lr_milestones=[0.5], lr_divisors=[4], branch_checkpoint=True,
+                          unlabeled_ratio=0.0)
+    short = tmp_path / "short" / "shn_bali.pt"
+    train(params, "shn_bali", short, progress=False)
+    branch = branch_path(short)
+    assert branch.name == "shn_bali_branch.pt"
+    saved = torch.load(branch, weights_only=True)
+    assert saved["iteration"] == 4 and saved["schedule"] == {"lr_total": 8}
+    assert torch.load(short, weights_only=True)["iteration"] == 8
+
+    longer = tmp_path / "longer" / "shn_bali.pt"
+    longer.parent.mkdir()
+    longer.write_bytes(branch.read_bytes())
+    capsys.readouterr()
+    assert _cli(tmp_path, params, "shn_bali", longer, "--resume", "--set", "train.iterations=12") == 0
+    assert "the staircase is rescaled to 12 iterations" in capsys.readouterr().out
+    assert torch.load(longer, weights_only=True)["schedule"] == {"lr_total": 12}
+    straight = train(dict(params, train=dict(params["train"], iterations=12)), "shn_bali",
+                     tmp_path / "straight" / "shn_bali.pt", progress=False)
+    _same_weights(longer, straight)
+    assert torch.load(branch_path(straight), weights_only=True)["iteration"] == 6  # its own first step
+
+    train(params, "shn_bali", short, progress=False, resume=True, overrides=["train.iterations=12"])
+    assert torch.load(short, weights_only=True)["schedule"] == {"lr_total": 8}
+    past = torch.load(short, weights_only=True)["model_state"]
+    assert any(not torch.equal(v, torch.load(straight, weights_only=True)["model_state"][k])
+               for k, v in past.items() if v.is_floating_point())
+
+
 def test_resume_names_the_params_that_differ(faces, tmp_path):
     params = small_params(faces, iterations=2)
     out = tmp_path / "shn.pt"

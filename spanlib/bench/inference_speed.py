@@ -44,10 +44,10 @@ from spanlib.data.split import held_out_split
 from spanlib.evaluation.evaluate import held_out_settings
 from spanlib.evaluation.metrics import subset_metrics
 from spanlib.evaluation.peers import DlibPeer
-from spanlib.inference.backends import AUTO_ORDER, make_runner
+from spanlib.inference.backends import AUTO_ORDER, make_runner, placing_runners
 from spanlib.inference.checkpoint import load_model
 from spanlib.inference.detect import FaceDetector, match_detection
-from spanlib.inference.predict import flip_passes, flip_test, predict_image
+from spanlib.inference.predict import flip_passes, flip_test, placing_size, predict_image
 from spanlib.inference.step import TOLERANCE_PX, decode_radius
 from spanlib.utils.files import atomic_path, write_json, write_text
 from spanlib.utils.provenance import machine_info
@@ -139,10 +139,12 @@ def crop_given(model, faces, images, backends, repeats: int, calibration: torch.
 
 def detector_included(model, faces, images, backends, detectors, refine: tuple[int, ...] = (0,),
                       calibration: torch.Tensor | None = None, flip: tuple[bool, ...] = (False,),
-                      flip_which: tuple[str, ...] = ("all",)) -> tuple[dict, dict]:
+                      flip_which: tuple[str, ...] = ("all",), placing: tuple[int | None, ...] = (None,)
+                      ) -> tuple[dict, dict]:
     """Image -> detector -> calibrated box -> crop -> back-end (-> ``refine`` re-crops on its own
     points; each pass with and without the flip test as ``flip`` lists, and with it on every pass or
-    the last only as ``flip_which`` lists), per face found; and dlib's
+    the last only as ``flip_which`` lists; the passes before the last at each size of ``placing``,
+    None: the model's input size), per face found; and dlib's
     predictor (alone on its box, and with its HOG detector).
     Interleaved face by face, like ``crop_given``. Returns (our entries, dlib's entry or {"error": why})."""
     radius = decode_radius(model.params)
@@ -153,11 +155,14 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
             runner = make_runner(model, name, calibration=calibration if name == "onnxruntime_int8" else None)
             for passes in refine:
                 for mirror in flip:
-                    # with one pass "last" is "all": timed once
+                    # with one pass "last" is "all", and there is no placing pass: timed once
                     for which in (flip_which if mirror and passes else ("all",)):
-                        label = (f"{kind}+{name}" + (f"+refine{passes}" if passes else "")
-                                 + ("" if not mirror else "+flip" if which == "all" else "+flip-last"))
-                        combos[label] = (detector, runner, passes, mirror, which)
+                        for size in (placing if passes else (None,)):
+                            runners = placing_runners(model, runner, size)
+                            label = (f"{kind}+{name}" + (f"+refine{passes}" if passes else "")
+                                     + ("" if size is None or size == runners[0].size else f"+place{size}")
+                                     + ("" if not mirror else "+flip" if which == "all" else "+flip-last"))
+                            combos[label] = (detector, runners, passes, mirror, which, size)
     try:
         peer = DlibPeer()
     except Exception as exc:  # dlib or its model file missing: reported, not fatal
@@ -166,7 +171,7 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
     peer_rec = {"pred_s": [], "det_s": [], "pred": [], "sources": []}
     for face, image in zip(faces, images):
         gt_box = box_from_landmarks(face.landmarks)
-        for label, (detector, runner, passes, mirror, which) in combos.items():
+        for label, (detector, runner, passes, mirror, which, size) in combos.items():
             start = time.perf_counter()
             raw = detector.detect_raw(image)
             index = match_detection(raw, gt_box)
@@ -175,7 +180,7 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
                 continue
             box = detector.calibration.to_landmark_box(raw[index][None])
             (result,), _ = predict_image(model, image, box, radius=radius, runner=runner, refine=passes,
-                                         flip=mirror, flip_which=which)
+                                         flip=mirror, flip_which=which, placing=size or None)
             rec[label]["s"].append(time.perf_counter() - start)
             rec[label]["pred"].append(np.asarray(result.landmarks, np.float32))
             rec[label]["gt"].append(face.landmarks.astype(np.float32))
@@ -183,9 +188,10 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
             points, _, source, p_s, d_s = peer.predict(image, face.landmarks)
             for key, value in zip(("pred_s", "det_s", "pred", "sources"), (p_s, d_s, points, source)):
                 peer_rec[key].append(value)
-    ours = {label: {"detector": combos[label][0].describe(), "backend": combos[label][1].backend,
+    ours = {label: {"detector": combos[label][0].describe(), "backend": combos[label][1][0].backend,
                     "refine": combos[label][2], "flip_test": combos[label][3],
                     "flip_passes": combos[label][4] if combos[label][3] else None,
+                    "placing_size": (combos[label][5] or combos[label][1][0].size) if combos[label][2] else None,
                     "faces_timed": len(r["s"]), "missed": r["missed"], "ms_per_face": _ms(r["s"]),
                     "nme_io_found_faces": _nme(r["pred"], r["gt"], model.scheme)} for label, r in rec.items()}
     if peer is None:
@@ -223,13 +229,13 @@ def markdown(result: dict) -> str:
                      f"{b['nme_io']:.3f} | {b['max_abs_diff_vs_eager_px']:.1e} | {b['build_s']:.1f} |")
     lines += ["", f"Chosen for `spanlib predict --backend auto`: **{result['chosen']}** (the fastest within "
               f"{result['tolerance_px']} px of eager that builds in seconds).", "",
-              "| detector included | detector | re-crop passes | flip test | faces timed / missed | ms/face | "
-              "NME_io found faces (%) |",
-              "|---|---|---|---|---|---|---|"]
+              "| detector included | detector | re-crop passes | placing pass px | flip test | faces timed / missed | "
+              "ms/face | NME_io found faces (%) |",
+              "|---|---|---|---|---|---|---|---|"]
     for name, d in result["detector_included"].items():
         mirrored = ("no" if not d.get("flip_test") else
                     "last pass" if d.get("flip_passes") == "last" and d.get("refine") else "yes")
-        lines.append(f"| {name} | {d['detector']} | {d.get('refine', 0)} | {mirrored} | "
+        lines.append(f"| {name} | {d['detector']} | {d.get('refine', 0)} | {d.get('placing_size') or '-'} | {mirrored} | "
                      f"{d['faces_timed']} / {d['missed']} | "
                      f"{d['ms_per_face']:.1f} | {d['nme_io_found_faces']:.2f} |")
     peer = result.get("dlib")
@@ -293,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flip-passes", nargs="+", default=None, choices=("all", "last"),
                         help="detector included, with the flip test and re-crops: mirror every pass and/or "
                              "only the last (default: the model's evaluate.flip_passes)")
+    parser.add_argument("--placing-size", type=int, nargs="+", default=None, metavar="PX",
+                        help="detector included, with re-crops: input sizes of the passes before the last "
+                             "(0: the model's crop.input_size; default: the model's evaluate.placing_size)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
@@ -310,8 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     end_to_end = sorted({chosen} | ({"onnxruntime_int8"} & set(backends)))
     flips = (flip_test(model.params),) if args.flip_test is None else tuple(bool(f) for f in args.flip_test)
     which = (flip_passes(model.params),) if args.flip_passes is None else tuple(args.flip_passes)
+    placing = (placing_size(model.params),) if args.placing_size is None else \
+        tuple(px or int(model.params["crop"]["input_size"]) for px in args.placing_size)
     det, peer = detector_included(model, faces, images, end_to_end, detectors, tuple(args.refine), calibration,
-                                  flips, which)
+                                  flips, which, placing)
     result = {
         "command": "python -m spanlib.bench.inference_speed" + "".join(" " + a for a in (sys.argv[1:] if argv is None else argv)),
         "model": str(model.checkpoint_path), "root": str(args.root), "faces": len(faces), "repeats": args.repeats,

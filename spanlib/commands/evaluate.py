@@ -1,5 +1,5 @@
 """``spanlib evaluate --checkpoint CKPT --source FORMAT --root DIR [--split NAME] [--json FILE]
-[--boxes ground_truth|detector] [--refine N] [--[no-]flip-test] [--held-out [--val-fraction F] [--val-seed S]] [--peer dlib]``"""
+[--boxes ground_truth|detector] [--refine N [--placing-size PX]] [--[no-]flip-test] [--held-out [--val-fraction F] [--val-seed S]] [--peer dlib]``"""
 
 from __future__ import annotations
 
@@ -38,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flip-passes", default=None, choices=("all", "last"),
                         help="with the flip test and --refine: mirror every pass, or only the last "
                              "(default: evaluate.flip_passes of the checkpoint)")
+    parser.add_argument("--placing-size", type=int, default=None, metavar="PX",
+                        help="with --refine: the input size of the passes that only place the next crop "
+                             "(a smaller one costs less; default: evaluate.placing_size of the checkpoint, "
+                             "null = crop.input_size)")
     parser.add_argument("--held-out", action="store_true",
                         help="evaluate only the validation faces held out of this (training) split: "
                              "held_out_split with the checkpoint's train.val_fraction and train.val_seed")
@@ -57,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     settings = {k: v for k, v in (("batch_size", args.batch_size), ("nme_norm", args.norm),
                                   ("decode_radius", args.decode_radius), ("crop_box", args.crop_box),
                                   ("boxes", args.boxes), ("detector", args.detector), ("refine", args.refine),
-                                  ("flip_test", args.flip_test), ("flip_passes", args.flip_passes))
+                                  ("flip_test", args.flip_test), ("flip_passes", args.flip_passes),
+                                  ("placing_size", args.placing_size))
                 if v is not None}
     if not args.held_out and (args.val_fraction is not None or args.val_seed is not None):
         raise ParamError("--val-fraction / --val-seed: only with --held-out")

@@ -81,6 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flip-passes", default=None, choices=("all", "last"),
                         help="with the flip test and --refine: mirror every pass, or only the last (one "
                              "forward fewer per re-crop; default: the model's evaluate.flip_passes)")
+    parser.add_argument("--placing-size", type=int, default=None, metavar="PX",
+                        help="with --refine: the input size of the passes that only place the next crop "
+                             "(96 for the bundled 128: a cheaper first pass; default: the model's "
+                             "evaluate.placing_size, docs/evaluation.md)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
 
 
@@ -116,14 +120,20 @@ def check_predict_outputs(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     # torch and the model code: imported here, so that `spanlib predict --help` answers at once
     from spanlib.inference import predict as predict_module  # looked up per call: tests replace it
-    from spanlib.inference.backends import auto_runner, make_runner
+    from spanlib.inference.backends import auto_runner, make_runner, placing_runners
     from spanlib.inference.checkpoint import load_model
     from spanlib.inference.detect import FaceDetector
+    from spanlib.inference.step import pass_sizes
 
     if args.refine is not None:  # the range of evaluate.refine, which it stands for
         check_override("evaluate.refine", args.refine, "--refine")
+    if args.placing_size is not None:
+        check_override("evaluate.placing_size", args.placing_size, "--placing-size")
     check_predict_outputs(args)  # before the model is loaded and every input predicted, not after
     model = load_model(args.checkpoint, device=args.device)
+    placing = predict_module.placing_size(model.params) if args.placing_size is None else args.placing_size
+    if args.placing_size is not None:  # a size the network cannot take stops before any input is read
+        pass_sizes(model.params, 1, args.placing_size)
     detector = FaceDetector(args.detector_model, backend=args.detector)
     if args.backend == "auto" and not _many_faces(args.paths):
         runner = make_runner(model, "eager")  # a second of export would not be repaid on a few images
@@ -134,10 +144,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         runner = make_runner(model, args.backend)
     print(f"inference: {runner.backend} ({runner.note})", file=sys.stderr)
+    runners = placing_runners(model, runner, placing)
     results = predict_module.predict_paths(model, args.paths, box=args.box, overlay_dir=args.overlay,
                                            every=args.every, max_frames=args.max_frames,
-                                           detector=detector, runner=runner, refine=args.refine,
-                                           flip=args.flip_test, flip_which=args.flip_passes)
+                                           detector=detector, runner=runners, refine=args.refine,
+                                           flip=args.flip_test, flip_which=args.flip_passes,
+                                           placing=placing)
     failed = []
     for r in results:
         where = r.path + ("" if r.frame is None else f" frame {r.frame}")

@@ -199,6 +199,10 @@ class TrainConfig:
     # > 0: also keep an exponential moving average of the weights with this decay, written as
     # <stem>_ema.pt beside the checkpoint (spanlib.training.ema); 0: none
     ema_decay: float = param(0.0, low=0, lt=1)
+    # also keep the checkpoint at the iteration where the learning rate first steps down, as
+    # <stem>_branch.pt: every step before it ran at train.lr, as in any longer run, so a copy resumed
+    # with a larger train.iterations continues as that longer run, bit for bit (docs/model.md)
+    branch_checkpoint: bool = param(False)
 
 
 @dataclass(**_FROZEN)
@@ -222,6 +226,10 @@ class EvaluateConfig:
     # with flip_test and refine: all (every pass averages with its mirrored crop) | last (only the last
     # pass does; the earlier passes only place the next crop: one forward fewer per re-crop)
     flip_passes: str = param("all", choices=("all", "last"))
+    # with refine: the input px of the passes that only place the next crop (all but the last), a
+    # multiple of 4 * 2**model.depth; null: crop.input_size. 96 for 128: 0.56 of a forward for the
+    # first pass, +0.02 NME_io end to end (docs/model.md, "A smaller placing pass")
+    placing_size: int | None = param(None, low=8)
 
 
 @dataclass(**_FROZEN)

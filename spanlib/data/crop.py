@@ -162,9 +162,11 @@ def model_crop_size(params) -> tuple[int, float]:
     return int(crop["input_size"]), float(crop["scale"])
 
 
-def crop_for_model(image: np.ndarray, box: np.ndarray, params) -> tuple[np.ndarray, CropTransform]:
+def crop_for_model(image: np.ndarray, box: np.ndarray, params, size: int | None = None
+                   ) -> tuple[np.ndarray, CropTransform]:
     """The crop a model with these params takes of the face in ``box``: ``crop_face`` at the model's
-    input size and crop scale (``model_crop_size``). Returns the (S, S, 3) crop and its CropTransform,
-    whose ``to_image`` maps the model's crop points back to image points."""
-    size, scale = model_crop_size(params)
-    return crop_face(image, box, size, scale)
+    input size (or ``size``: a placing pass's, ``evaluate.placing_size``) and crop scale
+    (``model_crop_size``). Returns the (S, S, 3) crop and its CropTransform, whose ``to_image`` maps
+    the model's crop points back to image points."""
+    input_size, scale = model_crop_size(params)
+    return crop_face(image, box, input_size if size is None else int(size), scale)

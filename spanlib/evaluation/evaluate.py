@@ -48,7 +48,7 @@ from spanlib.evaluation.stats import flagged_landmarks
 from spanlib.inference import detect
 from spanlib.inference.checkpoint import load_model
 from spanlib.inference.detect import match_detection
-from spanlib.inference.step import crop_mirror_offsets, pass_flips, predict_crops
+from spanlib.inference.step import crop_mirror_offsets, pass_flips, pass_sizes, predict_crops
 from spanlib.utils.devices import resolve_device
 from spanlib.utils.errors import DataError, ParamError
 from spanlib.utils.files import write_json
@@ -141,21 +141,23 @@ def predict_samples(model, samples: Sequence, settings, progress: bool = True,
     "confidence" (N, K), "crop_matrix" (N, 2, 3)}. ``settings``: an EvaluateConfig (or a mapping).
     ``boxes`` (N, 4): crop boxes instead of the protocol's (``evaluate.crop_box``). With
     ``evaluate.refine`` = n, n more passes each crop on the box of the previous pass's points; with
-    ``evaluate.flip_test``, ``evaluate.flip_passes`` says which passes average with the mirrored crop."""
+    ``evaluate.flip_test``, ``evaluate.flip_passes`` says which passes average with the mirrored crop,
+    and ``evaluate.placing_size`` the input size of the passes before the last."""
     settings = config.as_group("evaluate", settings, "evaluate settings")
 
     flips = pass_flips(settings.flip_test, settings.refine, settings.flip_passes)
-    preds = _predict_pass(model, samples, settings, progress, boxes, flips[0])
-    for flip in flips[1:]:
+    sizes = pass_sizes(model.params, settings.refine, settings.placing_size)
+    preds = _predict_pass(model, samples, settings, progress, boxes, flips[0], sizes[0])
+    for flip, size in zip(flips[1:], sizes[1:]):
         boxes = np.stack([box_from_landmarks(p) for p in preds["pred"]])
-        preds = _predict_pass(model, samples, settings, progress, boxes, flip)
+        preds = _predict_pass(model, samples, settings, progress, boxes, flip, size)
     return preds
 
 
 @torch.no_grad()
 def _predict_pass(model, samples: Sequence, settings, progress: bool, boxes: np.ndarray | None,
-                  flip: bool) -> dict:
-    size, scale = model_crop_size(model.params)
+                  flip: bool, size: int) -> dict:
+    _, scale = model_crop_size(model.params)
     dataset = EvalFaceDataset(samples, size, scale, prefer=settings.crop_box, num_points=model.scheme.num_points,
                               boxes=boxes)
     loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=False,
@@ -210,6 +212,7 @@ def evaluate(checkpoint: str | Path, source: str, root: str | Path, split: str |
     """
     model = load_model(checkpoint, device=resolve_device(device))
     settings = evaluate_params(model.params, settings)
+    pass_sizes(model.params, settings.refine, settings.placing_size)  # a size the network cannot take stops here
     if samples is None:
         samples = read_source(source, root, split)
     held_info = None
@@ -346,6 +349,9 @@ def summary_text(result: dict) -> str:
                  f"re-crop passes: {prov['protocol']['refine']}")
     elif prov["protocol"].get("refine"):
         head += f"\n# re-crop passes on the model's own points: {prov['protocol']['refine']}"
+    if prov["protocol"].get("refine") and prov["protocol"].get("placing_size"):
+        head += (f"\n# the passes before the last at {prov['protocol']['placing_size']} px "
+                 f"(evaluate.placing_size), the last at {prov['params']['crop']['input_size']} px")
     if prov["protocol"].get("flip_test"):
         last = prov["protocol"].get("refine") and prov["protocol"].get("flip_passes") == "last"
         head += ("\n# flip test: each crop's estimate averaged with its mirrored crop's (twice the cost)" if not last else

@@ -44,6 +44,7 @@ import torch
 from spanlib.inference.onnx_export import make_session, onnx_bytes, onnx_session, quantize_int8
 from spanlib.inference.options import AUTO_MIN_IMAGES, BACKENDS  # noqa: F401  (their home: light for --help)
 from spanlib.inference.step import LandmarkHead, decode_radius, predict_crops
+from spanlib.model.network import check_input_size
 from spanlib.utils.errors import ParamError
 
 # `predict --backend auto`: the fastest back-end of results/real/inference_speed.md whose landmarks
@@ -53,12 +54,14 @@ AUTO_ORDER = ("onnxruntime", "jit", "eager")
 
 @dataclass
 class Runner:
-    """``runner(images)`` -> (points (B, K, 2), confidence (B, K)), float32 CPU tensors."""
+    """``runner(images)`` -> (points (B, K, 2), confidence (B, K)), float32 CPU tensors. ``size``:
+    the crop side it was built for (a traced or exported graph takes that size only)."""
 
     backend: str
     radius: int
     fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
     note: str = ""
+    size: int = 0
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.inference_mode():
@@ -71,18 +74,28 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 
 def make_runner(model: torch.nn.Module, backend: str = "eager", radius: int | None = None,
-                example_batch: int = 1, calibration: torch.Tensor | None = None) -> Runner:
+                example_batch: int = 1, calibration: torch.Tensor | None = None,
+                size: int | None = None) -> Runner:
     """A ``Runner`` for ``model`` (left as it is: back-ends that change weights work on a copy).
     ``radius``: the decoding window, default ``evaluate.decode_radius`` of the model's params.
     ``calibration`` (N, 3, S, S): the crops ``onnxruntime_int8`` calibrates its ranges on (required
-    there: real training crops, not the faces it will be measured on)."""
+    there: real training crops, not the faces it will be measured on). ``size``: the crop side,
+    default ``crop.input_size``; another is for the placing passes (``evaluate.placing_size``)."""
     if backend not in BACKENDS:
         raise ParamError(f"inference backend: expected one of {BACKENDS}, got {backend!r}")
     radius = decode_radius(model.params) if radius is None else int(radius)
     device = _device(model)
-    size = int(model.params["crop"]["input_size"])
-    example = torch.rand(example_batch, 3, size, size, device=device)
+    size = int(model.params["crop"]["input_size"]) if size is None else int(size)
+    if size != int(model.params["crop"]["input_size"]):
+        check_input_size(size, int(model.params["model"]["depth"]), "evaluate.placing_size")
+    runner = _make_runner(model, backend, radius, device, torch.rand(example_batch, 3, size, size, device=device),
+                          calibration)
+    runner.size = size
+    return runner
 
+
+def _make_runner(model, backend: str, radius: int, device: torch.device, example: torch.Tensor,
+                 calibration: torch.Tensor | None) -> Runner:
     if backend == "eager":
         def eager(images):
             points, confidence, _ = predict_crops(model, images, radius)
@@ -124,7 +137,7 @@ def make_runner(model: torch.nn.Module, backend: str = "eager", radius: int | No
     return Runner(backend, radius, run_ort, note)
 
 
-def auto_runner(model: torch.nn.Module, radius: int | None = None) -> tuple[Runner, list[str]]:
+def auto_runner(model: torch.nn.Module, radius: int | None = None, size: int | None = None) -> tuple[Runner, list[str]]:
     """The first back-end of ``AUTO_ORDER`` that builds here (and, on CPU, is ``onnxruntime`` or
     ``jit``), with the reasons the ones before it were skipped; ``eager`` always builds."""
     skipped = []
@@ -133,7 +146,26 @@ def auto_runner(model: torch.nn.Module, radius: int | None = None) -> tuple[Runn
             skipped.append(f"{backend}: measured on CPU only")
             continue
         try:
-            return make_runner(model, backend, radius), skipped
+            return make_runner(model, backend, radius, size=size), skipped
         except Exception as exc:  # a missing package or a failed trace: fall back, say why
             skipped.append(f"{backend}: {type(exc).__name__}: {exc}".splitlines()[0])
     raise AssertionError("unreachable: eager always builds")
+
+
+def placing_runners(model: torch.nn.Module, runner: Runner, placing_size: int | None) -> list[Runner]:
+    """``runner`` and, when the placing passes run at another size (``evaluate.placing_size``, None:
+    the model's), one more of the same back-end built for it: what ``predict_paths`` takes."""
+    if placing_size is None or int(placing_size) == runner.size:
+        return [runner]
+    return [runner, make_runner(model, runner.backend, runner.radius, size=placing_size)]
+
+
+def runner_for(runners, size: int, radius: int) -> Runner | None:
+    """Of ``runners`` (a Runner, a sequence of them, or None), the one built for this crop size and
+    decoding window, else None (the caller runs eager ``predict_crops``)."""
+    if runners is None:
+        return None
+    for runner in [runners] if isinstance(runners, Runner) else runners:
+        if runner.radius == radius and runner.size == size:
+            return runner
+    return None

@@ -26,7 +26,7 @@ from spanlib.config.schema import default
 from spanlib.data.crop import box_from_landmarks, crop_for_model
 from spanlib.data.dataset import to_tensor_image
 from spanlib.data.draw import draw_landmarks
-from spanlib.inference.backends import auto_runner, make_runner
+from spanlib.inference.backends import auto_runner, make_runner, placing_runners, runner_for
 from spanlib.inference.checkpoint import (  # noqa: F401
     CHECKPOINT_FORMAT,
     CHECKPOINT_FORMAT_VERSION,
@@ -40,15 +40,16 @@ from spanlib.inference.step import (  # noqa: F401
     crop_points_to_image,
     decode_radius,
     pass_flips,
+    pass_sizes,
     predict_crops,
     window_mass,
 )
+from spanlib.inference.options import VIDEO_SUFFIXES  # noqa: F401  (its home: light for `predict --help`)
 from spanlib.utils.devices import resolve_device  # noqa: F401  (also spanlib.inference.predict's API)
 from spanlib.utils.errors import DataError
 from spanlib.utils.files import atomic_path, file_problem, read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-from spanlib.inference.options import VIDEO_SUFFIXES  # noqa: E402  (its home: light for `predict --help`)
 
 
 # ---------------------------------------------------------------- face detection
@@ -96,20 +97,29 @@ def flip_passes(params: dict) -> str:
     return str((params.get("evaluate") or {}).get("flip_passes", default("evaluate.flip_passes")))
 
 
+def placing_size(params: dict) -> int | None:
+    """``evaluate.placing_size`` of a checkpoint's params (the schema's default, None, when absent)."""
+    value = (params.get("evaluate") or {}).get("placing_size", default("evaluate.placing_size"))
+    return None if value is None else int(value)
+
+
 def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray | None = None,
                   detector: FaceDetector | None = None, radius: int | None = None,
                   runner=None, refine: int | None = None, flip: bool | None = None,
-                  flip_which: str | None = None) -> tuple[list[FaceResult], str]:
+                  flip_which: str | None = None, placing: int | None = None) -> tuple[list[FaceResult], str]:
     """Faces in one RGB image: (results, message). ``boxes`` (N, 4) skips detection; without boxes
     and without an available detector the whole image is the box, refined once (see FaceDetector).
     A detector's boxes go through its calibration to landmark boxes (``spanlib.inference.detect``) so that the
     crop matches the training crop; the message names the detector. ``runner``: a
-    ``spanlib.inference.backends.Runner`` (a faster back-end, same landmarks within its tolerance); None runs
-    ``predict_crops``. ``refine`` (default: the checkpoint's ``evaluate.refine``): passes that each
+    ``spanlib.inference.backends.Runner`` (a faster back-end, same landmarks within its tolerance), or
+    several (one per crop size, ``backends.placing_runners``); a crop size that none was built for,
+    or None, runs ``predict_crops``. ``refine`` (default: the checkpoint's ``evaluate.refine``): passes that each
     crop again on the box of the previous pass's points (``box_source`` gains "+refined"). ``flip``
     (default: the checkpoint's ``evaluate.flip_test``): passes also predict the mirrored crop and
     average the two, as ``spanlib evaluate`` does (``step.average_with_mirrored``): every pass, or
-    only the last with ``flip_which`` "last" (default: the checkpoint's ``evaluate.flip_passes``)."""
+    only the last with ``flip_which`` "last" (default: the checkpoint's ``evaluate.flip_passes``).
+    ``placing`` (default: the checkpoint's ``evaluate.placing_size``): the crop size of the passes
+    before the last, which only place the next crop."""
     raw = None
     if boxes is not None:  # no detector is built: loading one costs more than a forward pass
         source, name = "given", "given box"
@@ -127,31 +137,34 @@ def predict_image(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray |
     if source == "image":  # the whole image is no face box: always refine at least once
         passes = max(1, passes)
     flips = pass_flips(flip, passes, flip_passes(model.params) if flip_which is None else flip_which)
-    faces = _predict_boxes(model, image, boxes, source, radius, raw, runner, flips[0])
-    for flip in flips[1:]:
+    sizes = pass_sizes(model.params, passes, placing_size(model.params) if placing is None else placing)
+    faces = _predict_boxes(model, image, boxes, source, radius, raw, runner, flips[0], sizes[0])
+    for flip, size in zip(flips[1:], sizes[1:]):
         refined = np.stack([box_from_landmarks(np.asarray(f.landmarks)) for f in faces])
-        faces = _predict_boxes(model, image, refined, source + "+refined", radius, raw, runner, flip)
+        faces = _predict_boxes(model, image, refined, source + "+refined", radius, raw, runner, flip, size)
     return faces, f"{len(faces)} face(s); detector: {name}"
 
 
-def _predict_boxes(model, image, boxes, source, radius, raw_boxes=None, runner=None, flip=False) -> list[FaceResult]:
+def _predict_boxes(model, image, boxes, source, radius, raw_boxes=None, runners=None, flip=False,
+                   size: int | None = None) -> list[FaceResult]:
     radius = decode_radius(model.params) if radius is None else radius
     crops, transforms = [], []
     for box in boxes:
-        crop, transform = crop_for_model(image, box, model.params)
+        crop, transform = crop_for_model(image, box, model.params, size)
         crops.append(to_tensor_image(crop))
         transforms.append(transform)
     crops = torch.stack(crops)
     offset = crop_mirror_offsets(model.params, [t.matrix for t in transforms]) if flip else 0.0
-    if runner is not None and runner.radius == radius and flip:
+    runner = runner_for(runners, crops.shape[-1], radius)
+    if runner is not None and flip:
         # crops and mirrored crops in one call of the back-end (its graph's batch is symbolic)
         points, conf = runner(torch.cat([crops, torch.flip(crops, dims=[-1])]))
         n = len(crops)
         points, conf = average_with_mirrored(points[:n], conf[:n], points[n:], conf[n:],
                                              model.scheme.flip_perm, crops.shape[-1], offset)
-    elif runner is not None and runner.radius == radius:
+    elif runner is not None:
         points, conf = runner(crops)
-    else:  # no runner, or one built for another decoding window
+    else:  # no runner, or none built for this crop size and decoding window
         points, conf, _ = predict_crops(model, crops, radius, flip=flip, offset=offset)
     points, conf = points.cpu().numpy(), conf.cpu().numpy()
     faces = []
@@ -200,13 +213,15 @@ def predict_paths(model: torch.nn.Module, paths: Sequence[str | Path], box: Sequ
                   overlay_dir: str | Path | None = None, every: int = 1, max_frames: int | None = None,
                   progress: bool = True, detector: FaceDetector | None = None,
                   runner=None, refine: int | None = None, flip: bool | None = None,
-                  flip_which: str | None = None) -> list[FrameResult]:
+                  flip_which: str | None = None, placing: int | None = None) -> list[FrameResult]:
     """Predict on images and videos. A file that cannot be read, or a frame with no face, gives a
     FrameResult with ``error`` or ``message`` set and the batch goes on. ``runner``: None (eager
-    ``predict_crops``), a ``spanlib.inference.backends.Runner``, or a back-end name (``"auto"``: the fastest
-    measured one that builds here, see ``spanlib.inference.backends``)."""
+    ``predict_crops``), a ``spanlib.inference.backends.Runner`` or a list of them (one per crop size), or a
+    back-end name (``"auto"``: the fastest measured one that builds here, see ``spanlib.inference.backends``;
+    built for the placing passes' size too when they run at another, ``evaluate.placing_size``)."""
     if isinstance(runner, str):
-        runner = auto_runner(model)[0] if runner == "auto" else make_runner(model, runner)
+        built = auto_runner(model)[0] if runner == "auto" else make_runner(model, runner)
+        runner = placing_runners(model, built, placing_size(model.params) if placing is None else placing)
 
     detector = detector or FaceDetector()
     boxes = None if box is None else np.asarray([box], dtype=np.float32)
@@ -217,7 +232,7 @@ def predict_paths(model: torch.nn.Module, paths: Sequence[str | Path], box: Sequ
         try:
             for frame, image in iter_frames(path, every, max_frames):
                 faces, message = predict_image(model, image, boxes, detector, runner=runner, refine=refine,
-                                               flip=flip, flip_which=flip_which)
+                                               flip=flip, flip_which=flip_which, placing=placing)
                 results.append(FrameResult(str(path), frame, faces, message, detector=name))
                 if overlay_dir is not None:
                     _write_overlay(image, faces, model.scheme, Path(overlay_dir), path, frame, stems[path])

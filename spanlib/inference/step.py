@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from spanlib.config.schema import default
 from spanlib.model.decode import decode_landmarks
+from spanlib.model.network import check_input_size
 from spanlib.utils.errors import ParamError
 
 # agreement with eager that a back-end must keep, in crop pixels (128 px crop of the bundled model):
@@ -112,7 +113,6 @@ class LandmarkHead(torch.nn.Module):
         if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
             raise ParamError(f"decode radius: expected an integer >= 0, got {radius!r}")
         self.model, self.radius = model, radius
-        self.input_size = int(model.params["crop"]["input_size"])
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         outputs = self.model(images)
@@ -136,8 +136,22 @@ class LandmarkHead(torch.nn.Module):
             y_pos = y_pos + offsets[:, 1]
         x = (weights * x_pos).sum(dim=(2, 3)) / total
         y = (weights * y_pos).sum(dim=(2, 3)) / total
-        points = torch.stack((x, y), dim=-1) * (self.input_size / w)
+        points = torch.stack((x, y), dim=-1) * (images.shape[-1] / w)  # a constant in a traced graph
         return points, total
+
+
+def pass_sizes(params: dict, refine: int, placing_size: int | None = None) -> list[int]:
+    """The crop side in px of each of the 1 + ``refine`` passes of a model with these params:
+    ``placing_size`` (``evaluate.placing_size``) for the passes that only place the next crop, the
+    model's ``crop.input_size`` for the last, whose points are the answer. None: every pass at
+    ``crop.input_size``. The network is fully convolutional, so it runs at either size; a size it
+    cannot take (not a multiple of 4 * 2**model.depth) is a ParamError naming the parameter."""
+    input_size = int(params["crop"]["input_size"])
+    passes = 1 + int(refine)
+    if placing_size is None or passes == 1:
+        return [input_size] * passes
+    check_input_size(placing_size, int(params["model"]["depth"]), "evaluate.placing_size")
+    return [int(placing_size)] * (passes - 1) + [input_size]
 
 
 def pass_flips(flip_test: bool, refine: int, flip_passes: str = "all") -> list[bool]:

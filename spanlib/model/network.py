@@ -100,7 +100,9 @@ class SpanNet(nn.Module):
                     q = q + self.remap_boundary[t](b)
                 p = self.scpa[t](q) if self.scpa is not None else q
         offsets = self.bali(feat) if self.bali is not None else None
-        return {"heatmaps": heatmaps, "boundaries": boundaries, "offsets": offsets, "input_size": self.input_size}
+        # the size of these images, not the configured one: inference may run a smaller placing pass
+        # (evaluate.placing_size) through the same fully convolutional network
+        return {"heatmaps": heatmaps, "boundaries": boundaries, "offsets": offsets, "input_size": images.shape[-1]}
 
 
 def check_model_params(model, input_size: int) -> None:
@@ -117,11 +119,15 @@ def check_model_params(model, input_size: int) -> None:
                          f"got {input_size}")
     if model.width % 2:
         raise ParamError(f"model.width: expected an even number of channels, got {model.width}")
-    multiple = 4 * 2 ** model.depth
-    if not isinstance(input_size, int) or input_size < multiple or input_size % multiple:
-        raise ParamError(
-            f"crop.input_size: expected a multiple of {multiple} (4 * 2**model.depth), got {input_size!r}"
-        )
+    check_input_size(input_size, model.depth)
+
+
+def check_input_size(input_size, depth: int, key: str = "crop.input_size") -> None:
+    """Stop with a ParamError naming ``key`` unless ``input_size`` is a multiple of 4 * 2**depth:
+    the stem halves it twice and each of the hourglass's ``depth`` levels once more."""
+    multiple = 4 * 2 ** depth
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < multiple or input_size % multiple:
+        raise ParamError(f"{key}: expected a multiple of {multiple} (4 * 2**model.depth), got {input_size!r}")
 
 
 def build_model(model, num_points: int, num_boundaries: int, input_size: int) -> SpanNet:

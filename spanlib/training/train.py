@@ -64,6 +64,19 @@ def lr_at(iteration: int, total: int, base: float, milestones: Iterable[float], 
     return lr
 
 
+def first_lr_step(total: int, milestones: Iterable[float], divisors: Iterable[float]) -> int | None:
+    """The first iteration whose learning rate is below ``base`` under ``lr_at`` (None: the rate never
+    steps down). Every iteration before it runs at ``base`` in a run of ``total`` iterations and in
+    any longer one, which is what lets a longer schedule continue such a run (``_resume_schedule``)."""
+    steps = [math.floor(f * total) for f, d in zip(milestones, divisors) if float(d) != 1.0]
+    return min(steps) if steps else None
+
+
+def branch_path(out: Path) -> Path:
+    """``<stem>_branch.pt`` beside the checkpoint: the run at ``first_lr_step`` (``train.branch_checkpoint``)."""
+    return out.with_name(f"{out.stem}_branch.pt")
+
+
 def auto_threads() -> int:
     """torch intra-op threads for ``train.threads: 0``: the cores not already busy (1-minute load
     average), at least 1. On a quiet 2-core machine that is 2; on cores shared with other jobs it
@@ -337,6 +350,7 @@ def validation_nme(model, dataset, scheme, radius: int, device, batch_size: int 
 # What may differ between a checkpoint's params and the params that resume it: the iteration
 # count (extending a run), and settings that change how the run executes, not what it learns.
 RESUME_MAY_DIFFER = ("train.iterations", "train.num_workers", "train.checkpoint_every", "train.val_every",
+                     "train.branch_checkpoint",
                      "train.compile", "train.device_targets")
 
 
@@ -538,7 +552,14 @@ def _resume_schedule(out: Path, ckpt: dict, params: dict, total: int) -> int:
         raise ParamError(f"train.iterations: {total}, but {out} is already at iteration {iteration}; a resumed "
                          f"run can only be extended")
     schedule = ckpt.get("schedule") or {}
-    return int(schedule.get("lr_total", ckpt["params"]["train"]["iterations"]))
+    lr_total = int(schedule.get("lr_total", ckpt["params"]["train"]["iterations"]))
+    tc = ckpt["params"]["train"]
+    before = [first_lr_step(n, tc["lr_milestones"], tc["lr_divisors"]) for n in (lr_total, total)]
+    if total > lr_total and all(b is None or iteration <= b for b in before):
+        # every step so far ran at train.lr, as the first steps of a `total`-iteration run do: the
+        # staircase scaled to `total` continues it as that run, bit for bit
+        return total
+    return lr_total
 
 
 def _init_from(setup: TrainSetup, source: str, main: bool) -> dict:
@@ -571,7 +592,10 @@ def _restore(setup: TrainSetup, optimizer, ckpt: dict, out: Path, dev: torch.dev
     if main:
         planned = int(ckpt["params"]["train"]["iterations"])
         note = ""
-        if total != planned:
+        if total != planned and lr_total == total:
+            note = (f", extending the run to {total} iterations (the learning rate has not stepped down "
+                    f"yet: the staircase is rescaled to {total} iterations, as if the run had started with them)")
+        elif total != planned:
             lr = lr_at(start, lr_total, tc.lr, tc.lr_milestones, tc.lr_divisors)
             note = (f", extending the run to {total} iterations (the learning-rate staircase stays "
                     f"scaled to {lr_total} iterations: {lr:.3g} from here)")
@@ -661,6 +685,7 @@ def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.devic
     images_per_step = 2 * tc.batch_size + (2 * setup.unlabeled.batch_size if setup.unlabeled else 0)
     t0, done = time.perf_counter(), 0
     saved = start if ckpt is not None else None  # the iteration of the intact checkpoint at ``out``
+    branch = first_lr_step(lr_total, tc.lr_milestones, tc.lr_divisors) if tc.branch_checkpoint else None
     try:
         for iteration in bar:
             lr = lr_at(iteration, lr_total, tc.lr, tc.lr_milestones, tc.lr_divisors)
@@ -689,6 +714,8 @@ def _train(params: dict, variant: str, out: Path, resume: bool, dev: torch.devic
                     save_checkpoint(out, setup, optimizer, step, metrics, lr_total, ema)
                     write_machine_sidecar(out, iteration=step, device=str(dev), **speed)
                 saved = step
+            if main and step == branch:  # the last state a longer schedule shares (train.branch_checkpoint)
+                save_checkpoint(branch_path(out), setup, optimizer, step, metrics, lr_total, ema)
     except KeyboardInterrupt:
         bar.close()
         raise TrainingInterrupted(out, start + done, saved, total, main) from None
