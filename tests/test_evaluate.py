@@ -89,6 +89,21 @@ def test_evaluate_command_line(tmp_path, capsys):
     assert json.loads((tmp_path / "m.json").read_text())["provenance"]["nme_norms"]["fr_auc_norm"] == "ip"
 
 
+def test_evaluate_command_line_placing_size(tmp_path, capsys):
+    """--placing-size reaches the protocol and the summary; one the network cannot take (depth 1:
+    multiples of 8) stops before any face is read, naming the parameter."""
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt", variant="shn")
+    write_pts_folder(tmp_path / "faces", n=2)
+    common = ["evaluate", "--checkpoint", str(ckpt), "--source", "pts", "--root", str(tmp_path / "faces"),
+              "--device", "cpu", "--quiet", "--refine", "1"]
+    assert main(common + ["--placing-size", "16", "--json", str(tmp_path / "m.json")]) == 0
+    assert "the passes before the last at 16 px (evaluate.placing_size), the last at 32 px" in capsys.readouterr().out
+    assert json.loads((tmp_path / "m.json").read_text())["provenance"]["protocol"]["placing_size"] == 16
+    assert main(common + ["--placing-size", "20", "--json", str(tmp_path / "bad.json")]) == 2
+    assert "evaluate.placing_size: expected a multiple of 8" in capsys.readouterr().err
+    assert not (tmp_path / "bad.json").exists()
+
+
 def test_load_model_checks_format_and_keys(tmp_path):
     ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt")
     model = load_model(ckpt)
