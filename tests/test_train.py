@@ -442,6 +442,11 @@ def test_a_key_added_later_at_its_default_is_not_a_difference():
     assert differing_params(old, {"loss": {"gamma": 40.0, "no_such_key": 1}, "disturb": {"p_flip": 0.5}}) == [
         "loss.no_such_key"]
     assert differing_params({"loss": {"gamma": 40.0}}, {"loss": {}}) == ["loss.gamma"]  # required: no default
+    # recipes are templates: a recipe edited since (a key added to it) is no difference, its resolved groups are
+    assert differing_params({"recipes": {"real": {"train.iterations": 6000}}, "train": {"iterations": 6000}},
+                            {"recipes": {"real": {"train.iterations": 6000, "train.branch_checkpoint": True}},
+                             "train": {"iterations": 6000}}) == []
+    assert differing_params({"recipes": {}, "train": {"lr": 1.0}}, {"train": {"lr": 2.0}}) == ["train.lr"]
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -357,11 +357,15 @@ RESUME_MAY_DIFFER = ("train.iterations", "train.num_workers", "train.checkpoint_
 def differing_params(old, new, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two params dicts. A key on one side only counts,
     unless the other side's value is its schema default (a checkpoint written before the key
-    existed ran with that default)."""
+    existed ran with that default). The top-level ``recipes`` are templates, not settings: a run
+    learns from the groups they were resolved into, so editing a recipe in params.yaml does not
+    stop a run from resuming (the groups it changes are compared)."""
     if isinstance(old, dict) and isinstance(new, dict):
         found = []
         for key in list(old) + [k for k in new if k not in old]:
             name = f"{prefix}{key}"
+            if name == "recipes":
+                continue
             if key not in old or key not in new:
                 if not _is_schema_default(name, new[key] if key in new else old[key]):
                     found.append(name)
