@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from spanlib.commands.pass_options import add_pass_arguments, pass_settings
 from spanlib.utils.errors import ParamError
 from spanlib.utils.files import check_outputs, check_writable
 
@@ -29,19 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "box; faces it misses are counted apart (default: evaluate.boxes, ground_truth)")
     parser.add_argument("--detector", default=None, choices=("auto", "dlib", "haar"),
                         help="with --boxes detector: the face detector (default: auto, dlib's HOG when installed)")
-    parser.add_argument("--refine", type=int, default=None, metavar="N",
-                        help="N more passes, each cropping on the box of the previous pass's points "
-                             "(default: evaluate.refine of the checkpoint)")
-    parser.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
-                        help="also predict each mirrored crop and average the two, twice the cost "
-                             "(default: evaluate.flip_test of the checkpoint)")
-    parser.add_argument("--flip-passes", default=None, choices=("all", "last"),
-                        help="with the flip test and --refine: mirror every pass, or only the last "
-                             "(default: evaluate.flip_passes of the checkpoint)")
-    parser.add_argument("--placing-size", type=int, default=None, metavar="PX",
-                        help="with --refine: the input size of the passes that only place the next crop "
-                             "(a smaller one costs less; default: evaluate.placing_size of the checkpoint, "
-                             "null = crop.input_size)")
+    add_pass_arguments(parser)
     parser.add_argument("--held-out", action="store_true",
                         help="evaluate only the validation faces held out of this (training) split: "
                              "held_out_split with the checkpoint's train.val_fraction and train.val_seed")
@@ -60,10 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = {k: v for k, v in (("batch_size", args.batch_size), ("nme_norm", args.norm),
                                   ("decode_radius", args.decode_radius), ("crop_box", args.crop_box),
-                                  ("boxes", args.boxes), ("detector", args.detector), ("refine", args.refine),
-                                  ("flip_test", args.flip_test), ("flip_passes", args.flip_passes),
-                                  ("placing_size", args.placing_size))
-                if v is not None}
+                                  ("boxes", args.boxes), ("detector", args.detector))
+                if v is not None} | pass_settings(args)
     if not args.held_out and (args.val_fraction is not None or args.val_seed is not None):
         raise ParamError("--val-fraction / --val-seed: only with --held-out")
     held_out = (args.val_fraction, args.val_seed) if args.held_out else None

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from spanlib.config.schema import check_override
+from spanlib.commands.pass_options import add_pass_arguments, pass_settings
 from spanlib.inference.options import AUTO_MIN_IMAGES, BACKENDS, VIDEO_SUFFIXES
 from spanlib.inference.weights import bundled_path
 from spanlib.utils.files import check_outputs, check_writable, finite_json, write_json
@@ -72,19 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'.[onnx]'), else the frozen TorchScript model; for fewer images eager PyTorch "
                              "(building the others takes about a second). All give the eager landmarks within "
                              "0.01 px")
-    parser.add_argument("--refine", type=int, default=None, metavar="N",
-                        help="N more passes, each cropping on the box of the previous pass's points (each "
-                             "costs one more forward; default: the model's evaluate.refine, docs/evaluation.md)")
-    parser.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
-                        help="also predict each mirrored crop and average the two (twice the cost; "
-                             "default: the model's evaluate.flip_test, docs/evaluation.md)")
-    parser.add_argument("--flip-passes", default=None, choices=("all", "last"),
-                        help="with the flip test and --refine: mirror every pass, or only the last (one "
-                             "forward fewer per re-crop; default: the model's evaluate.flip_passes)")
-    parser.add_argument("--placing-size", type=int, default=None, metavar="PX",
-                        help="with --refine: the input size of the passes that only place the next crop "
-                             "(96 for the bundled 128: a cheaper first pass; default: the model's "
-                             "evaluate.placing_size, docs/evaluation.md)")
+    add_pass_arguments(parser)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
 
 
@@ -125,10 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from spanlib.inference.detect import FaceDetector
     from spanlib.inference.step import pass_sizes
 
-    if args.refine is not None:  # the range of evaluate.refine, which it stands for
-        check_override("evaluate.refine", args.refine, "--refine")
-    if args.placing_size is not None:
-        check_override("evaluate.placing_size", args.placing_size, "--placing-size")
+    pass_settings(args)  # each in the range of the evaluate.* setting it stands for
     check_predict_outputs(args)  # before the model is loaded and every input predicted, not after
     model = load_model(args.checkpoint, device=args.device)
     placing = predict_module.placing_size(model.params) if args.placing_size is None else args.placing_size
