@@ -96,6 +96,23 @@ def test_export_onnx_command_and_onnxruntime_against_pytorch(tiny_path, tiny, tm
     np.testing.assert_allclose(make_runner(tiny, "onnxruntime")(crops)[0].numpy(), ref_points.numpy(), atol=1e-3)
 
 
+@pytest.mark.parametrize("variant", ["scpan", "shn"])  # two outputs (heatmap, BALI fields), and one
+def test_onnxruntime_backend_runs_the_network_and_decodes_like_eager(tmp_path, variant):
+    """The ONNX Runtime back-end exports the network alone (``NetworkMaps``) and decodes its maps
+    with ``decode_maps``: the landmarks and confidences of ``predict_crops`` at any batch size."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install -e '.[onnx]')")
+    pytest.importorskip("onnx", reason="onnx not installed (pip install -e '.[onnx]')")
+    model = load_model(save_tiny_checkpoint(tmp_path / f"{variant}.pt", variant=variant, input_size=SIZE))
+    runner = make_runner(model, "onnxruntime")
+    for n in (1, 3):  # exported with batch 1
+        crops = _crops(n, seed=10 + n)
+        points, confidence = runner(crops)
+        ref_points, ref_conf, _ = predict_crops(model, crops, runner.radius)
+        assert points.shape == (n, 68, 2) and confidence.shape == (n, 68)
+        np.testing.assert_allclose(points.numpy(), ref_points.numpy(), atol=1e-3)
+        np.testing.assert_allclose(confidence.numpy(), ref_conf.numpy(), atol=1e-5)
+
+
 def test_missing_onnxruntime_names_the_extra(tiny, tiny_path, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
     with pytest.raises(Exception, match=r"onnxruntime.*\.\[onnx\]"):

@@ -7,6 +7,7 @@ twice (the JS backward scales its saved gradient in place only when the graph is
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -116,6 +117,34 @@ def test_bali_paths_match_float64_textbook(path, poisoned, shape, radius, dtype)
         assert (leaf.grad[0, 0] == 0).all()
         atol = GRAD_RTOL[dtype] * max(expected.abs().max().item(), 1.0)
         torch.testing.assert_close(leaf.grad.double(), expected, rtol=0, atol=atol)
+
+
+def _window_sum64(heatmap, radius):
+    """The clipped window's total weight around each map's first argmax, a float64 loop."""
+    maps = heatmap.double().numpy()
+    b, k, h, w = maps.shape
+    out = np.zeros((b, k))
+    for i in range(b):
+        for c in range(k):
+            r0, c0 = divmod(int(np.argmax(maps[i, c])), w)  # numpy: the first maximum, row-major
+            out[i, c] = maps[i, c, max(0, r0 - radius):r0 + radius + 1, max(0, c0 - radius):c0 + radius + 1].sum()
+    return torch.from_numpy(out)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("shape,radius", [((2, 3, 37, 53), 3), ((1, 2, 1, 1), 5), ((3, 1, 5, 129), 0),
+                                          ((2, 4, 64, 64), 5)])
+def test_bali_decode_and_sum_matches_the_decode_and_a_float64_window_sum(path, poisoned, shape, radius, dtype):  # noqa: F811
+    """The inference entry: the points of ``bali_decode`` and the window's total weight (the
+    kernel's own denominator on the C path; ``window_sum_torch`` on the fallback), no gradient."""
+    maps = bali_inputs(shape, dtype, seed=sum(shape) + radius)
+    points, total = bali_cpu.bali_decode_and_sum_cpu(*maps, radius)
+    ref = bali_reference64(*maps, radius, torch.ones(*shape[:2], 2))[0]
+    torch.testing.assert_close(points.double(), ref, rtol=0, atol=COORD_ATOL[dtype])
+    torch.testing.assert_close(total.double(), _window_sum64(maps[0], radius), rtol=1e-6 if dtype != torch.bfloat16 else 1e-2,
+                               atol=1e-6)
+    assert total[0, 0] == 0 and points[0, 0].tolist() == [0.5, 0.5]  # the all-zero map
+    assert not points.requires_grad and not total.requires_grad
 
 
 def test_bali_mixed_dtypes_take_the_fallback():

@@ -41,6 +41,27 @@ def test_window_mass_by_hand():
     assert mass[0, 0] == pytest.approx(1.0) and mass[0, 1] == pytest.approx(4 / 64)
 
 
+@pytest.mark.parametrize("radius", [0, 1, 3, 9])
+def test_window_mass_against_a_float64_loop(radius):
+    """Against a plain float64 loop over the clipped window at each map's first argmax: random
+    maps of an odd shape (windows clipped at every border), tied peaks, a flat map."""
+    g = torch.Generator().manual_seed(radius)
+    logits = torch.randn(3, 5, 7, 11, generator=g) * 3
+    logits[0, 0] = 0.0  # flat: argmax (0, 0), the corner window
+    logits[1, 1, 2, 3] = logits[1, 1, 5, 8] = 50.0  # tie: the first in row-major order wins
+    logits[2, 2, 6, 10] = 40.0  # the bottom-right corner
+    mass = window_mass(logits, radius)
+    prob = torch.softmax(logits.double().flatten(2), dim=-1).view(3, 5, 7, 11)
+    for b in range(3):
+        for k in range(5):
+            i, j = divmod(int(prob[b, k].flatten().argmax()), 11)
+            ref = sum(float(prob[b, k, r, c]) for r in range(max(0, i - radius), min(7, i + radius + 1))
+                      for c in range(max(0, j - radius), min(11, j + radius + 1)))
+            assert float(mass[b, k]) == pytest.approx(ref, abs=1e-6)
+    # the peaks are 3 rows and 5 columns apart: both in the window from radius 5 on
+    assert float(mass[1, 1]) == pytest.approx(0.5 if radius < 5 else 1.0, abs=1e-6)
+
+
 @pytest.mark.parametrize("backend", ["haar", "dlib"])
 def test_predict_on_real_300w_faces(shared_data, model, backend):
     folder = shared_data / "300w" / "afw"

@@ -30,7 +30,7 @@ import torch
 from spanlib.data.crop import box_from_landmarks, crop_for_model, model_crop_size
 from spanlib.data.dataset import to_tensor_image
 from spanlib.data.sources import read_source
-from spanlib.inference.step import TOLERANCE_PX, LandmarkHead, decode_radius, predict_crops
+from spanlib.inference.step import TOLERANCE_PX, LandmarkHead, NetworkMaps, decode_radius, predict_crops
 from spanlib.utils.errors import DataError, SpanlibError
 from spanlib.utils.files import check_writable, write_bytes, write_json
 
@@ -51,8 +51,9 @@ def require(name: str):
                                   f"{ONNX_PIP}") from None
 
 
-def onnx_bytes(head: LandmarkHead, example: torch.Tensor) -> bytes:
-    """The ONNX model of ``head`` (dynamic batch) as bytes."""
+def onnx_bytes(head: torch.nn.Module, example: torch.Tensor,
+               output_names: tuple[str, ...] = ("points", "confidence")) -> bytes:
+    """The ONNX model of ``head`` (a ``LandmarkHead`` by default; dynamic batch) as bytes."""
     require("onnx")
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
@@ -60,9 +61,19 @@ def onnx_bytes(head: LandmarkHead, example: torch.Tensor) -> bytes:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         torch.onnx.export(head.eval(), (example,), buffer, dynamo=False, opset_version=OPSET,
-                          input_names=["images"], output_names=["points", "confidence"],
-                          dynamic_axes={"images": {0: "batch"}, "points": {0: "batch"}, "confidence": {0: "batch"}})
+                          input_names=["images"], output_names=list(output_names),
+                          dynamic_axes={name: {0: "batch"} for name in ("images", *output_names)})
     return buffer.getvalue()
+
+
+def network_bytes(model: torch.nn.Module, example: torch.Tensor) -> bytes:
+    """The ONNX model of the network alone (``step.NetworkMaps``: outputs ``heatmap`` and, with
+    BALI fields, ``offsets``; dynamic batch), which the ONNX Runtime back-ends run and decode
+    outside the graph (``step.decode_maps``)."""
+    maps = NetworkMaps(model).eval()
+    with torch.no_grad():
+        count = len(maps(example))
+    return onnx_bytes(maps, example, ("heatmap", "offsets")[:count])
 
 
 def make_session(model_bytes_or_path, threads: int = 1):

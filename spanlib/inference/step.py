@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from spanlib.config.schema import default
-from spanlib.model.decode import decode_landmarks
+from spanlib.model.decode import decode_weights, spatial_softmax
+from spanlib.ops import window_sum
 from spanlib.model.network import check_input_size
 from spanlib.utils.errors import ParamError
 
@@ -58,14 +58,24 @@ def predict_crops(model: torch.nn.Module, images: torch.Tensor, radius: int,
     device = next(model.parameters()).device
     images = images.to(device, non_blocking=True)
     outputs = model(images)
-    points = decode_landmarks(outputs, radius)
-    confidence = window_mass(outputs["heatmaps"][-1], radius)
+    points, confidence = decode_maps(outputs["heatmaps"][-1], outputs.get("offsets"), radius, images.shape[-1])
     if flip:
         mirrored = model(torch.flip(images, dims=[-1]))
         points, confidence = average_with_mirrored(
-            points, confidence, decode_landmarks(mirrored, radius), window_mass(mirrored["heatmaps"][-1], radius),
+            points, confidence, *decode_maps(mirrored["heatmaps"][-1], mirrored.get("offsets"), radius,
+                                             images.shape[-1]),
             model.scheme.flip_perm, images.shape[-1], offset)
     return points, confidence, outputs
+
+
+def decode_maps(logits: torch.Tensor, offsets: torch.Tensor | None, radius: int, input_size: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last stage's maps -> (points (B, K, 2) crop px, confidence (B, K)): the windowed BALI
+    soft-argmax of eq. 5 (``decode_weights``, as ``decode_landmarks``) and the window's softmax mass
+    (``window_mass``), from one softmax and one pass of the decoding kernel. No gradient.
+    ``logits`` (B, K, H, W); ``offsets`` (B, 2, K, H, W) BALI fields or None. What ``predict_crops``
+    and the exported-network back-ends (``spanlib.inference.backends``) decode with."""
+    return decode_weights(spatial_softmax(logits), offsets, radius, input_size, with_window_sum=True)
 
 
 def average_with_mirrored(points: torch.Tensor, confidence: torch.Tensor, mirrored_points: torch.Tensor,
@@ -88,13 +98,7 @@ def average_with_mirrored(points: torch.Tensor, confidence: torch.Tensor, mirror
 
 def window_mass(logits: torch.Tensor, radius: int) -> torch.Tensor:
     """(B, K): softmax probability inside the (2r+1)^2 window centred on each map's argmax."""
-    b, k, h, w = logits.shape
-    prob = torch.softmax(logits.float().reshape(b, k, h * w), dim=-1).view(b * k, 1, h, w)
-    # box sum of every window, read at the argmax (zero padding = clipping at the borders)
-    box = F.avg_pool2d(prob, 2 * radius + 1, stride=1, padding=radius, count_include_pad=True)
-    box = box * (2 * radius + 1) ** 2
-    arg = prob.view(b * k, -1).argmax(dim=-1)
-    return box.view(b * k, -1).gather(1, arg[:, None]).view(b, k)
+    return window_sum(spatial_softmax(logits), radius)
 
 
 def crop_points_to_image(points: torch.Tensor, crop_matrix: torch.Tensor) -> torch.Tensor:
@@ -103,6 +107,23 @@ def crop_points_to_image(points: torch.Tensor, crop_matrix: torch.Tensor) -> tor
     m = crop_matrix.double()
     inv = torch.linalg.inv(m[:, :, :2])
     return (points.double().cpu() - m[:, None, :, 2]) @ inv.transpose(1, 2)
+
+
+class NetworkMaps(torch.nn.Module):
+    """images (B, 3, S, S) in [0, 1] -> the maps the decoding reads: the last stage's heatmap
+    logits (B, K, H, W) and, for variants with BALI fields, the fields (B, 2, K, H, W). The graph
+    the ONNX Runtime back-ends export; ``decode_maps`` decodes its outputs. ONNX Runtime's profiler
+    put ``LandmarkHead``'s decoding ops at about a fifth of a forward; decoded after the graph, a
+    crop takes 0.97x the time of the whole graph (results/real/decode_outside_graph.md)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.model(images)
+        maps = (outputs["heatmaps"][-1].float(),)
+        return maps if outputs.get("offsets") is None else maps + (outputs["offsets"].float(),)
 
 
 class LandmarkHead(torch.nn.Module):

@@ -21,14 +21,30 @@ def decode_landmarks(outputs: dict, radius: int, input_size: int | None = None) 
     ``outputs["input_size"]``, which ``SpanNet.forward`` sets.
     """
     logits = outputs["heatmaps"][-1]
-    b, k, h, w = logits.shape
     size = input_size if input_size is not None else outputs["input_size"]
-    weights = torch.softmax(logits.float().reshape(b, k, h * w), dim=-1).view(b, k, h, w)
-    offsets = outputs.get("offsets")
+    return decode_weights(spatial_softmax(logits), outputs.get("offsets"), radius, size)
+
+
+def spatial_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """(B, K, H, W) logits -> float32 weights, the softmax of each map over its H * W pixels."""
+    b, k, h, w = logits.shape
+    return torch.softmax(logits.float().reshape(b, k, h * w), dim=-1).view(b, k, h, w)
+
+
+def decode_weights(weights: torch.Tensor, offsets: torch.Tensor | None, radius: int, input_size: int,
+                   with_window_sum: bool = False):
+    """(B, K, 2) crop pixels from (B, K, H, W) weights (``spatial_softmax``) and the BALI fields
+    (B, 2, K, H, W), None for variants without them (zero offsets): eq. 5 in map pixels times the
+    stride input_size / W. ``with_window_sum`` (inference, no gradient): also the window's total
+    weight (B, K), from the same pass (``ops.bali_decode_and_sum``)."""
     if offsets is None:
         zeros = weights.new_zeros(())
         offset_x = offset_y = zeros.expand_as(weights)
     else:
         offsets = offsets.float()
         offset_x, offset_y = offsets[:, 0], offsets[:, 1]
-    return bali_decode(weights, offset_x, offset_y, int(radius)) * (size / w)
+    stride = input_size / weights.shape[-1]
+    if with_window_sum:
+        points, total = ops.bali_decode_and_sum(weights, offset_x, offset_y, int(radius))
+        return points * stride, total
+    return bali_decode(weights, offset_x, offset_y, int(radius)) * stride

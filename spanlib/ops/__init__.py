@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import torch
 
-from spanlib.ops.bali_cpu import bali_decode_cpu
+from spanlib.ops.bali_cpu import bali_decode_and_sum_cpu, bali_decode_cpu
+from spanlib.ops.bali_cpu_torch import window_sum_torch
 from spanlib.ops.dispatch import backend_for
 from spanlib.ops.jsd_cpu import js_divergence_cpu
 from spanlib.ops.validate import check_maps
 from spanlib.utils.errors import ParamError
 
-__all__ = ["js_divergence", "bali_decode", "backend_for"]
+__all__ = ["js_divergence", "bali_decode", "bali_decode_and_sum", "window_sum", "backend_for"]
 
 
 def js_divergence(
@@ -59,13 +60,43 @@ def bali_decode(
     argmax pixel centre and zero gradient. Differentiable with respect to all three maps; the
     argmax position is treated as constant. Returns float32 (float64 for float64 heatmaps).
     """
-    check_maps("heatmap", heatmap)
-    check_maps("offset_x", offset_x, like=heatmap)
-    check_maps("offset_y", offset_y, like=heatmap)
-    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
-        raise ParamError(f"radius: expected an integer >= 0, got {radius!r}")
+    _check_decode_args(heatmap, offset_x, offset_y, radius)
     if backend_for(heatmap) == "triton":
         from spanlib.ops.bali_triton import bali_decode_triton as impl  # lazy: imports triton
     else:
         impl = bali_decode_cpu
     return impl(heatmap, offset_x, offset_y, radius)
+
+
+def _check_decode_args(heatmap, offset_x, offset_y, radius) -> None:
+    check_maps("heatmap", heatmap)
+    check_maps("offset_x", offset_x, like=heatmap)
+    check_maps("offset_y", offset_y, like=heatmap)
+    _check_radius(radius)
+
+
+def _check_radius(radius) -> None:
+    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
+        raise ParamError(f"radius: expected an integer >= 0, got {radius!r}")
+
+
+def bali_decode_and_sum(
+    heatmap: torch.Tensor, offset_x: torch.Tensor, offset_y: torch.Tensor, radius: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inference only (no gradient): ``bali_decode``'s points (B, K, 2) and the window's total
+    weight S (B, K), the decoding's own denominator; for softmax weights, the probability mass in
+    the window (the landmark's confidence). On CPU the C kernel gives both in one pass; elsewhere
+    ``bali_decode`` and ``window_sum``."""
+    _check_decode_args(heatmap, offset_x, offset_y, radius)
+    if backend_for(heatmap) == "triton":
+        return bali_decode(heatmap, offset_x, offset_y, radius).detach(), window_sum(heatmap, radius)
+    return bali_decode_and_sum_cpu(heatmap, offset_x, offset_y, radius)
+
+
+@torch.no_grad()
+def window_sum(heatmap: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B, K): the sum of each (B, K, H, W) map's weights inside the (2r+1)^2 window around its
+    argmax (the first in row-major order on ties), clipped at the borders: eq. 5's denominator."""
+    check_maps("heatmap", heatmap)
+    _check_radius(radius)
+    return window_sum_torch(heatmap, radius)

@@ -38,7 +38,7 @@ import ctypes
 import torch
 
 from spanlib.ops import native
-from spanlib.ops.bali_cpu_torch import bali_decode_torch
+from spanlib.ops.bali_cpu_torch import bali_decode_torch, window_sum_torch
 
 # The kernels, per channel (row of n = H*W values). Forward: m = max w (vectorised), then the
 # first index holding m; over the clipped window, in double: S = sum w, Sx = sum w (o_x + j + .5),
@@ -126,21 +126,28 @@ def cpu_path(*dtypes: torch.dtype) -> str:
     return "native" if same and _library() is not None else "torch"
 
 
+def _forward(heatmap, offset_x, offset_y, radius: int):
+    """The forward kernel: contiguous maps, (B*K, 2) points, argmax indices and 1/S per channel."""
+    b, k, h, w = heatmap.shape
+    maps = [m.contiguous() for m in (heatmap, offset_x, offset_y)]
+    dtype = heatmap.dtype
+    out = torch.empty(b * k, 2, dtype=dtype)
+    argmax = torch.empty(b * k, dtype=torch.int64)
+    inv = torch.empty(b * k, dtype=dtype)
+    kernel = getattr(_library(), f"bali_forward_{_SUFFIX[dtype]}")
+    native.parallel_rows(lambda start, stop: kernel(*[m.data_ptr() for m in maps], out.data_ptr(),
+                                                    argmax.data_ptr(), inv.data_ptr(), start, stop, h, w, radius),
+                         b * k, h * w)
+    return maps, out, argmax, inv
+
+
 class BaliDecodeCPU(torch.autograd.Function):
     """Eq. 5 forward and its closed-form gradient (see module docstring) through the C kernel."""
 
     @staticmethod
     def forward(ctx, heatmap, offset_x, offset_y, radius: int):
         b, k, h, w = heatmap.shape
-        maps = [m.contiguous() for m in (heatmap, offset_x, offset_y)]
-        dtype = heatmap.dtype
-        out = torch.empty(b * k, 2, dtype=dtype)
-        argmax = torch.empty(b * k, dtype=torch.int64)
-        inv = torch.empty(b * k, dtype=dtype)
-        kernel = getattr(_library(), f"bali_forward_{_SUFFIX[dtype]}")
-        native.parallel_rows(lambda start, stop: kernel(*[m.data_ptr() for m in maps], out.data_ptr(),
-                                                        argmax.data_ptr(), inv.data_ptr(), start, stop, h, w, radius),
-                             b * k, h * w)
+        maps, out, argmax, inv = _forward(heatmap, offset_x, offset_y, radius)
         ctx.save_for_backward(*maps, out, argmax, inv)
         ctx.radius = radius
         return out.view(b, k, 2)
@@ -161,3 +168,16 @@ def bali_decode_cpu(heatmap, offset_x, offset_y, radius: int) -> torch.Tensor:
     if heatmap.device.type != "cpu" or cpu_path(heatmap.dtype, offset_x.dtype, offset_y.dtype) == "torch":
         return bali_decode_torch(heatmap, offset_x, offset_y, radius)
     return BaliDecodeCPU.apply(heatmap, offset_x, offset_y, radius)
+
+
+@torch.no_grad()
+def bali_decode_and_sum_cpu(heatmap, offset_x, offset_y, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 5's points (B, K, 2) and the window's total weight S (B, K), without gradient: the
+    kernel's forward computes S anyway (it returns 1/S, 0 for S <= 0). Elsewhere, the fallback's
+    points and ``window_sum_torch``."""
+    if heatmap.device.type != "cpu" or cpu_path(heatmap.dtype, offset_x.dtype, offset_y.dtype) == "torch":
+        return bali_decode_torch(heatmap, offset_x, offset_y, radius), window_sum_torch(heatmap, radius)
+    b, k = heatmap.shape[:2]
+    _, out, _, inv = _forward(heatmap, offset_x, offset_y, radius)
+    total = torch.where(inv > 0, 1.0 / torch.where(inv > 0, inv, torch.ones_like(inv)), torch.zeros_like(inv))
+    return out.view(b, k, 2), total.view(b, k)

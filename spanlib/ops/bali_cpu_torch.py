@@ -79,3 +79,11 @@ def _scatter(values, index, shape, dtype):
 
 def bali_decode_torch(heatmap, offset_x, offset_y, radius: int) -> torch.Tensor:
     return BaliDecodeTorch.apply(heatmap, offset_x, offset_y, radius)
+
+
+def window_sum_torch(heatmap: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B, K): the sum of each map's weights inside the decoding window (clipped at the borders),
+    the denominator S of eq. 5; any device and dtype, no gradient needed."""
+    b, k = heatmap.shape[:2]
+    _, _, _, _, _, inside, index = _window(heatmap, radius)
+    return (heatmap.reshape(b * k, -1).gather(1, index) * inside).sum(dim=1).view(b, k)
