@@ -4,16 +4,20 @@
         [--out results/real/decode_outside_graph]
 
 ONNX Runtime's profiler put the windowed BALI decoding of ``LandmarkHead`` (softmax, argmax, masks,
-window sums written as tensor ops) at about a fifth of a forward of the bundled model. The
-``onnxruntime`` back-end now exports the network alone (``step.NetworkMaps``) and decodes its
-maps with ``step.decode_maps`` (one softmax, then the C kernel of ``spanlib.ops`` gives the points
-and the window's mass in one pass). This times, one thread, batch 1, crop given, interleaved face
-by face on the same held-out crops (the crop around the landmarks' box):
+window sums written as tensor ops) at about a fifth of a forward of the bundled model, and
+``torch.utils.flop_counter`` puts the BALI head (a 1x1 convolution giving 2 x 68 fields at every
+64 x 64 pixel) at 14 % of its FLOPs, of which the decoding reads 68 windows of 7 x 7. The
+``onnxruntime`` back-end now exports the network up to the last features (``step.NetworkMaps``)
+and decodes after it (``step.decode_features``: one softmax, then one C kernel of
+``spanlib.ops`` computes the fields at the windows only, the points and the window's mass). This
+times, one thread, batch 1, crop given, interleaved face by face on the same held-out crops (the
+crop around the landmarks' box):
 
 - ``LandmarkHead`` exported whole (the ``onnxruntime`` back-end until 2026-12-05; still what
   ``spanlib export onnx`` writes, a file that maps crops to points on its own);
+- the network with the head's full fields exported, decoded after the graph (``step.decode_maps``);
 - the ``onnxruntime`` back-end as ``spanlib predict`` now builds it;
-- the network graph alone, without any decoding (the floor);
+- its network graph alone, without any decoding (the floor);
 - dlib's 68-point shape predictor on the same faces (its calibrated box), for scale;
 
 and the largest point difference of each from eager PyTorch (``predict_crops``).
@@ -39,8 +43,8 @@ from spanlib.evaluation.peers import DlibPeer
 from spanlib.inference.backends import make_runner
 from spanlib.inference.checkpoint import load_model
 from spanlib.inference.detect import DLIB_HOG_CALIBRATION
-from spanlib.inference.onnx_export import make_session, network_bytes, onnx_session
-from spanlib.inference.step import LandmarkHead, decode_radius, predict_crops
+from spanlib.inference.onnx_export import make_session, network_bytes, onnx_bytes, onnx_session
+from spanlib.inference.step import LandmarkHead, decode_maps, decode_radius, predict_crops
 from spanlib.utils.files import write_json, write_text
 from spanlib.utils.provenance import code_version, machine_info
 
@@ -68,11 +72,19 @@ def main(argv: list[str] | None = None) -> int:
     head_session = onnx_session(LandmarkHead(model, radius).eval(), example, threads=1)
     network_session = make_session(network_bytes(model, example), 1)
     runner = make_runner(model, "onnxruntime")
+    fields_session = make_session(onnx_bytes(_WithFields(model).eval(), example, ("heatmap", "offsets")), 1)
+
+    def fields_then_decode(x):
+        heat, offsets = (torch.from_numpy(m) for m in fields_session.run(None, {"images": x.numpy()}))
+        return decode_maps(heat, offsets, radius, size)[0]
+
     ways = {
         "LandmarkHead graph (decoding in ONNX Runtime; spanlib export onnx)":
             lambda x: torch.from_numpy(head_session.run(None, {"images": x.numpy()})[0]),
-        "network graph + step.decode_maps (the onnxruntime back-end)": lambda x: runner(x)[0],
-        "network graph alone (no decoding: the floor)":
+        "network graph with the head's full fields + step.decode_maps": fields_then_decode,
+        "network graph to the last features + step.decode_features (the onnxruntime back-end)":
+            lambda x: runner(x)[0],
+        "that network graph alone (no decoding: the floor)":
             lambda x: network_session.run(None, {"images": x.numpy()}),
     }
     eager = predict_crops(model, crops, radius)[0]
@@ -118,6 +130,18 @@ def main(argv: list[str] | None = None) -> int:
     write_text(args.out.with_suffix(".md"), "\n".join(lines))
     print("\n".join(lines))
     return 0
+
+
+class _WithFields(torch.nn.Module):
+    """The network with its BALI head's fields over every pixel (the comparison row)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images):
+        outputs = self.model(images)
+        return outputs["heatmaps"][-1], outputs["offsets"]
 
 
 def _ort_version() -> str:

@@ -98,11 +98,19 @@ def test_export_onnx_command_and_onnxruntime_against_pytorch(tiny_path, tiny, tm
 
 @pytest.mark.parametrize("variant", ["scpan", "shn"])  # two outputs (heatmap, BALI fields), and one
 def test_onnxruntime_backend_runs_the_network_and_decodes_like_eager(tmp_path, variant):
-    """The ONNX Runtime back-end exports the network alone (``NetworkMaps``) and decodes its maps
-    with ``decode_maps``: the landmarks and confidences of ``predict_crops`` at any batch size."""
+    """The ONNX Runtime back-end exports the network alone (``NetworkMaps``) and decodes after it
+    (``decode_features``: the BALI fields at the windows only): the landmarks and confidences of
+    ``predict_crops`` at any batch size."""
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install -e '.[onnx]')")
     pytest.importorskip("onnx", reason="onnx not installed (pip install -e '.[onnx]')")
+    import onnx
+
+    from spanlib.inference.onnx_export import network_bytes
+
     model = load_model(save_tiny_checkpoint(tmp_path / f"{variant}.pt", variant=variant, input_size=SIZE))
+    graph = onnx.load_from_string(network_bytes(model, _crops(1)))
+    # with BALI fields the graph hands out the features the head reads, not the head's output
+    assert [o.name for o in graph.graph.output] == (["heatmap", "features"] if variant == "scpan" else ["heatmap"])
     runner = make_runner(model, "onnxruntime")
     for n in (1, 3):  # exported with batch 1
         crops = _crops(n, seed=10 + n)

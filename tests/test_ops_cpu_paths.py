@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from ops_helpers import poisoned  # noqa: F401  (fixture)
+from spanlib import ops
 from spanlib.ops import bali_cpu, jsd_cpu, native
+from spanlib.utils.errors import ParamError
 from spanlib.ops.textbook import bali_reference64, js_reference64
 
 SHAPES = [(2, 3, 37, 53), (1, 2, 1, 1), (3, 1, 5, 129), (2, 2, 64, 64)]
@@ -30,7 +32,7 @@ def path(request, monkeypatch):
         if jsd_cpu.cpu_path() != "native":
             pytest.skip(f"C kernels unavailable: {native.status('jsd')}")
     else:
-        monkeypatch.setattr(native, "_LIBS", {"jsd": None, "bali": None})
+        monkeypatch.setattr(native, "_LIBS", {"jsd": None, "bali": None, "bali_conv1x1": None})
     return request.param
 
 
@@ -145,6 +147,37 @@ def test_bali_decode_and_sum_matches_the_decode_and_a_float64_window_sum(path, p
                                atol=1e-6)
     assert total[0, 0] == 0 and points[0, 0].tolist() == [0.5, 0.5]  # the all-zero map
     assert not points.requires_grad and not total.requires_grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape,channels,radius", [((2, 3, 37, 53), 5, 3), ((1, 2, 1, 1), 3, 5),
+                                                   ((3, 4, 16, 16), 8, 0), ((2, 68, 32, 32), 16, 3)])
+def test_bali_decode_conv1x1_matches_the_full_convolution_and_textbook(path, poisoned, shape, channels, radius, dtype):  # noqa: F811
+    """Fields as a 1x1 convolution of features, computed at the windows only: the points of the
+    float64 textbook on the full convolution's fields, and the float64 window sum, per image of
+    the batch (the features of image b feed the maps of image b), on the C kernel and the fallback."""
+    b, k, h, w = shape
+    g = torch.Generator().manual_seed(sum(shape) + channels)
+    heatmap = bali_inputs(shape, dtype, seed=sum(shape))[0]
+    features = torch.randn(b, channels, h, w, generator=g).to(dtype)
+    weight = (torch.randn(2 * k, channels, generator=g) * 0.3).to(dtype)
+    bias = torch.randn(2 * k, generator=g).to(dtype)
+    full = torch.nn.functional.conv2d(features.double(), weight.double()[:, :, None, None], bias.double())
+    fields = full.view(b, 2, k, h, w)
+    assert (bali_cpu._conv1x1_library() is not None) == (path == "native")
+    points, total = ops.bali_decode_conv1x1(heatmap, features, weight, bias, radius)
+    ref = bali_reference64(heatmap, fields[:, 0], fields[:, 1], radius, torch.ones(b, k, 2))[0]
+    torch.testing.assert_close(points.double(), ref, rtol=0, atol=COORD_ATOL[dtype] * 10)
+    torch.testing.assert_close(total.double(), _window_sum64(heatmap, radius), rtol=1e-6, atol=1e-6)
+    assert points[0, 0].tolist() == [0.5, 0.5] and total[0, 0] == 0  # the all-zero map
+
+
+def test_bali_decode_conv1x1_checks_its_shapes():
+    heatmap = torch.rand(1, 2, 4, 4)
+    with pytest.raises(ParamError, match="features"):
+        ops.bali_decode_conv1x1(heatmap, torch.rand(1, 3, 4, 5), torch.rand(4, 3), torch.rand(4), 1)
+    with pytest.raises(ParamError, match="weight, bias"):
+        ops.bali_decode_conv1x1(heatmap, torch.rand(1, 3, 4, 4), torch.rand(2, 3), torch.rand(2), 1)
 
 
 def test_bali_mixed_dtypes_take_the_fallback():

@@ -22,10 +22,10 @@ a frozen or exported graph does not compute the last stage's boundary head at al
 ``jit``            ``torch.jit.trace`` of ``head``, ``torch.jit.freeze`` (BatchNorm folded into the
                    convolutions), ``torch.jit.optimize_for_inference``
 ``compile``        ``torch.compile`` of ``head`` (Inductor, needs a C++ compiler; compiles on first call)
-``onnxruntime``    the network alone (``step.NetworkMaps``) exported by ``torch.onnx``
-                   (``onnx_export.network_bytes``), run by ONNX Runtime, its maps decoded by
-                   ``step.decode_maps`` as ``eager`` decodes them (0.97x the time of ``head``
-                   exported whole: results/real/decode_outside_graph.md)
+``onnxruntime``    the network alone (``step.NetworkMaps``: heatmap and last features) exported
+                   by ``torch.onnx`` (``onnx_export.network_bytes``), run by ONNX Runtime, decoded
+                   by ``step.decode_features``: the BALI fields at the decoding windows only
+                   (results/real/decode_outside_graph.md)
 ``onnxruntime_int8``  the same network graph with its convolutions statically quantised to INT8
                    (``onnx_export.quantize_int8``: per-channel weights, ranges calibrated on
                    ``calibration`` crops, which the caller must give); NOT within ``step.TOLERANCE_PX``
@@ -46,7 +46,7 @@ import torch
 
 from spanlib.inference.onnx_export import make_session, network_bytes, quantize_int8
 from spanlib.inference.options import AUTO_MIN_IMAGES, BACKENDS  # noqa: F401  (their home: light for --help)
-from spanlib.inference.step import LandmarkHead, decode_maps, decode_radius, predict_crops
+from spanlib.inference.step import LandmarkHead, decode_features, decode_radius, predict_crops
 from spanlib.model.network import check_input_size
 from spanlib.utils.errors import ParamError
 
@@ -124,22 +124,23 @@ def _make_runner(model, backend: str, radius: int, device: torch.device, example
         return Runner(backend, radius, lambda images: compiled(images.to(device)),
                       "torch.compile (Inductor), recompiles for each new batch size")
 
-    graph = network_bytes(model, example.cpu())  # the network alone: decode_maps is faster than ORT's ops
+    graph = network_bytes(model, example.cpu())  # the network alone, decoded after it (decode_features)
+    bali = getattr(model, "bali", None)
     if backend == "onnxruntime_int8":
         if calibration is None:
             raise ParamError("backend onnxruntime_int8: give calibration crops (make_runner(..., calibration=...)); "
                              "its ranges come from them")
         session = make_session(quantize_int8(graph, calibration), torch.get_num_threads())
         note = (f"ONNX Runtime, Conv INT8 (QDQ, per-channel weights), calibrated on {len(calibration)} crops; "
-                "decoded by step.decode_maps")
+                "decoded by step.decode_features")
     else:
         session = make_session(graph, torch.get_num_threads())
         note = ("torch.onnx export of the network, ONNX Runtime CPU, as many intra-op threads as torch uses; "
-                "decoded by step.decode_maps")
+                "decoded by step.decode_features")
 
     def run_ort(images):
         maps = [torch.from_numpy(m) for m in session.run(None, {"images": images.detach().cpu().float().numpy()})]
-        return decode_maps(maps[0], maps[1] if len(maps) > 1 else None, radius, images.shape[-1])
+        return decode_features(maps[0], maps[1] if len(maps) > 1 else None, bali, radius, images.shape[-1])
     return Runner(backend, radius, run_ort, note)
 
 

@@ -67,13 +67,13 @@ def onnx_bytes(head: torch.nn.Module, example: torch.Tensor,
 
 
 def network_bytes(model: torch.nn.Module, example: torch.Tensor) -> bytes:
-    """The ONNX model of the network alone (``step.NetworkMaps``: outputs ``heatmap`` and, with
-    BALI fields, ``offsets``; dynamic batch), which the ONNX Runtime back-ends run and decode
-    outside the graph (``step.decode_maps``)."""
+    """The ONNX model of the network alone (``step.NetworkMaps``: outputs ``heatmap`` and, with a
+    BALI head, ``features``; dynamic batch), which the ONNX Runtime back-ends run and decode
+    outside the graph (``step.decode_features``)."""
     maps = NetworkMaps(model).eval()
     with torch.no_grad():
         count = len(maps(example))
-    return onnx_bytes(maps, example, ("heatmap", "offsets")[:count])
+    return onnx_bytes(maps, example, ("heatmap", "features")[:count])
 
 
 def make_session(model_bytes_or_path, threads: int = 1):

@@ -18,7 +18,7 @@ import torch
 
 from spanlib.config.schema import default
 from spanlib.model.decode import decode_weights, spatial_softmax
-from spanlib.ops import window_sum
+from spanlib.ops import bali_decode_conv1x1, window_sum
 from spanlib.model.network import check_input_size
 from spanlib.utils.errors import ParamError
 
@@ -68,13 +68,29 @@ def predict_crops(model: torch.nn.Module, images: torch.Tensor, radius: int,
     return points, confidence, outputs
 
 
+@torch.no_grad()
+def decode_features(logits: torch.Tensor, features: torch.Tensor | None, bali, radius: int, input_size: int
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``decode_maps`` from the last stage's ``features`` (B, C, H, W) instead of the BALI fields:
+    ``bali`` (the model's ``BaliHead``, None without fields) computes them at the decoding windows
+    only (``ops.bali_decode_conv1x1``). What the ONNX Runtime back-ends run after the network graph
+    (``NetworkMaps``), which then skips the head's 1x1 convolution over every pixel."""
+    weights = spatial_softmax(logits)
+    if bali is None:
+        return decode_weights(weights, None, radius, input_size, with_window_sum=True)
+    conv = bali.conv  # 1x1, 2K outputs: field d of landmark k is channel d K + k
+    points, total = bali_decode_conv1x1(weights, features.float(), conv.weight.detach().flatten(1).float(),
+                                        conv.bias.detach().float(), radius)
+    return points * (input_size / weights.shape[-1]), total
+
+
 def decode_maps(logits: torch.Tensor, offsets: torch.Tensor | None, radius: int, input_size: int
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The last stage's maps -> (points (B, K, 2) crop px, confidence (B, K)): the windowed BALI
     soft-argmax of eq. 5 (``decode_weights``, as ``decode_landmarks``) and the window's softmax mass
     (``window_mass``), from one softmax and one pass of the decoding kernel. No gradient.
     ``logits`` (B, K, H, W); ``offsets`` (B, 2, K, H, W) BALI fields or None. What ``predict_crops``
-    and the exported-network back-ends (``spanlib.inference.backends``) decode with."""
+    decodes with (the exported-network back-ends: ``decode_features``)."""
     return decode_weights(spatial_softmax(logits), offsets, radius, input_size, with_window_sum=True)
 
 
@@ -110,11 +126,13 @@ def crop_points_to_image(points: torch.Tensor, crop_matrix: torch.Tensor) -> tor
 
 
 class NetworkMaps(torch.nn.Module):
-    """images (B, 3, S, S) in [0, 1] -> the maps the decoding reads: the last stage's heatmap
-    logits (B, K, H, W) and, for variants with BALI fields, the fields (B, 2, K, H, W). The graph
-    the ONNX Runtime back-ends export; ``decode_maps`` decodes its outputs. ONNX Runtime's profiler
-    put ``LandmarkHead``'s decoding ops at about a fifth of a forward; decoded after the graph, a
-    crop takes 0.97x the time of the whole graph (results/real/decode_outside_graph.md)."""
+    """images (B, 3, S, S) in [0, 1] -> what the decoding reads: the last stage's heatmap logits
+    (B, K, H, W) and, for variants with a BALI head, the last stage's features (B, C, H, W) that
+    the head reads. The graph the ONNX Runtime back-ends export; ``decode_features`` decodes its
+    outputs. Two savings over exporting ``LandmarkHead`` whole: the decoding's tensor ops (about a
+    fifth of a forward in ONNX Runtime's profiler) and the BALI head's 1x1 convolution over every
+    pixel (14 % of the bundled model's FLOPs), of which the decoding reads one window per map
+    (results/real/decode_outside_graph.md)."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
@@ -123,7 +141,9 @@ class NetworkMaps(torch.nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.model(images)
         maps = (outputs["heatmaps"][-1].float(),)
-        return maps if outputs.get("offsets") is None else maps + (outputs["offsets"].float(),)
+        # the features the BALI head reads, not its fields: decode_features computes those at the
+        # decoding windows only (the export drops the unused head)
+        return maps if getattr(self.model, "bali", None) is None else maps + (outputs["features"].float(),)
 
 
 class LandmarkHead(torch.nn.Module):

@@ -45,6 +45,7 @@ class SpanNet(nn.Module):
 
     forward(images (B, 3, S, S) in [0, 1]) -> {"heatmaps": [T x (B, K, h_t, h_t) logits],
     "boundaries": [T x (B, C, h_t, h_t)] or [], "offsets": (B, 2, K, h_T, h_T) or None,
+    "features": (B, width, h_T, h_T) the last stage's features, which the last heads read,
     "input_size": S} (the last key lets ``spanlib.model.decode`` convert map pixels to crop pixels).
     """
 
@@ -102,7 +103,8 @@ class SpanNet(nn.Module):
         offsets = self.bali(feat) if self.bali is not None else None
         # the size of these images, not the configured one: inference may run a smaller placing pass
         # (evaluate.placing_size) through the same fully convolutional network
-        return {"heatmaps": heatmaps, "boundaries": boundaries, "offsets": offsets, "input_size": images.shape[-1]}
+        return {"heatmaps": heatmaps, "boundaries": boundaries, "offsets": offsets, "features": feat,
+                "input_size": images.shape[-1]}
 
 
 def check_model_params(model, input_size: int) -> None:

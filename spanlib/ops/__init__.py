@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import torch
 
-from spanlib.ops.bali_cpu import bali_decode_and_sum_cpu, bali_decode_cpu
-from spanlib.ops.bali_cpu_torch import window_sum_torch
+from spanlib.ops.bali_cpu import bali_decode_and_sum_cpu, bali_decode_conv1x1_cpu, bali_decode_cpu
+from spanlib.ops.bali_cpu_torch import bali_decode_conv1x1_torch, window_sum_torch
 from spanlib.ops.dispatch import backend_for
 from spanlib.ops.jsd_cpu import js_divergence_cpu
 from spanlib.ops.validate import check_maps
 from spanlib.utils.errors import ParamError
 
-__all__ = ["js_divergence", "bali_decode", "bali_decode_and_sum", "window_sum", "backend_for"]
+__all__ = ["js_divergence", "bali_decode", "bali_decode_and_sum", "window_sum", "bali_decode_conv1x1", "backend_for"]
 
 
 def js_divergence(
@@ -100,3 +100,24 @@ def window_sum(heatmap: torch.Tensor, radius: int) -> torch.Tensor:
     check_maps("heatmap", heatmap)
     _check_radius(radius)
     return window_sum_torch(heatmap, radius)
+
+
+def bali_decode_conv1x1(heatmap: torch.Tensor, features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                        radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inference only (no gradient): ``bali_decode_and_sum`` where the BALI fields are a 1x1
+    convolution of ``features`` (B, C, H, W) with ``weight`` (2K, C) and ``bias`` (2K) (output
+    channel d K + k is field d of map k, as ``spanlib.model.bali.BaliHead``), computed at the
+    (2r+1)^2 window pixels the decoding reads instead of at all H W. Returns the points (B, K, 2)
+    in map pixels and the window's total weight S (B, K). CPU: a C kernel; elsewhere PyTorch."""
+    check_maps("heatmap", heatmap)
+    _check_radius(radius)
+    b, k, h, w = heatmap.shape
+    if features.ndim != 4 or features.shape[0] != b or tuple(features.shape[2:]) != (h, w):
+        raise ParamError(f"features: expected (B, C, H, W) with B, H, W of the heatmap {tuple(heatmap.shape)}, "
+                         f"got {tuple(features.shape)}")
+    if tuple(weight.shape) != (2 * k, features.shape[1]) or tuple(bias.shape) != (2 * k,):
+        raise ParamError(f"weight, bias: expected ({2 * k}, {features.shape[1]}) and ({2 * k},), "
+                         f"got {tuple(weight.shape)} and {tuple(bias.shape)}")
+    if heatmap.device.type != "cpu":
+        return bali_decode_conv1x1_torch(heatmap, features, weight, bias, radius)
+    return bali_decode_conv1x1_cpu(heatmap, features, weight, bias, radius)

@@ -38,7 +38,7 @@ import ctypes
 import torch
 
 from spanlib.ops import native
-from spanlib.ops.bali_cpu_torch import bali_decode_torch, window_sum_torch
+from spanlib.ops.bali_cpu_torch import bali_decode_conv1x1_torch, bali_decode_torch, window_sum_torch
 
 # The kernels, per channel (row of n = H*W values). Forward: m = max w (vectorised), then the
 # first index holding m; over the clipped window, in double: S = sum w, Sx = sum w (o_x + j + .5),
@@ -46,7 +46,20 @@ from spanlib.ops.bali_cpu_torch import bali_decode_torch, window_sum_torch
 # centre and 1/S = 0). Backward, with (gx, gy) = grad_output / S, over the window only:
 # d heatmap = gx (o_x + j + .5 - x) + gy (o_y + i + .5 - y), d o_x = gx w, d o_y = gy w; a NULL
 # gradient pointer is one not asked for. Compiled for float (f32) and double (f64).
-SOURCE = r"""
+# Both kernels' start on one map m of n = h * w values: the first index idx of its maximum (vectorised
+# max, then a scan), its pixel (i0, j0) and the window rows r0..r1, columns c0..c1 clipped to the map.
+WINDOW_MACRO = r"""
+#define BALI_WINDOW(T)                                                                          \
+        T mx = m[0];                                                                            \
+        for (long i = 0; i < n; ++i) mx = m[i] > mx ? m[i] : mx;                                \
+        long idx = 0;                                                                           \
+        while (idx < n - 1 && m[idx] != mx) ++idx;                                              \
+        const long i0 = idx / w, j0 = idx % w;                                                  \
+        const long r0 = i0 - r > 0 ? i0 - r : 0, r1 = i0 + r < h - 1 ? i0 + r : h - 1;          \
+        const long c0 = j0 - r > 0 ? j0 - r : 0, c1 = j0 + r < w - 1 ? j0 + r : w - 1;
+"""
+
+SOURCE = WINDOW_MACRO + r"""
 #define BALI_KERNELS(SUFFIX, T)                                                                 \
 void bali_forward_##SUFFIX(const T *restrict hm, const T *restrict oxs, const T *restrict oys,  \
                            T *restrict out, long *restrict argmax, T *restrict inv,             \
@@ -54,13 +67,7 @@ void bali_forward_##SUFFIX(const T *restrict hm, const T *restrict oxs, const T 
     const long n = h * w;                                                                       \
     for (long c = start; c < stop; ++c) {                                                       \
         const T *restrict m = hm + c * n;                                                       \
-        T mx = m[0];                                                                            \
-        for (long i = 0; i < n; ++i) mx = m[i] > mx ? m[i] : mx;                                \
-        long idx = 0;                                                                           \
-        while (idx < n - 1 && m[idx] != mx) ++idx;                                              \
-        const long i0 = idx / w, j0 = idx % w;                                                  \
-        const long r0 = i0 - r > 0 ? i0 - r : 0, r1 = i0 + r < h - 1 ? i0 + r : h - 1;          \
-        const long c0 = j0 - r > 0 ? j0 - r : 0, c1 = j0 + r < w - 1 ? j0 + r : w - 1;          \
+        BALI_WINDOW(T)                                                                          \
         const T *restrict ox = oxs + c * n, *restrict oy = oys + c * n;                         \
         double s = 0.0, sx = 0.0, sy = 0.0;                                                     \
         for (long i = r0; i <= r1; ++i)                                                         \
@@ -106,6 +113,48 @@ BALI_KERNELS(f32, float)
 BALI_KERNELS(f64, double)
 """
 
+# Inference with the BALI fields as a 1x1 convolution of the last features (weights (2K, C), bias
+# (2K); map row = b * K + k): the argmax as above, then over the clipped window, in double, each
+# pixel's two fields from its C features, and S, Sx, Sy as in bali_forward. Writes the points and
+# S (S <= 0: the argmax pixel centre). The features of one image are read only at the windows.
+CONV1X1_SOURCE = WINDOW_MACRO + r"""
+#define CONV1X1_KERNEL(SUFFIX, T)                                                               \
+void bali_conv1x1_forward_##SUFFIX(const T *restrict hm, const T *restrict feat,                \
+                                   const T *restrict weight, const T *restrict bias,            \
+                                   T *restrict out, T *restrict total, long start, long stop,   \
+                                   long k_count, long c_count, long h, long w, long r) {        \
+    const long n = h * w;                                                                       \
+    for (long row = start; row < stop; ++row) {                                                 \
+        const long b = row / k_count, k = row % k_count;                                        \
+        const T *restrict m = hm + row * n;                                                     \
+        BALI_WINDOW(T)                                                                          \
+        const T *restrict f = feat + b * c_count * n;                                           \
+        const T *restrict wx = weight + k * c_count, *restrict wy = weight + (k_count + k) * c_count; \
+        double s = 0.0, sx = 0.0, sy = 0.0;                                                     \
+        for (long i = r0; i <= r1; ++i)                                                         \
+            for (long j = c0; j <= c1; ++j) {                                                   \
+                const long p = i * w + j;                                                       \
+                double ox = bias[k], oy = bias[k_count + k];                                    \
+                for (long c = 0; c < c_count; ++c) {                                            \
+                    const double fv = f[c * n + p];                                             \
+                    ox += (double)wx[c] * fv;                                                   \
+                    oy += (double)wy[c] * fv;                                                   \
+                }                                                                               \
+                const double wv = m[p];                                                         \
+                s += wv;                                                                        \
+                sx += wv * (ox + (double)j + 0.5);                                              \
+                sy += wv * (oy + (double)i + 0.5);                                              \
+            }                                                                                   \
+        total[row] = (T)s;                                                                      \
+        if (s > 0.0) { out[2 * row] = (T)(sx / s); out[2 * row + 1] = (T)(sy / s); }            \
+        else { out[2 * row] = (T)j0 + (T)0.5; out[2 * row + 1] = (T)i0 + (T)0.5; }              \
+    }                                                                                           \
+}
+
+CONV1X1_KERNEL(f32, float)
+CONV1X1_KERNEL(f64, double)
+"""
+
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 
@@ -115,6 +164,15 @@ def _library():
         for suffix in _SUFFIX.values():
             getattr(lib, f"bali_forward_{suffix}").argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_long] * 5
             getattr(lib, f"bali_backward_{suffix}").argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_long] * 5
+        lib._typed = True
+    return lib
+
+
+def _conv1x1_library():
+    lib = native.load("bali_conv1x1", CONV1X1_SOURCE)
+    if lib is not None and not getattr(lib, "_typed", False):
+        for suffix in _SUFFIX.values():
+            getattr(lib, f"bali_conv1x1_forward_{suffix}").argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_long] * 7
         lib._typed = True
     return lib
 
@@ -180,4 +238,25 @@ def bali_decode_and_sum_cpu(heatmap, offset_x, offset_y, radius: int) -> tuple[t
     b, k = heatmap.shape[:2]
     _, out, _, inv = _forward(heatmap, offset_x, offset_y, radius)
     total = torch.where(inv > 0, 1.0 / torch.where(inv > 0, inv, torch.ones_like(inv)), torch.zeros_like(inv))
+    return out.view(b, k, 2), total.view(b, k)
+
+
+@torch.no_grad()
+def bali_decode_conv1x1_cpu(heatmap, features, weight, bias, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 5's points (B, K, 2) and window sums (B, K) with the BALI fields a 1x1 convolution of
+    ``features`` (B, C, H, W), ``weight`` (2K, C), ``bias`` (2K), evaluated at the windows only: the
+    C kernel for one dtype of float32 / float64 on CPU, else ``bali_decode_conv1x1_torch``."""
+    tensors = (heatmap, features, weight, bias)
+    dtypes = {x.dtype for x in tensors}
+    if (any(x.device.type != "cpu" for x in tensors) or len(dtypes) != 1 or heatmap.dtype not in _SUFFIX
+            or _conv1x1_library() is None):
+        return bali_decode_conv1x1_torch(heatmap, features, weight, bias, radius)
+    b, k, h, w = heatmap.shape
+    maps = [x.contiguous() for x in tensors]
+    out = torch.empty(b * k, 2, dtype=heatmap.dtype)
+    total = torch.empty(b * k, dtype=heatmap.dtype)
+    kernel = getattr(_conv1x1_library(), f"bali_conv1x1_forward_{_SUFFIX[heatmap.dtype]}")
+    native.parallel_rows(lambda start, stop: kernel(*[x.data_ptr() for x in maps], out.data_ptr(), total.data_ptr(),
+                                                    start, stop, k, features.shape[1], h, w, radius),
+                         b * k, h * w)
     return out.view(b, k, 2), total.view(b, k)
