@@ -46,7 +46,7 @@ import torch
 
 from spanlib.inference.onnx_export import make_session, network_bytes, quantize_int8
 from spanlib.inference.options import AUTO_MIN_IMAGES, BACKENDS  # noqa: F401  (their home: light for --help)
-from spanlib.inference.step import LandmarkHead, decode_features, decode_radius, predict_crops
+from spanlib.inference.step import LandmarkHead, bali_head, decode_features, decode_radius, predict_crops
 from spanlib.model.network import check_input_size
 from spanlib.utils.errors import ParamError
 
@@ -125,7 +125,7 @@ def _make_runner(model, backend: str, radius: int, device: torch.device, example
                       "torch.compile (Inductor), recompiles for each new batch size")
 
     graph = network_bytes(model, example.cpu())  # the network alone, decoded after it (decode_features)
-    bali = getattr(model, "bali", None)
+    bali = bali_head(model)
     if backend == "onnxruntime_int8":
         if calibration is None:
             raise ParamError("backend onnxruntime_int8: give calibration crops (make_runner(..., calibration=...)); "

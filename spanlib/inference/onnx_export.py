@@ -71,9 +71,7 @@ def network_bytes(model: torch.nn.Module, example: torch.Tensor) -> bytes:
     BALI head, ``features``; dynamic batch), which the ONNX Runtime back-ends run and decode
     outside the graph (``step.decode_features``)."""
     maps = NetworkMaps(model).eval()
-    with torch.no_grad():
-        count = len(maps(example))
-    return onnx_bytes(maps, example, ("heatmap", "features")[:count])
+    return onnx_bytes(maps, example, maps.output_names)
 
 
 def make_session(model_bytes_or_path, threads: int = 1):

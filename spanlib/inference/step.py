@@ -75,9 +75,9 @@ def decode_features(logits: torch.Tensor, features: torch.Tensor | None, bali, r
     ``bali`` (the model's ``BaliHead``, None without fields) computes them at the decoding windows
     only (``ops.bali_decode_conv1x1``). What the ONNX Runtime back-ends run after the network graph
     (``NetworkMaps``), which then skips the head's 1x1 convolution over every pixel."""
-    weights = spatial_softmax(logits)
     if bali is None:
-        return decode_weights(weights, None, radius, input_size, with_window_sum=True)
+        return decode_maps(logits, None, radius, input_size)
+    weights = spatial_softmax(logits)
     conv = bali.conv  # 1x1, 2K outputs: field d of landmark k is channel d K + k
     points, total = bali_decode_conv1x1(weights, features.float(), conv.weight.detach().flatten(1).float(),
                                         conv.bias.detach().float(), radius)
@@ -137,13 +137,19 @@ class NetworkMaps(torch.nn.Module):
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
+        self.output_names = ("heatmap",) if bali_head(model) is None else ("heatmap", "features")
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.model(images)
-        maps = (outputs["heatmaps"][-1].float(),)
         # the features the BALI head reads, not its fields: decode_features computes those at the
         # decoding windows only (the export drops the unused head)
-        return maps if getattr(self.model, "bali", None) is None else maps + (outputs["features"].float(),)
+        return tuple(outputs["heatmaps"][-1].float() if name == "heatmap" else outputs["features"].float()
+                     for name in self.output_names)
+
+
+def bali_head(model: torch.nn.Module):
+    """The model's BALI head (``spanlib.model.bali.BaliHead``), None for variants without one."""
+    return getattr(model, "bali", None)
 
 
 class LandmarkHead(torch.nn.Module):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from spanlib.ops.bali_cpu import bali_decode_and_sum_cpu, bali_decode_conv1x1_cpu, bali_decode_cpu
-from spanlib.ops.bali_cpu_torch import bali_decode_conv1x1_torch, window_sum_torch
+from spanlib.ops.bali_cpu_torch import window_sum_torch
 from spanlib.ops.dispatch import backend_for
 from spanlib.ops.jsd_cpu import js_divergence_cpu
 from spanlib.ops.validate import check_maps
@@ -118,6 +118,4 @@ def bali_decode_conv1x1(heatmap: torch.Tensor, features: torch.Tensor, weight: t
     if tuple(weight.shape) != (2 * k, features.shape[1]) or tuple(bias.shape) != (2 * k,):
         raise ParamError(f"weight, bias: expected ({2 * k}, {features.shape[1]}) and ({2 * k},), "
                          f"got {tuple(weight.shape)} and {tuple(bias.shape)}")
-    if heatmap.device.type != "cpu":
-        return bali_decode_conv1x1_torch(heatmap, features, weight, bias, radius)
-    return bali_decode_conv1x1_cpu(heatmap, features, weight, bias, radius)
+    return bali_decode_conv1x1_cpu(heatmap, features, weight, bias, radius)  # off CPU: its PyTorch fallback

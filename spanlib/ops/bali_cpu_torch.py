@@ -36,13 +36,13 @@ def _centres(rows: torch.Tensor, cols: torch.Tensor, dtype: torch.dtype):
 
 def _window_mean(wv, px, py, i0, j0):
     """Eq. 5 on the window's values (R, n): x = sum w px / S, y likewise, S = sum w; 1/S (0 where
-    S <= 0, which returns the argmax pixel centre)."""
+    S <= 0, which returns the argmax pixel centre) and S."""
     total = wv.sum(dim=1)
     positive = total > 0
     inv = torch.where(positive, 1.0 / torch.where(positive, total, torch.ones_like(total)), torch.zeros_like(total))
     x = torch.where(positive, (wv * px).sum(dim=1) * inv, j0.to(wv.dtype) + 0.5)
     y = torch.where(positive, (wv * py).sum(dim=1) * inv, i0.to(wv.dtype) + 0.5)
-    return x, y, inv
+    return x, y, inv, total
 
 
 class BaliDecodeTorch(torch.autograd.Function):
@@ -58,7 +58,7 @@ class BaliDecodeTorch(torch.autograd.Function):
         cx, cy = _centres(rows, cols, compute)
         px = offset_x.reshape(b * k, -1).gather(1, index).to(compute) + cx
         py = offset_y.reshape(b * k, -1).gather(1, index).to(compute) + cy
-        x, y, inv = _window_mean(wv, px, py, i0, j0)
+        x, y, inv, _ = _window_mean(wv, px, py, i0, j0)
         ctx.save_for_backward(index, mask, wv, px, py, x, y, inv)
         ctx.shape = (b, k, h, w)
         ctx.dtypes = (heatmap.dtype, offset_x.dtype, offset_y.dtype)
@@ -112,8 +112,9 @@ def bali_decode_conv1x1_torch(heatmap, features, weight, bias, radius: int) -> t
     fields = torch.einsum("bckn,dkc->bdkn", picked, weight.to(compute).view(2, k, c)) \
         + bias.to(compute).view(1, 2, k, 1)
     cx, cy = _centres(rows, cols, compute)
-    x, y, _ = _window_mean(wv, fields[:, 0].reshape(b * k, n) + cx, fields[:, 1].reshape(b * k, n) + cy, i0, j0)
-    return torch.stack((x, y), dim=1).view(b, k, 2), wv.sum(dim=1).view(b, k)
+    x, y, _, total = _window_mean(wv, fields[:, 0].reshape(b * k, n) + cx, fields[:, 1].reshape(b * k, n) + cy,
+                                  i0, j0)
+    return torch.stack((x, y), dim=1).view(b, k, 2), total.view(b, k)
 
 
 def window_sum_torch(heatmap: torch.Tensor, radius: int) -> torch.Tensor:
