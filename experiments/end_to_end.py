@@ -205,6 +205,7 @@ def main() -> None:
     header = (f"# End to end against dlib, on the same faces and HOG boxes\n\n"
               f"`python experiments/end_to_end.py {' '.join('--run ' + repr(n + '=' + ','.join(p)) for n, p in runs.items())}"
               f"{''.join(' --inference ' + repr(s) for s in args.inference)}"
+              f" --refine {' '.join(map(str, args.refine))}"
               f"{''.join(' --versus ' + repr(a + ':' + b) for a, b in versus)}`; "
               f"code {code_version()}, {machine.get('cpu')}; held-out split fraction {fraction}, seed {seed} of "
               f"300-W train under {args.root}; detector: {FaceDetector(backend='dlib').describe()}, "

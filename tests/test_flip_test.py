@@ -164,12 +164,15 @@ def test_flip_on_the_last_pass_only_is_a_plain_pass_then_a_flipped_one(bundled):
     (first,), _ = predict_image(bundled, image, boxes=[box], refine=0, flip=False)
     refined_box = box_from_landmarks(np.asarray(first.landmarks))
     (reference,), _ = predict_image(bundled, image, boxes=[refined_box], refine=0, flip=True)
-    (last,), _ = predict_image(bundled, image, boxes=[box], refine=1, flip=True, flip_which="last")
-    (every,), _ = predict_image(bundled, image, boxes=[box], refine=1, flip=True, flip_which="all")
+    # placing=128: every pass at the model's size (the bundled model's own placing pass is 96 px,
+    # tests/test_placing_pass.py)
+    (last,), _ = predict_image(bundled, image, boxes=[box], refine=1, flip=True, flip_which="last", placing=128)
+    (every,), _ = predict_image(bundled, image, boxes=[box], refine=1, flip=True, flip_which="all", placing=128)
     # 2e-3 px: the refined box is rebuilt from the 3-decimal rounded points of the first pass
     np.testing.assert_allclose(last.landmarks, reference.landmarks, atol=2e-3)
     assert np.abs(np.asarray(every.landmarks) - last.landmarks).max() > 1e-3  # a flipped first pass moves the crop
-    default = predict_with_own_settings(bundled, image, box, flip_test=True, refine=1, flip_passes="last")
+    default = predict_with_own_settings(bundled, image, box, flip_test=True, refine=1, flip_passes="last",
+                                        placing_size=None)
     np.testing.assert_array_equal(default.landmarks, last.landmarks)
 
 
@@ -195,9 +198,10 @@ def test_evaluate_with_the_flip_on_the_last_pass_is_the_passes_called_by_hand(bu
     boxes = np.stack([box_from_landmarks(p) for p in first["pred"]])
     by_hand = predict_samples(bundled, samples, evaluate_params(params, {"flip_test": True, "refine": 0}),
                               progress=False, boxes=boxes)
+    # placing_size None: every pass at 128 px (the bundled model's own placing pass is 96 px)
     last = predict_samples(bundled, samples, evaluate_params(
-        params, {"flip_test": True, "refine": 1, "flip_passes": "last"}), progress=False)
+        params, {"flip_test": True, "refine": 1, "flip_passes": "last", "placing_size": None}), progress=False)
     every = predict_samples(bundled, samples, evaluate_params(
-        params, {"flip_test": True, "refine": 1, "flip_passes": "all"}), progress=False)
+        params, {"flip_test": True, "refine": 1, "flip_passes": "all", "placing_size": None}), progress=False)
     np.testing.assert_array_equal(last["pred"], by_hand["pred"])
     assert np.abs(every["pred"] - last["pred"]).max() > 1e-3

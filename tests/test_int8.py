@@ -29,12 +29,12 @@ def bundled():
     return load_model()
 
 
-def _synthetic_crops(model, split: str, n: int) -> torch.Tensor:
+def _synthetic_crops(model, split: str, n: int, size: int | None = None) -> torch.Tensor:
     crops = []
     for index in range(n):
         spec = sample_face(0, split, index, size=192)
         image = render_face(spec)
-        crops.append(to_tensor_image(crop_for_model(image, box_from_landmarks(spec.landmarks), model.params)[0]))
+        crops.append(to_tensor_image(crop_for_model(image, box_from_landmarks(spec.landmarks), model.params, size)[0]))
     return torch.stack(crops)
 
 
@@ -48,6 +48,22 @@ def _point_errors(model, runner, crops):
 def test_int8_needs_calibration_crops(bundled):
     with pytest.raises(ParamError, match="calibration"):
         make_runner(bundled, "onnxruntime_int8")
+
+
+def test_int8_placing_runner_calibrates_on_crops_of_its_own_size(bundled):
+    """The bundled model places its re-crop with a 96 px pass (evaluate.placing_size): an INT8
+    runner for that pass is calibrated on 96 px crops and stays close to the float model at 96 px;
+    without crops it stops with the calibration error, as the 128 px runner does."""
+    from spanlib.inference.backends import placing_runners
+
+    runner = make_runner(bundled, "onnxruntime_int8", calibration=_synthetic_crops(bundled, "train", 4))
+    with pytest.raises(ParamError, match="calibration"):
+        placing_runners(bundled, runner, 96)
+    runners = placing_runners(bundled, runner, 96, calibration=_synthetic_crops(bundled, "train", 8, 96))
+    assert [r.size for r in runners] == [128, 96] and runners[1].backend == "onnxruntime_int8"
+    errors, _ = _point_errors(bundled, runners[1], _synthetic_crops(bundled, "common", 6, 96))
+    assert np.median(errors) < 0.5, f"median |INT8 - float| {np.median(errors):.3f} px of a 96 px crop"
+    assert errors.max() > 0, "INT8 identical to float to the last bit: the graph was not quantised"
 
 
 def test_int8_graph_is_quantised_and_close_to_float_on_uncalibrated_crops(bundled):

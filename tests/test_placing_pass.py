@@ -91,10 +91,13 @@ def test_predict_with_a_placing_pass_is_a_small_pass_then_a_full_one(bundled):
     refined = box_from_landmarks(np.asarray(first.landmarks))
     (reference,), _ = predict_image(bundled, image, boxes=[refined], refine=0, flip=True)
     (placed,), _ = predict_image(bundled, image, boxes=[box], refine=1, flip=True, flip_which="last", placing=96)
-    (full,), _ = predict_image(bundled, image, boxes=[box], refine=1, flip=True, flip_which="last")
+    (full,), _ = predict_image(bundled, image, boxes=[box], refine=1, flip=True, flip_which="last", placing=128)
     # 2e-3 px: the refined box is rebuilt from the 3-decimal rounded points of the first pass
     np.testing.assert_allclose(placed.landmarks, reference.landmarks, atol=2e-3)
     assert np.abs(np.asarray(full.landmarks) - placed.landmarks).max() > 1e-3  # the small pass moves the crop
+    # the bundled model carries evaluate.placing_size 96: its default path is the placed one
+    (own,), _ = predict_image(bundled, image, boxes=[box], refine=1, flip=True, flip_which="last")
+    np.testing.assert_array_equal(own.landmarks, placed.landmarks)
     default = predict_with_own_settings(bundled, image, box, refine=1, flip_test=True, flip_passes="last",
                                         placing_size=96)
     np.testing.assert_array_equal(default.landmarks, placed.landmarks)

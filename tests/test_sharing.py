@@ -407,4 +407,4 @@ def test_the_bundled_model_is_its_recipe_in_params_yaml():
               for key in recipe[group] if recipe[group][key] != bundled_value(group, key)]
     assert differ == ["train.threads: recipe 2, bundled 1"]
     assert bundled["evaluate"]["flip_test"] is True and bundled["evaluate"]["refine"] == 1
-    assert bundled["evaluate"]["flip_passes"] == "last"
+    assert bundled["evaluate"]["flip_passes"] == "last" and bundled["evaluate"]["placing_size"] == 96

@@ -72,6 +72,25 @@ def _machine(threads: int) -> dict:
     return info
 
 
+def _load_note(result: dict, cpus: int) -> str:
+    """Whether other work shared the cores: the run itself adds about 1 to the load average, and the
+    1-minute average lags (a run just before leaves part of its load in "before")."""
+    if result["load_before"][0] > 1.0 or result["load_after"][0] - 1 > 0.5:
+        return (f": **the machine was busy** (other jobs on its {cpus} cores), so absolute times are "
+                "pessimistic")
+    return " (the run's own thread): a quiet machine"
+
+
+def _calibration(crops: dict | None, backend: str, size: int | None) -> torch.Tensor | None:
+    """The INT8 calibration crops of this crop size (None for the other back-ends, or no size)."""
+    return None if crops is None or backend != "onnxruntime_int8" or size is None else crops[int(size)]
+
+
+def _optional(ms: float | None) -> str:
+    """A time that older result files do not hold: "-" there."""
+    return "-" if ms is None else f"{ms:.1f}"
+
+
 def _nme(pred: list, gt: list, scheme) -> float:
     return 100 * float(subset_metrics(np.stack(pred), np.stack(gt), scheme, norm="io")["nme"]["io"])
 
@@ -86,9 +105,10 @@ def held_out_faces(model, root: str | Path) -> list:
     return [s for s in held if s.landmarks is not None]
 
 
-def calibration_crops(model, root: str | Path, n: int = CALIBRATION_FACES) -> torch.Tensor:
+def calibration_crops(model, root: str | Path, n: int = CALIBRATION_FACES, size: int | None = None) -> torch.Tensor:
     """``n`` evaluation crops of faces from the model's *training* part of 300W ``train`` (a seeded
-    choice, none of the held-out faces the speed is measured on): what INT8 calibrates on."""
+    choice, none of the held-out faces the speed is measured on): what INT8 calibrates on. ``size``:
+    the crop side (default ``crop.input_size``; a placing pass's, ``evaluate.placing_size``)."""
     fraction, seed = held_out_settings(model.params, True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -96,11 +116,11 @@ def calibration_crops(model, root: str | Path, n: int = CALIBRATION_FACES) -> to
     train, _ = held_out_split(samples, fraction, seed)
     pick = np.random.default_rng([seed, 31337]).choice(len(train), size=min(n, len(train)), replace=False)
     return torch.stack([to_tensor_image(crop_for_model(train[i].image, box_from_landmarks(train[i].landmarks),
-                                                       model.params)[0])
+                                                       model.params, size)[0])
                         for i in sorted(pick)])
 
 
-def crop_given(model, faces, images, backends, repeats: int, calibration: torch.Tensor | None = None) -> dict:
+def crop_given(model, faces, images, backends, repeats: int, calibration: dict | None = None) -> dict:
     """Each back-end on each face's evaluation crop: ms/face, NME_io, agreement with eager."""
     crops, transforms, crop_s = [], [], []
     for face, image in zip(faces, images):
@@ -113,7 +133,7 @@ def crop_given(model, faces, images, backends, repeats: int, calibration: torch.
     runners, build_s = {}, {}
     for name in backends:
         start = time.perf_counter()
-        runner = make_runner(model, name, calibration=calibration if name == "onnxruntime_int8" else None)
+        runner = make_runner(model, name, calibration=_calibration(calibration, name, model.input_size))
         runner(crops[0])  # torch.compile compiles here; the others warm up
         build_s[name] = time.perf_counter() - start
         runners[name] = runner
@@ -138,7 +158,7 @@ def crop_given(model, faces, images, backends, repeats: int, calibration: torch.
 
 
 def detector_included(model, faces, images, backends, detectors, refine: tuple[int, ...] = (0,),
-                      calibration: torch.Tensor | None = None, flip: tuple[bool, ...] = (False,),
+                      calibration: dict | None = None, flip: tuple[bool, ...] = (False,),
                       flip_which: tuple[str, ...] = ("all",), placing: tuple[int | None, ...] = (None,)
                       ) -> tuple[dict, dict]:
     """Image -> detector -> calibrated box -> crop -> back-end (-> ``refine`` re-crops on its own
@@ -152,13 +172,13 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
     for kind in detectors:
         detector = FaceDetector(backend=kind)
         for name in backends:
-            runner = make_runner(model, name, calibration=calibration if name == "onnxruntime_int8" else None)
+            runner = make_runner(model, name, calibration=_calibration(calibration, name, model.input_size))
             for passes in refine:
                 for mirror in flip:
                     # with one pass "last" is "all", and there is no placing pass: timed once
                     for which in (flip_which if mirror and passes else ("all",)):
                         for size in (placing if passes else (None,)):
-                            runners = placing_runners(model, runner, size)
+                            runners = placing_runners(model, runner, size, _calibration(calibration, name, size))
                             label = (f"{kind}+{name}" + (f"+refine{passes}" if passes else "")
                                      + ("" if size is None or size == runners[0].size else f"+place{size}")
                                      + ("" if not mirror else "+flip" if which == "all" else "+flip-last"))
@@ -167,13 +187,14 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
         peer = DlibPeer()
     except Exception as exc:  # dlib or its model file missing: reported, not fatal
         peer, peer_error = None, str(exc)
-    rec = {label: {"s": [], "pred": [], "gt": [], "missed": 0} for label in combos}
+    rec = {label: {"s": [], "landmark_s": [], "pred": [], "gt": [], "missed": 0} for label in combos}
     peer_rec = {"pred_s": [], "det_s": [], "pred": [], "sources": []}
     for face, image in zip(faces, images):
         gt_box = box_from_landmarks(face.landmarks)
         for label, (detector, runner, passes, mirror, which, size) in combos.items():
             start = time.perf_counter()
             raw = detector.detect_raw(image)
+            detected = time.perf_counter()
             index = match_detection(raw, gt_box)
             if index is None:
                 rec[label]["missed"] += 1
@@ -181,7 +202,9 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
             box = detector.calibration.to_landmark_box(raw[index][None])
             (result,), _ = predict_image(model, image, box, radius=radius, runner=runner, refine=passes,
                                          flip=mirror, flip_which=which, placing=size or None)
-            rec[label]["s"].append(time.perf_counter() - start)
+            end = time.perf_counter()
+            rec[label]["s"].append(end - start)
+            rec[label]["landmark_s"].append(end - detected)  # what dlib's predictor time compares with
             rec[label]["pred"].append(np.asarray(result.landmarks, np.float32))
             rec[label]["gt"].append(face.landmarks.astype(np.float32))
         if peer is not None:
@@ -193,6 +216,7 @@ def detector_included(model, faces, images, backends, detectors, refine: tuple[i
                     "flip_passes": combos[label][4] if combos[label][3] else None,
                     "placing_size": (combos[label][5] or combos[label][1][0].size) if combos[label][2] else None,
                     "faces_timed": len(r["s"]), "missed": r["missed"], "ms_per_face": _ms(r["s"]),
+                    "landmarks_ms_per_face": _ms(r["landmark_s"]),
                     "nme_io_found_faces": _nme(r["pred"], r["gt"], model.scheme)} for label, r in rec.items()}
     if peer is None:
         return ours, {"error": peer_error}
@@ -212,9 +236,8 @@ def markdown(result: dict) -> str:
         "",
         f"`{result['command']}` on {m['cpu']} ({m['logical_cpus']} logical CPUs), torch {m['torch']}, "
         f"ONNX Runtime {m['onnxruntime']}, dlib {m['dlib']}, OpenCV {m['opencv']}; {m['threads']} thread, "
-        f"niceness {m['nice']}. Load average {result['load_before'][0]:.2f} before, {result['load_after'][0]:.2f} after: "
-        f"**the machine was busy** (other jobs on its {m['logical_cpus']} cores), so absolute times are "
-        "pessimistic; back-ends ran interleaved face by face, so their ratios are fair.",
+        f"niceness {m['nice']}. Load average {result['load_before'][0]:.2f} before, {result['load_after'][0]:.2f} after"
+        f"{_load_note(result, m['logical_cpus'])}; back-ends ran interleaved face by face, so their ratios are fair.",
         "",
         f"{result['faces']} held-out faces of `{result['root']}` (the `spanlib evaluate --held-out` split); "
         f"median over faces and {result['repeats']} rounds. Crop given: network + decoding on the "
@@ -230,14 +253,15 @@ def markdown(result: dict) -> str:
     lines += ["", f"Chosen for `spanlib predict --backend auto`: **{result['chosen']}** (the fastest within "
               f"{result['tolerance_px']} px of eager that builds in seconds).", "",
               "| detector included | detector | re-crop passes | placing pass px | flip test | faces timed / missed | "
-              "ms/face | NME_io found faces (%) |",
-              "|---|---|---|---|---|---|---|---|"]
+              "ms/face | landmarks ms/face (after the detector) | NME_io found faces (%) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for name, d in result["detector_included"].items():
         mirrored = ("no" if not d.get("flip_test") else
                     "last pass" if d.get("flip_passes") == "last" and d.get("refine") else "yes")
         lines.append(f"| {name} | {d['detector']} | {d.get('refine', 0)} | {d.get('placing_size') or '-'} | {mirrored} | "
                      f"{d['faces_timed']} / {d['missed']} | "
-                     f"{d['ms_per_face']:.1f} | {d['nme_io_found_faces']:.2f} |")
+                     f"{d['ms_per_face']:.1f} | {_optional(d.get('landmarks_ms_per_face'))} | "
+                     f"{d['nme_io_found_faces']:.2f} |")
     peer = result.get("dlib")
     if peer:
         lines += ["", f"dlib's 68-point shape predictor ({peer['package']}) on the same faces: "
@@ -286,7 +310,7 @@ def plot_nme_against_ms(result: dict, path: str | Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spanlib.bench.inference_speed", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=None, help="model (default: the bundled real-face model)")
-    parser.add_argument("--root", default="../shared/data/300w", help="300W folder (AFW + HELEN trainset)")
+    parser.add_argument("--root", default="../shared/data/300w", help="300W folder (AFW, HELEN and LFPW trainsets)")
     parser.add_argument("--out", default="results/real", help="folder for inference_speed.{json,md}")
     parser.add_argument("--repeats", type=int, default=2, help="rounds over the faces (crop given)")
     parser.add_argument("--backends", nargs="+", default=list(CROP_BACKENDS), choices=CROP_BACKENDS)
@@ -311,7 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     faces = held_out_faces(model, args.root)[: args.limit]
     images = [np.ascontiguousarray(f.image) for f in faces]  # decoded once, outside every timing
     backends = ["eager"] + [b for b in args.backends if b != "eager"]
-    calibration = calibration_crops(model, args.root) if "onnxruntime_int8" in backends else None
+    placing = (placing_size(model.params),) if args.placing_size is None else \
+        tuple(px or int(model.params["crop"]["input_size"]) for px in args.placing_size)
+    calibration = ({size: calibration_crops(model, args.root, size=size)
+                    for size in {model.input_size, *(px for px in placing if px)}}
+                   if "onnxruntime_int8" in backends else None)  # INT8 ranges for each crop size timed
     crop = crop_given(model, faces, images, backends, args.repeats, calibration)
     chosen = next(b for b in AUTO_ORDER if b in crop["backends"]
                   and crop["backends"][b]["max_abs_diff_vs_eager_px"] <= TOLERANCE_PX)
@@ -319,8 +347,6 @@ def main(argv: list[str] | None = None) -> int:
     end_to_end = sorted({chosen} | ({"onnxruntime_int8"} & set(backends)))
     flips = (flip_test(model.params),) if args.flip_test is None else tuple(bool(f) for f in args.flip_test)
     which = (flip_passes(model.params),) if args.flip_passes is None else tuple(args.flip_passes)
-    placing = (placing_size(model.params),) if args.placing_size is None else \
-        tuple(px or int(model.params["crop"]["input_size"]) for px in args.placing_size)
     det, peer = detector_included(model, faces, images, end_to_end, detectors, tuple(args.refine), calibration,
                                   flips, which, placing)
     result = {

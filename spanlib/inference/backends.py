@@ -159,12 +159,14 @@ def auto_runner(model: torch.nn.Module, radius: int | None = None, size: int | N
     raise AssertionError("unreachable: eager always builds")
 
 
-def placing_runners(model: torch.nn.Module, runner: Runner, placing_size: int | None) -> list[Runner]:
+def placing_runners(model: torch.nn.Module, runner: Runner, placing_size: int | None,
+                    calibration: torch.Tensor | None = None) -> list[Runner]:
     """``runner`` and, when the placing passes run at another size (``evaluate.placing_size``, None:
-    the model's), one more of the same back-end built for it: what ``predict_paths`` takes."""
+    the model's), one more of the same back-end built for it: what ``predict_paths`` takes.
+    ``calibration``: crops of the placing size, which an ``onnxruntime_int8`` runner calibrates on."""
     if placing_size is None or int(placing_size) == runner.size:
         return [runner]
-    return [runner, make_runner(model, runner.backend, runner.radius, size=placing_size)]
+    return [runner, make_runner(model, runner.backend, runner.radius, size=placing_size, calibration=calibration)]
 
 
 def runner_for(runners, size: int, radius: int) -> Runner | None:
